@@ -1,0 +1,1 @@
+"""telco-ra entry points: thin jobs that read, call transforms and write."""
