@@ -1,0 +1,178 @@
+"""Phone-number normalization to E.164, and masking of numbers for logs and reports.
+
+Why: cdr, rated_event, bill_charge and carrier invoices carry the same subscriber in different formats
+(`+1 555-123-4567`, `(555) 123-4567`, `tel:+44-20-7946-0958;ext=12`, ...). Reconciliation may only compare numbers
+after they are normalized to E.164 (CONTRACT section 2, docs/usage_to_bill.md "Normalization"); extensions are
+dropped because a PBX extension bills to its trunk number.
+
+Parsing is done by `phonenumbers`, which is pure Python and comparatively slow. A month of usage repeats the same few
+numbers millions of times, so `normalize_phone_columns` parses each DISTINCT raw value once (in a vectorized pandas
+UDF, never a row-at-a-time `@udf`) and joins that small mapping back, instead of parsing every row.
+
+Numbers are personal data: anything that logs or reports a number should pass it through `mask_phone` (Spark) or
+`mask_phone_str` (Python) first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+LOG = logging.getLogger(__name__)
+
+_TEL_SCHEME = re.compile(r"^tel:", re.IGNORECASE)
+# The number proper starts at the first digit or plus sign; letters before it mean an alphanumeric sender
+# ("INFO1234567890"), which phonenumbers would otherwise silently strip. Letters after it are vanity digits or an
+# extension marker ("1-800-FLOWERS", "555.123.4567 x100") and are left to phonenumbers.
+_LETTER_BEFORE_NUMBER = re.compile(r"^[^\d+\uff0b]*[^\W\d_]")
+# "00" is the ITU-recommended international call prefix. phonenumbers only understands the default region's own
+# prefix (011 for US), so "00 44 20 7946 0958" with region US is retried as "+44 20 7946 0958".
+_DOUBLE_ZERO_PREFIX = re.compile(r"^[\s().\-/]*0[\s().\-/]*0")
+
+_MASK = "***"
+
+
+def _parse_possible(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """The parsed number if it is a possible full number, else None (never raises)."""
+    try:
+        number = phonenumbers.parse(text, region)
+    except NumberParseException:
+        return None
+    # IS_POSSIBLE only: a local-only number ("555-1234" in US, no area code) has no E.164 form, and
+    # is_possible_number() would accept it (IS_POSSIBLE_LOCAL_ONLY) and yield a bogus "+15551234".
+    if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
+        return None
+    return number
+
+
+def to_e164(raw: str | None, default_region: str) -> str | None:
+    """Normalize one raw phone number to E.164 (`+15551234567`), or None when it is not a possible phone number.
+
+    Accepts `tel:` URIs (RFC 3966, `;ext=` dropped), national and international formats, a `00` international
+    prefix, `+44 (0)20 ...`, and extensions (`x100`, `ext. 100`, `#100`: dropped, the main number is returned).
+    Uses `is_possible_number` semantics (length-based), not `is_valid_number`, so fictional 555 numbers pass.
+    Never raises: None, empty, alphanumeric senders ('BANK') and garbage give None.
+
+    Example::
+
+        to_e164("(555) 123-4567", "US")  # '+15551234567'
+    """
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip()
+    if not text:
+        return None
+    region = default_region.strip().upper() if isinstance(default_region, str) else ""
+    number_part = _TEL_SCHEME.sub("", text, count=1)
+    if _LETTER_BEFORE_NUMBER.match(number_part):
+        return None
+    try:
+        number = _parse_possible(text, region)
+        if number is None and _DOUBLE_ZERO_PREFIX.match(number_part):
+            number = _parse_possible("+" + _DOUBLE_ZERO_PREFIX.sub("", number_part, count=1), region)
+        if number is None:
+            return None
+        return str(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError):  # defensive: phonenumbers internals
+        LOG.debug("phone number could not be normalized: %s", mask_phone_str(text))
+        return None
+
+
+def _e164_pandas_udf(default_region: str) -> Callable[[Column], Column]:
+    """A Series -> Series pandas UDF mapping raw values to E.164, with the region bound by closure."""
+
+    def to_e164_series(raw: pd.Series) -> pd.Series:
+        return pd.Series([to_e164(value, default_region) for value in raw], index=raw.index, dtype=object)
+
+    return F.pandas_udf(to_e164_series, returnType=StringType())  # type: ignore[call-overload]
+
+
+def normalize_phone_columns(
+    columns: Sequence[str], default_region: str, suffix: str = "_e164"
+) -> Callable[[DataFrame], DataFrame]:
+    """Add `<col><suffix>` (nullable string, E.164 or null) for each phone column; use with `DataFrame.transform`.
+
+    The distinct raw values of all the columns are taken once (one union + distinct), parsed by a pandas UDF, and
+    the small mapping is left-joined back once per column on the raw value (cast to string). A null raw value, or
+    one that is not a possible number, gives null. Rows are never dropped or duplicated (the mapping is unique on
+    the raw value) but their order is not kept.
+
+    Example::
+
+        cdr.transform(normalize_phone_columns(["msisdn", "other_party"], "US"))
+    """
+    cols = list(columns)
+    region = default_region.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown default phone region {default_region!r} (expected an ISO 3166 code like 'US')")
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"phone columns listed twice: {cols}")
+    if not suffix:
+        raise ValueError("suffix must not be empty (the raw columns are kept)")
+
+    def transform(df: DataFrame) -> DataFrame:
+        if not cols:
+            return df
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ValueError(f"phone columns not in DataFrame: {missing}; it has {df.columns}")
+        clashing = [c + suffix for c in cols if c + suffix in df.columns]
+        if clashing:
+            raise ValueError(f"output columns already exist: {clashing}")
+        raw_key = "__phone_raw"
+        e164_key = "__phone_e164"
+        if any(c.startswith("__phone_") for c in df.columns):
+            raise ValueError("column names starting with '__phone_' are reserved by normalize_phone_columns")
+
+        raw_values: DataFrame | None = None
+        for c in cols:
+            values = df.select(F.col(c).cast("string").alias(raw_key))
+            raw_values = values if raw_values is None else raw_values.unionByName(values)
+        assert raw_values is not None
+        to_e164_col = _e164_pandas_udf(region)
+        mapping = (
+            raw_values.where(F.col(raw_key).isNotNull())
+            .distinct()
+            .select(F.col(raw_key), to_e164_col(F.col(raw_key)).alias(e164_key))
+        )
+
+        out = df
+        for i, c in enumerate(cols):
+            key = f"{raw_key}_{i}"
+            side = mapping.select(F.col(raw_key).alias(key), F.col(e164_key).alias(c + suffix))
+            out = out.join(side, out[c].cast("string") == side[key], "left").drop(key)
+        LOG.debug("normalize_phone_columns: %s -> E.164 (region %s)", cols, region)
+        return out
+
+    return transform
+
+
+def mask_phone(col: Column) -> Column:
+    """Mask a phone string: first 5 and last 4 characters kept, `***` between; 9 chars or fewer -> `***` + last 2.
+
+    Example::
+
+        df.select(mask_phone(F.col("msisdn_e164")))  # '+15551234567' -> '+1555***4567'
+    """
+    return (
+        F.when(col.isNull(), F.lit(None).cast("string"))
+        .when(F.length(col) <= 9, F.concat(F.lit(_MASK), F.right(col, F.lit(2))))
+        .otherwise(F.concat(F.left(col, F.lit(5)), F.lit(_MASK), F.right(col, F.lit(4))))
+    )
+
+
+def mask_phone_str(value: str | None) -> str | None:
+    """`mask_phone` in plain Python, for log lines: '+15551234567' -> '+1555***4567'; None stays None."""
+    if value is None:
+        return None
+    if len(value) <= 9:
+        return _MASK + value[-2:]
+    return value[:5] + _MASK + value[-4:]
