@@ -1,0 +1,86 @@
+"""`telco-ra`: the command line of CONTRACT section 1.
+
+Exit codes: 0 the run committed (or was already committed), 2 bad input or configuration (nothing written),
+1 anything else (nothing half-visible: a run exists only through its control_run row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from jobs.config import ConfigError, load_conf, load_ruleset
+from jobs.inputs import InputError
+from jobs.jars import JarsUnavailable
+from jobs.run import ConservationError
+
+LOG = logging.getLogger("telco_ra")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(args: argparse.Namespace) -> int:
+    conf = load_conf(args.conf)               # both validated before Spark starts
+    ruleset = load_ruleset(args.ruleset)
+    conf.cycle(args.cycle)
+    from jobs.run import execute
+    from jobs.session import build_session
+    from jobs.summary import render
+
+    spark = build_session(conf.spark)
+    result = execute(spark, conf, ruleset, args.cycle, args.run_id)
+    sys.stdout.write(render(spark, result))
+    return 0
+
+
+def _generate(argv: list[str]) -> int:
+    from jobs.generate import main as generate_main
+
+    return generate_main(argv)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from jobs.demo import demo
+
+    return demo(rows=args.rows, seed=args.seed, lakehouse=Path(args.lakehouse))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telco-ra", description="Revenue-assurance reconciliation on Spark + Delta")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every control point of a ruleset for one cycle")
+    run.add_argument("--conf", required=True)
+    run.add_argument("--ruleset", required=True)
+    run.add_argument("--cycle", required=True)
+    run.add_argument("--run-id")
+    sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
+    demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
+    demo.add_argument("--rows", type=int, default=200_000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--lakehouse", default="lakehouse")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["generate"]:
+        return _generate(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _demo(args)
+    except (ConfigError, InputError, JarsUnavailable) as exc:
+        sys.stderr.write(f"telco-ra: {exc}\n")
+        return 2
+    except ConservationError as exc:
+        sys.stderr.write(f"telco-ra: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

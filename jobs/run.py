@@ -1,0 +1,297 @@
+"""`telco-ra run`: one cycle through every control point of a ruleset, committed as one run.
+
+Extract (pinned Delta versions, schema-checked) -> transforms (one per control point) -> conservation check ->
+load (outputs, control_run last). The transforms are pure and live in `transforms/`; this module only wires them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import ConfigError, ControlPoint, EnvConf, Ruleset
+from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
+from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
+from transforms.cases import aggregate_cases, record_cases
+from transforms.fuzzy import QuantityTolerance
+from transforms.keys import account_bucket, case_id, materialize, with_record_identity
+from transforms.outcomes import finalize_outcomes
+from transforms.phone import normalize_phone_columns
+from transforms.quarantine import quarantine_reason
+from transforms.rating_accuracy import rating_accuracy
+from transforms.rating_to_billing import rating_to_billing
+from transforms.schema import AGGREGATE_VARIANCE, CONTROL_RUN, INPUT_SCHEMAS, MONEY_SUM
+from transforms.tariff import overlapping_versions
+from transforms.usage_aggregate import usage_aggregate
+from transforms.usage_to_rating import UsageToRatingParams, usage_to_rating
+
+LOG = logging.getLogger(__name__)
+
+# Which input feeds which record-level control side, and which column carries its amount.
+SIDE_INPUT = {
+    ("usage-to-rating", "LEFT"): ("cdr", None),
+    ("usage-to-rating", "RIGHT"): ("rated_event", "amount"),
+    ("rating-accuracy", "LEFT"): ("rated_event", "amount"),
+    ("rating-to-billing", "LEFT"): ("rated_event", "amount"),
+    ("rating-to-billing", "RIGHT"): ("bill_charge", "amount"),
+}
+ARRIVAL = {"cdr": "received_at", "rated_event": "rated_at", "bill_charge": "billed_at"}
+
+
+class ConservationError(RuntimeError):
+    """Outcomes do not account for every input row and amount: the run must not commit (exit 1)."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    cycle_id: str
+    committed: bool
+    already_committed: bool = False
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    input_versions: dict[str, int] = field(default_factory=dict)
+    output_refs: dict[str, str] = field(default_factory=dict)
+    watermark: datetime | None = None
+
+
+def default_run_id(ruleset: Ruleset, cycle_id: str, versions: Mapping[str, int], conf: EnvConf) -> str:
+    """Same ruleset content, cycle, input versions and conf => same run id, so a plain re-run is a no-op."""
+    material = json.dumps([ruleset.content_hash, cycle_id, sorted(versions.items()), conf.fingerprint])
+    return f"{ruleset.name}-{cycle_id}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
+
+
+def _inputs_digest(ruleset: Ruleset, versions: Mapping[str, int], conf: EnvConf) -> str:
+    material = json.dumps([ruleset.content_hash, sorted(versions.items()), conf.fingerprint])
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def _tol(cp: ControlPoint) -> tuple[str, str]:
+    assert cp.tolerance is not None, f"{cp.id}: tolerance"
+    return str(cp.tolerance.abs), str(cp.tolerance.rel)
+
+
+def _policies(cp: ControlPoint) -> dict[str, dict[str, str]]:
+    return {name: {"exposure_class": p.exposure_class or "", "owner": p.owner or "", "severity": p.severity or "",
+                   "correction": p.correction or ""}
+            for name, p in cp.outcomes.items() if p.case}
+
+
+def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[str, Any]]:
+    if not exists(spark, ref):
+        return []
+    rows = (read_output(spark, ref).where(F.col("run_id") == run_id)
+            .select("control_point_id", "ruleset_hash", "input_versions", "conf_fingerprint").limit(50).collect())
+    return [r.asDict() for r in rows]
+
+
+def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None = None,
+            versions: Mapping[str, int] | None = None) -> RunResult:
+    """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed)."""
+    started_at = datetime.now(UTC)
+    cycle = conf.cycle(cycle_id)
+    if not SAFE.match(cycle_id):
+        raise ConfigError(conf.path, f"cycles.{cycle_id}", "cycle ids may only hold letters, digits and ._:-")
+    if run_id is not None and not SAFE.match(run_id):
+        raise ConfigError("--run-id", "run_id", f"{run_id!r}: only letters, digits and ._:- are allowed")
+    pinned = pin(spark, conf.tables, ruleset.tables(), conf.path, versions)
+    raw: dict[str, DataFrame] = {}
+    for name, table in pinned.items():
+        df = table.read(spark)
+        validate_schema(name, df.schema)
+        raw[name] = conform(name, df)
+    input_versions = {name: t.version for name, t in pinned.items()}
+    overlaps = overlapping_versions(raw["tariff"]).limit(3).collect()   # tariff is reference data: bounded
+    if overlaps:
+        o = overlaps[0]
+        raise InputError(f"table tariff: versions {o['tariff_version']} and {o['other_version']} of tariff "
+                         f"{o['tariff_id']} are valid at the same time")
+
+    run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf)
+    refs = {t: table_ref(conf.output, t) for t in ("record_outcome", "ra_case", "aggregate_variance", "control_run")}
+    result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
+    done = _already_committed(spark, refs["control_run"], run_id)
+    if done:
+        same = all(d["ruleset_hash"] == ruleset.content_hash and dict(d["input_versions"]) == input_versions
+                   for d in done)
+        if not same:
+            raise ConfigError("--run-id", "run_id", f"{run_id!r} is already committed with other inputs or ruleset")
+        LOG.info("run %s already committed over the same inputs: nothing to do", run_id)
+        result.already_committed = True
+        return result
+
+    tags = {"run_id": run_id, "ruleset_version": ruleset.version, "cycle_id": cycle_id}
+    region = conf.phone_region
+    sla_days = conf.suspense_sla_days if conf.suspense_sla_days is not None else ruleset.suspense_sla_days
+    cps = ruleset.control_points
+
+    cdr = raw["cdr"].where(in_cycle(cycle, "start_time"))
+    rated = raw["rated_event"].where(in_cycle(cycle, "start_time"))
+    usage_charges = raw["bill_charge"].where(in_cycle(cycle, None) & (F.col("charge_type") == "USAGE"))
+    for side_filter in (cps["rating-to-billing"].right.filter if cps["rating-to-billing"].right else {}).items():
+        usage_charges = usage_charges.where(F.col(side_filter[0]) == side_filter[1])
+
+    # Prepared sides: identity, normalized phones, and a quarantine reason per control point that reads them.
+    u2r, acc, r2b = cps["usage-to-rating"], cps["rating-accuracy"], cps["rating-to-billing"]
+    cdr_cols = INPUT_SCHEMAS["cdr"].fieldNames()
+    rated_cols = INPUT_SCHEMAS["rated_event"].fieldNames()
+    cdr_p = (cdr.transform(with_record_identity("record_id", ["received_at", "source_file"]))
+             .transform(normalize_phone_columns(["msisdn", "other_party"], region))
+             .withColumn("_q", quarantine_reason(u2r.left.required, cdr_cols, phone_column="msisdn")))
+    cdr_p = materialize(cdr_p)
+    rated_p = (rated.transform(with_record_identity("rated_event_id", ["rated_at"]))
+               .transform(normalize_phone_columns(["msisdn", "other_party"], region))
+               .withColumn("_q_u2r", quarantine_reason(u2r.right.required if u2r.right else (), rated_cols,
+                                                       phone_column="msisdn", repeated_id="rated_event_id"))
+               .withColumn("_q_acc", quarantine_reason(acc.left.required, rated_cols, repeated_id="rated_event_id"))
+               .withColumn("_q_r2b", quarantine_reason(r2b.left.required, rated_cols, repeated_id="rated_event_id")))
+    rated_p = materialize(rated_p)
+    charges_p = (usage_charges.transform(with_record_identity("charge_id", ["billed_at"]))
+                 .transform(normalize_phone_columns(["msisdn"], region))
+                 .withColumn("_q", quarantine_reason(r2b.right.required if r2b.right else (),
+                                                     INPUT_SCHEMAS["bill_charge"].fieldNames(),
+                                                     repeated_id="charge_id")))
+    charges_p = materialize(charges_p)
+
+    assert u2r.fuzzy is not None
+    params = UsageToRatingParams(
+        fuzzy_keys=u2r.fuzzy.keys, window_s=u2r.fuzzy.time_window_s,
+        tolerances={k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in u2r.fuzzy.quantity_tolerance.items()},
+        max_rounds=u2r.fuzzy.max_rounds, content_columns=u2r.duplicates.get("content", ()),
+        order_columns=u2r.duplicates.get("order", ("received_at", "source_file", "record_id")),
+        cycle_close=cycle.close, suspense_sla_days=sla_days, unrated_tariff=ruleset.unrated_tariff,
+    )
+    buckets = ruleset.account_buckets
+
+    def exemptions(cp: ControlPoint) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+        return [(e.id, e.column, e.values, e.outcomes) for e in cp.exemptions]
+
+    per_cp = {
+        "usage-to-rating": usage_to_rating(cdr_p, rated_p.withColumn("_q", F.col("_q_u2r")), raw["suspense"],
+                                           raw["tariff"], params),
+        "rating-accuracy": rating_accuracy(rated_p.withColumn("_q", F.col("_q_acc")), raw["tariff"], *_tol(acc)),
+        "rating-to-billing": rating_to_billing(rated_p.withColumn("_q", F.col("_q_r2b")), charges_p,
+                                               r2b.duplicates.get("order", ("billed_at", "charge_id")), *_tol(r2b)),
+    }
+    outcome_parts = [df.transform(finalize_outcomes(tags, cp_id, buckets, exemptions(cps[cp_id])))
+                     for cp_id, df in per_cp.items()]
+    outcomes = outcome_parts[0]
+    for part in outcome_parts[1:]:
+        outcomes = outcomes.unionByName(part)
+    outcomes = materialize(outcomes)
+
+    agg_cp = cps["usage-aggregate"]
+    variances = usage_aggregate(rated_p.withColumn("_q", F.col("_q_r2b")), charges_p, *_tol(agg_cp))
+    variances = (variances.withColumn("run_id", F.lit(run_id)).withColumn("control_point_id", F.lit(agg_cp.id))
+                 .withColumn("ruleset_version", F.lit(ruleset.version)).withColumn("cycle_id", F.lit(cycle_id))
+                 .withColumn("account_bucket", account_bucket(F.col("account_id"), buckets)))
+    variance_key = F.concat_ws("|", F.coalesce(F.col("account_id"), F.lit("")),
+                               F.coalesce(F.col("service_type"), F.lit("")))
+    variances = variances.withColumn(
+        "case_id", F.when(F.col("beyond_tolerance"), case_id(F.col("control_point_id"), F.lit("AGGREGATE_VARIANCE"),
+                                                             variance_key)))
+    variances = materialize(variances.select(*AGGREGATE_VARIANCE.fieldNames()))
+
+    # Watermark and input totals in one pass per input (the conservation law's left-hand side).
+    totals: dict[str, dict[str, Any]] = {}
+    watermark: datetime | None = None
+    for name, df in (("cdr", cdr), ("rated_event", rated), ("bill_charge", usage_charges)):
+        aggs = [F.count(F.lit(1)).alias("n"), F.max(ARRIVAL[name]).alias("w")]
+        if "amount" in df.columns:
+            aggs.append(F.sum("amount").cast(MONEY_SUM).alias("amount"))
+        row = df.agg(*aggs).first()
+        assert row is not None
+        totals[name] = {"n": int(row["n"]), "amount": row["amount"] if "amount" in df.columns else None}
+        if row["w"] is not None:
+            w = row["w"].replace(tzinfo=UTC) if row["w"].tzinfo is None else row["w"].astimezone(UTC)
+            watermark = w if watermark is None or w > watermark else watermark
+    opened_at = watermark or cycle.close
+
+    metric_rows = (outcomes.groupBy("control_point_id", "side", "outcome")
+                   .agg(F.count(F.lit(1)).alias("count"), F.sum("amount").cast(MONEY_SUM).alias("amount"),
+                        F.sum("exposure").cast(MONEY_SUM).alias("exposure")).collect())   # bounded: vocabulary size
+    metrics = [r.asDict() for r in metric_rows]
+    agg_metrics = (variances.groupBy(F.when(F.col("beyond_tolerance"), "AGGREGATE_VARIANCE").otherwise("MATCHED")
+                                     .alias("outcome"))
+                   .agg(F.count(F.lit(1)).alias("count"), F.sum("difference").cast(MONEY_SUM).alias("amount"),
+                        F.sum(F.when(F.col("beyond_tolerance"), F.col("difference"))).cast(MONEY_SUM)
+                        .alias("exposure")).collect())
+    metrics += [{"control_point_id": agg_cp.id, "side": "AGGREGATE", **r.asDict()} for r in agg_metrics]
+    _check_conservation(metrics, totals)
+
+    versions_for_evidence = dict(input_versions)
+    case_parts = [record_cases(outcomes.where(F.col("control_point_id") == cp_id), _policies(cps[cp_id]),
+                               ruleset.owners, opened_at, versions_for_evidence) for cp_id in per_cp]
+    case_parts.append(aggregate_cases(variances, _policies(agg_cp)["AGGREGATE_VARIANCE"], ruleset.owners, opened_at,
+                                      versions_for_evidence))
+    cases = case_parts[0]
+    for part in case_parts[1:]:
+        cases = cases.unionByName(part)
+    cases = materialize(cases)
+    case_counts = {r["control_point_id"]: int(r["n"]) for r in
+                   cases.groupBy("control_point_id").agg(F.count(F.lit(1)).alias("n")).collect()}
+
+    digest = _inputs_digest(ruleset, input_versions, conf)
+    record_outcome = outcomes.withColumnRenamed("exposure", "exposure_amount").drop(
+        "counterpart_key", "counterpart_hash", "counterpart_table")
+    write_run_slice(record_outcome, refs["record_outcome"], "record_outcome", cycle_id, run_id,
+                    f"telco-ra:record_outcome:{run_id}:{digest}")
+    write_run_slice(cases, refs["ra_case"], "ra_case", cycle_id, run_id, f"telco-ra:ra_case:{run_id}:{digest}")
+    write_run_slice(variances, refs["aggregate_variance"], "aggregate_variance", cycle_id, run_id,
+                    f"telco-ra:aggregate_variance:{run_id}:{digest}")
+
+    completed_at = datetime.now(UTC)
+    control_rows = []
+    for cp_id in cps:
+        cp_metrics = [m for m in metrics if m["control_point_id"] == cp_id]
+        sides = {s: SIDE_INPUT.get((cp_id, s)) for s in ("LEFT", "RIGHT")}
+        left_in, right_in = sides["LEFT"], sides["RIGHT"]
+        if cp_id == "usage-aggregate":
+            left_in, right_in = ("rated_event", "amount"), ("bill_charge", "amount")
+        control_rows.append({
+            "run_id": run_id, "control_point_id": cp_id, "ruleset_version": ruleset.version, "cycle_id": cycle_id,
+            "ruleset_name": ruleset.name, "ruleset_hash": ruleset.content_hash, "partition_scope": "all",
+            "input_tables": {n: t.ref for n, t in pinned.items()}, "input_versions": input_versions,
+            "watermark": watermark, "cycle_close": cycle.close, "started_at": started_at,
+            "completed_at": completed_at, "status": "COMMITTED", "conf_fingerprint": conf.fingerprint,
+            "left_count": totals[left_in[0]]["n"] if left_in else None,
+            "right_count": totals[right_in[0]]["n"] if right_in else None,
+            "left_amount": totals[left_in[0]]["amount"] if left_in else None,
+            "right_amount": totals[right_in[0]]["amount"] if right_in else None,
+            "metrics": [{"side": m["side"], "outcome": m["outcome"], "count": m["count"],
+                         "amount": m["amount"], "exposure": m["exposure"]}
+                        for m in sorted(cp_metrics, key=lambda m: (m["side"], m["outcome"]))],
+            "cases_opened": case_counts.get(cp_id, 0), "conservation_ok": True,
+        })
+    control_run = spark.createDataFrame(control_rows, CONTROL_RUN)
+    write_run_slice(control_run, refs["control_run"], "control_run", cycle_id, run_id,
+                    f"telco-ra:control_run:{run_id}:{digest}")
+    spark.catalog.clearCache()
+    result.committed, result.metrics, result.watermark = True, metrics, watermark
+    return result
+
+
+def _check_conservation(metrics: list[dict[str, Any]], totals: Mapping[str, Mapping[str, Any]]) -> None:
+    """Input rows and amounts = outcome rows and amounts, per record-level control point and side."""
+    problems = []
+    for (cp_id, side), (table, amount_col) in SIDE_INPUT.items():
+        rows = [m for m in metrics if m["control_point_id"] == cp_id and m["side"] == side]
+        count = sum(int(m["count"]) for m in rows)
+        if count != totals[table]["n"]:
+            problems.append(f"{cp_id} {side}: {count} outcome rows for {totals[table]['n']} {table} rows")
+        if amount_col:
+            got = sum((m["amount"] or Decimal(0) for m in rows), Decimal(0))
+            want = totals[table]["amount"] or Decimal(0)
+            if got != want:
+                problems.append(f"{cp_id} {side}: outcome amounts {got} != {table} total {want}")
+    if problems:
+        raise ConservationError("conservation law broken, nothing committed: " + "; ".join(problems))
+

@@ -1,0 +1,56 @@
+"""The run summary a person reads at the end of `telco-ra run` / `telco-ra demo`.
+
+Built from the committed outputs of one run (control_run metrics, ra_case), so it shows what was written, not what
+the job meant to write. Phone numbers never appear: accounts and case ids identify the problems.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.outputs import read_output
+from jobs.run import RunResult
+
+
+def _money(value: Decimal | None) -> str:
+    return f"{(value or Decimal(0)):,.2f}"
+
+
+def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
+    refs = result.output_refs
+    runs = read_output(spark, refs["control_run"]).where(F.col("run_id") == result.run_id)
+    control_rows = sorted(runs.select("control_point_id", "metrics", "left_count", "right_count", "cases_opened",
+                                      "watermark", "input_versions", "ruleset_version").collect(),
+                          key=lambda r: r["control_point_id"])
+    lines = [f"telco-ra run {result.run_id}  cycle {result.cycle_id}"
+             + ("  (already committed: nothing new written)" if result.already_committed else "")]
+    if control_rows:
+        first = control_rows[0]
+        versions = ", ".join(f"{k}@v{v}" for k, v in sorted(first["input_versions"].items()))
+        lines.append(f"ruleset {first['ruleset_version']}; inputs {versions}; watermark {first['watermark']}Z")
+    for row in control_rows:
+        lines.append("")
+        lines.append(f"{row['control_point_id']}: left {row['left_count']}, right {row['right_count']}, "
+                     f"cases {row['cases_opened']}")
+        lines.append(f"  {'side':<9} {'outcome':<28} {'count':>10} {'amount':>16} {'exposure':>16}")
+        for m in row["metrics"]:
+            lines.append(f"  {m['side']:<9} {m['outcome']:<28} {m['count']:>10,} {_money(m['amount']):>16} "
+                         f"{_money(m['exposure']):>16}")
+    cases = read_output(spark, refs["ra_case"]).where(F.col("run_id") == result.run_id)
+    by_class = cases.groupBy("exposure_class").agg(F.count(F.lit(1)).alias("n"),
+                                                   F.sum("exposure_amount").alias("exposure")).collect()
+    lines += ["", "exposure by class (signed: + underbilling, - overbilling; never netted across classes)"]
+    for r in sorted(by_class, key=lambda r: r["exposure_class"] or ""):
+        lines.append(f"  {r['exposure_class'] or '-':<14} {r['n']:>8,} cases {_money(r['exposure']):>16}")
+    top_rows: list[Any] = (cases.groupBy(F.col("business_key.account_id").alias("account_id"))
+                           .agg(F.sum(F.abs("exposure_amount")).alias("gross"), F.count(F.lit(1)).alias("n"))
+                           .orderBy(F.desc("gross"), "account_id").limit(top).collect())
+    lines += ["", f"top {top} accounts by gross exposure"]
+    for r in top_rows:
+        lines.append(f"  {r['account_id'] or '(none)':<20} {r['n']:>6,} cases {_money(r['gross']):>16}")
+    lines += ["", "outputs:"] + [f"  {name:<19} {ref}" for name, ref in refs.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+"""Small input tables for tests: explicit rows with contract defaults filled in, written as real Delta tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyspark.sql import DataFrame, SparkSession
+
+from transforms.schema import INPUT_SCHEMAS
+
+T0 = datetime(2026, 6, 10, 12, 0, 0, tzinfo=UTC)
+CYCLE = "2026-06"
+CYCLE_BOUNDS = {"start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z", "close": "2026-07-03T00:00:00Z"}
+RULESET = str(Path(__file__).resolve().parent.parent / "rulesets" / "usage_to_bill.yaml")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "cdr": {"source_file": "F1", "msisdn": "+15551230001", "account_id": "ACC-1", "service_type": "VOICE",
+            "direction": "MO", "other_party": "+15559870001", "start_time": T0, "duration_s": 60, "volume_bytes": 0,
+            "cycle_id": CYCLE, "received_at": T0 + timedelta(hours=1)},
+    "rated_event": {"msisdn": "+15551230001", "account_id": "ACC-1", "service_type": "VOICE", "direction": "MO",
+                    "other_party": "+15559870001", "start_time": T0, "cycle_id": CYCLE, "quantity": 60,
+                    "tariff_id": "VOICE-STD", "tariff_version": "v1", "amount": Decimal("0.600000"),
+                    "currency": "USD", "rated_at": T0 + timedelta(hours=2)},
+    "bill_charge": {"product_id": None, "account_id": "ACC-1", "msisdn": "+15551230001", "cycle_id": CYCLE,
+                    "invoice_id": "INV-1", "charge_type": "USAGE", "billing_product_code": "USAGE-VOICE",
+                    "quantity": 1, "amount": Decimal("0.600000"), "currency": "USD",
+                    "billed_at": T0 + timedelta(days=25)},
+    "suspense": {"reason": "unknown subscriber", "rejected_at": T0, "status": "OPEN"},
+    "tariff": {},
+}
+
+# VOICE: 0.01 per second, per-minute rounding, minimum 0.05. SMS 0.05 per event. DATA 1e-8 per byte, per-MB.
+TARIFFS = [
+    {"tariff_id": "VOICE-STD", "tariff_version": "v1", "service_type": "VOICE",
+     "valid_from": datetime(2026, 1, 1, tzinfo=UTC), "valid_to": None, "rate_per_unit": Decimal("0.01000000"),
+     "rounding_increment": 60, "minimum_charge": Decimal("0.050000"), "currency": "USD"},
+    {"tariff_id": "SMS-STD", "tariff_version": "v1", "service_type": "SMS",
+     "valid_from": datetime(2026, 1, 1, tzinfo=UTC), "valid_to": None, "rate_per_unit": Decimal("0.05000000"),
+     "rounding_increment": 1, "minimum_charge": Decimal("0"), "currency": "USD"},
+    {"tariff_id": "DATA-STD", "tariff_version": "v1", "service_type": "DATA",
+     "valid_from": datetime(2026, 1, 1, tzinfo=UTC), "valid_to": None, "rate_per_unit": Decimal("0.00000001"),
+     "rounding_increment": 1048576, "minimum_charge": Decimal("0.010000"), "currency": "USD"},
+]
+
+
+def frame(spark: SparkSession, table: str, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
+    schema = INPUT_SCHEMAS[table]
+    full = [tuple({**DEFAULTS[table], **row}.get(f.name) for f in schema.fields) for row in rows]
+    return spark.createDataFrame(full, schema)
+
+
+def write_inputs(spark: SparkSession, root: Path, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> Path:
+    """Write each input table (missing ones empty; tariff defaults to TARIFFS) and a conf; returns the conf path."""
+    refs = {}
+    for table in INPUT_SCHEMAS:
+        rows = list(tables.get(table, TARIFFS if table == "tariff" else []))
+        path = root / "input" / table
+        frame(spark, table, rows).write.format("delta").mode("overwrite").save(str(path))
+        refs[table] = str(path)
+    conf = {"tables": refs, "output": str(root / "output"), "cycles": {CYCLE: CYCLE_BOUNDS}}
+    conf_path = root / "conf.yaml"
+    conf_path.write_text(yaml.safe_dump(conf))
+    return conf_path

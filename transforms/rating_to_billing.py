@@ -1,0 +1,96 @@
+"""Control point rating-to-billing: every rated event against the USAGE charges the bill run made of it.
+
+Exact on lineage only: a bill charge carries no event time, and a usage charge without lineage to a rated event
+is itself the finding (seed 004, 27.2). The first charge of a rated event (by billed_at, charge_id) is the original;
+further ones are DUPLICATE_CHARGE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from transforms.outcomes import outcome_frame
+from transforms.tariff import beyond_tolerance
+
+
+def rating_to_billing(
+    rated: DataFrame, charges: DataFrame, order: Sequence[str], abs_tol: str, rel_tol: str
+) -> DataFrame:
+    """Outcome rows for both sides; both inputs carry `_key`, `_hash`, `_q` (this control's quarantine reason)."""
+    valid_rated = rated.where(F.col("_q").isNull()).select(
+        F.col("rated_event_id").alias("_re_id"), F.col("_key").alias("_re_key"), F.col("_hash").alias("_re_hash"),
+        F.col("amount").alias("_re_amount"), F.col("service_type").alias("_re_service_type"))
+    valid_charges = charges.where(F.col("_q").isNull())
+    linked = valid_charges.join(valid_rated, F.col("source_rated_event_id") == F.col("_re_id"), "left")
+    rank_w = Window.partitionBy(F.coalesce(F.col("_re_id"), F.col("_key"))).orderBy(
+        *[F.col(c).asc_nulls_last() for c in order], F.col("_key"))
+    linked = linked.withColumn("_rank", F.when(F.col("_re_id").isNotNull(), F.row_number().over(rank_w)))
+    mismatch = beyond_tolerance(F.col("_re_amount") - F.col("amount"), F.col("_re_amount"), abs_tol, rel_tol)
+    linked = linked.withColumn("_mismatch", (F.col("_rank") == 1) & mismatch)
+    all_charges = linked.unionByName(charges.where(F.col("_q").isNotNull()), allowMissingColumns=True)
+    r_outcome = (
+        F.when(F.col("_q").isNotNull(), F.lit("QUARANTINED"))
+        .when(F.col("_rank") > 1, F.lit("DUPLICATE_CHARGE"))
+        .when(F.col("_mismatch"), F.lit("CHARGE_AMOUNT_MISMATCH"))
+        .when(F.col("_rank") == 1, F.lit("MATCHED"))
+        .otherwise(F.lit("CHARGE_WITHOUT_RATED_EVENT"))
+    )
+    charges_decided = all_charges.withColumn("_outcome", r_outcome)
+    r_reason = (
+        F.when(F.col("_outcome") == "QUARANTINED", F.col("_q"))
+        .when(F.col("_outcome") == "DUPLICATE_CHARGE",
+              F.concat(F.lit("further charge for rated event "), F.col("_re_id")))
+        .when(F.col("_outcome") == "CHARGE_AMOUNT_MISMATCH",
+              F.concat(F.lit("charged "), F.col("amount").cast("string"), F.lit(", rated "),
+                       F.col("_re_amount").cast("string")))
+        .when(F.col("_outcome") == "CHARGE_WITHOUT_RATED_EVENT",
+              F.when(F.col("source_rated_event_id").isNull(), F.lit("no lineage to a rated event"))
+              .otherwise(F.concat(F.lit("lineage to "), F.col("source_rated_event_id"),
+                                  F.lit(" not found among valid rated events"))))
+    )
+    right_rows = outcome_frame(
+        charges_decided, side="RIGHT", table="bill_charge", record_id=F.col("charge_id"), outcome=F.col("_outcome"),
+        match_stage=F.when(F.col("_rank").isNotNull(), F.lit("EXACT")).otherwise(F.lit("NONE")),
+        counterpart_id=F.col("_re_id"), counterpart_key=F.col("_re_key"), counterpart_hash=F.col("_re_hash"),
+        counterpart_table="rated_event", amount=F.col("amount"),
+        expected_amount=F.when(F.col("_rank").isNotNull(), F.col("_re_amount")), currency=F.col("currency"),
+        reason=r_reason,
+        exposure=F.when(F.col("_outcome").isin("DUPLICATE_CHARGE", "CHARGE_WITHOUT_RATED_EVENT"), -F.col("amount")),
+        account_id=F.col("account_id"), msisdn=F.col("msisdn_e164"), service_type=F.col("_re_service_type"),
+    )
+
+    originals = linked.where(F.col("_rank") == 1).select(
+        F.col("_re_id").alias("rated_event_id"), F.col("charge_id").alias("_ch_id"), F.col("_key").alias("_ch_key"),
+        F.col("_hash").alias("_ch_hash"), F.col("amount").alias("_ch_amount"), F.col("_mismatch"))
+    left = rated.join(originals, "rated_event_id", "left").withColumn(
+        "_ch_id", F.when(F.col("_q").isNull(), F.col("_ch_id")))
+    l_outcome = (
+        F.when(F.col("_q").isNotNull(), F.lit("QUARANTINED"))
+        .when(F.col("_ch_id").isNull(), F.lit("RATED_NOT_BILLED"))
+        .when(F.col("_mismatch"), F.lit("CHARGE_AMOUNT_MISMATCH"))
+        .otherwise(F.lit("MATCHED"))
+    )
+    left_decided = left.withColumn("_outcome", l_outcome)
+    l_reason = (
+        F.when(F.col("_outcome") == "QUARANTINED", F.col("_q"))
+        .when(F.col("_outcome") == "RATED_NOT_BILLED", F.lit("no USAGE charge with lineage to this rated event"))
+        .when(F.col("_outcome") == "CHARGE_AMOUNT_MISMATCH",
+              F.concat(F.lit("rated "), F.col("amount").cast("string"), F.lit(", charged "),
+                       F.col("_ch_amount").cast("string")))
+    )
+    left_rows = outcome_frame(
+        left_decided, side="LEFT", table="rated_event", record_id=F.col("rated_event_id"), outcome=F.col("_outcome"),
+        match_stage=F.when(F.col("_ch_id").isNotNull(), F.lit("EXACT")).otherwise(F.lit("NONE")),
+        counterpart_id=F.col("_ch_id"), counterpart_key=F.col("_ch_key"), counterpart_hash=F.col("_ch_hash"),
+        counterpart_table="bill_charge", amount=F.col("amount"),
+        expected_amount=F.when(F.col("_ch_id").isNotNull(), F.col("_ch_amount")), currency=F.col("currency"),
+        reason=l_reason,
+        exposure=F.when(F.col("_outcome") == "RATED_NOT_BILLED", F.col("amount"))
+        .when(F.col("_outcome") == "CHARGE_AMOUNT_MISMATCH", F.col("amount") - F.col("_ch_amount")),
+        account_id=F.col("account_id"), msisdn=F.col("msisdn_e164"), service_type=F.col("service_type"),
+        start_time=F.col("start_time"),
+    )
+    return left_rows.unionByName(right_rows)

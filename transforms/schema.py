@@ -1,0 +1,134 @@
+"""The CONTRACT's tables as Spark schemas: one place that knows column names, types and vocabularies.
+
+Input schemas are what a caller must provide (extra columns are allowed and carried as evidence); output schemas are
+what telco-ra writes. The ruleset loader validates column names against these, and the input validator checks
+types against them, so a typo fails with exit 2 before any data is read.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DataType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+MONEY = DecimalType(18, 6)
+MONEY_SUM = DecimalType(38, 6)
+RATE = DecimalType(18, 8)
+CONFIDENCE = DecimalType(5, 4)
+
+
+def _schema(*fields: tuple[str, DataType]) -> StructType:
+    return StructType([StructField(name, dtype, True) for name, dtype in fields])
+
+
+S, T, L = StringType(), TimestampType(), LongType()
+
+INPUT_SCHEMAS: dict[str, StructType] = {
+    "cdr": _schema(
+        ("record_id", S), ("source_file", S), ("msisdn", S), ("account_id", S), ("service_type", S),
+        ("direction", S), ("other_party", S), ("start_time", T), ("duration_s", L), ("volume_bytes", L),
+        ("cycle_id", S), ("received_at", T),
+    ),
+    "rated_event": _schema(
+        ("rated_event_id", S), ("source_record_id", S), ("msisdn", S), ("account_id", S), ("service_type", S),
+        ("direction", S), ("other_party", S), ("start_time", T), ("cycle_id", S), ("quantity", L),
+        ("tariff_id", S), ("tariff_version", S), ("amount", MONEY), ("currency", S), ("rated_at", T),
+    ),
+    "bill_charge": _schema(
+        ("charge_id", S), ("source_rated_event_id", S), ("product_id", S), ("account_id", S), ("msisdn", S),
+        ("cycle_id", S), ("invoice_id", S), ("charge_type", S), ("billing_product_code", S), ("quantity", L),
+        ("amount", MONEY), ("currency", S), ("billed_at", T),
+    ),
+    "suspense": _schema(("record_id", S), ("reason", S), ("rejected_at", T), ("status", S)),
+    "tariff": _schema(
+        ("tariff_id", S), ("tariff_version", S), ("service_type", S), ("valid_from", T), ("valid_to", T),
+        ("rate_per_unit", RATE), ("rounding_increment", L), ("minimum_charge", MONEY), ("currency", S),
+    ),
+}
+
+# Optional contract columns: used when present, never required.
+OPTIONAL_INPUT_COLUMNS: dict[str, StructType] = {"cdr": _schema(("carrier", S))}
+
+SERVICE_TYPES = ("VOICE", "SMS", "DATA")
+DIRECTIONS = ("MO", "MT")
+EXPOSURE_CLASSES = ("UNDERBILLING", "OVERBILLING", "TIMING", "COST_LEAKAGE", "INVENTORY")
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+# CONTRACT section 4: the outcome vocabulary of each control point and side.
+OUTCOMES: dict[str, dict[str, tuple[str, ...]]] = {
+    "usage-to-rating": {
+        "LEFT": ("MATCHED", "IN_SUSPENSE", "SUSPENSE_AGED", "LATE_USAGE", "USAGE_NOT_RATED", "AMBIGUOUS_MATCH",
+                 "DUPLICATE_USAGE", "QUARANTINED"),
+        "RIGHT": ("MATCHED", "DUPLICATE_RATED_EVENT", "RATED_WITHOUT_USAGE", "AMBIGUOUS_MATCH", "QUARANTINED"),
+    },
+    "rating-accuracy": {"LEFT": ("MATCHED", "TARIFF_MISMATCH", "TARIFF_NOT_FOUND", "QUARANTINED")},
+    "rating-to-billing": {
+        "LEFT": ("MATCHED", "RATED_NOT_BILLED", "CHARGE_AMOUNT_MISMATCH", "QUARANTINED"),
+        "RIGHT": ("MATCHED", "CHARGE_WITHOUT_RATED_EVENT", "DUPLICATE_CHARGE", "CHARGE_AMOUNT_MISMATCH",
+                  "QUARANTINED"),
+    },
+    "usage-aggregate": {"AGGREGATE": ("MATCHED", "AGGREGATE_VARIANCE")},
+}
+
+COMMON_OUTPUT = (("run_id", S), ("control_point_id", S), ("ruleset_version", S), ("cycle_id", S))
+
+RECORD_OUTCOME = _schema(
+    *COMMON_OUTPUT,
+    ("account_bucket", IntegerType()), ("side", S), ("source_table", S), ("record_id", S), ("record_key", S),
+    ("payload_hash", S), ("counterpart_id", S), ("outcome", S), ("match_stage", S), ("confidence", CONFIDENCE),
+    ("amount", MONEY), ("expected_amount", MONEY), ("amount_diff", MONEY), ("currency", S), ("reason", S),
+    ("account_id", S), ("msisdn_e164", S), ("service_type", S), ("start_time", T), ("exemption", S),
+    ("exposure_amount", MONEY),
+)
+
+EVIDENCE = StructType([
+    StructField("source_system", S), StructField("source_table", S), StructField("record_id", S),
+    StructField("payload_hash", S), StructField("table_version", L),
+])
+
+RA_CASE = _schema(
+    *COMMON_OUTPUT,
+    ("account_bucket", IntegerType()), ("case_id", S), ("case_type", S), ("severity", S),
+    ("business_key", StructType([StructField("account_id", S), StructField("msisdn", S),
+                                 StructField("service_type", S), StructField("record_ids", ArrayType(S))])),
+    ("exposure_amount", MONEY), ("exposure_class", S), ("currency", S), ("owner_team", S), ("status", S),
+    ("opened_at", T), ("due_at", T), ("evidence", ArrayType(EVIDENCE)), ("reason", S), ("correction_action", S),
+)
+
+AGGREGATE_VARIANCE = _schema(
+    *COMMON_OUTPUT,
+    ("account_bucket", IntegerType()), ("account_id", S), ("service_type", S),
+    ("left_count", L), ("left_amount", MONEY_SUM), ("right_count", L), ("right_amount", MONEY_SUM),
+    ("difference", MONEY_SUM), ("tolerance", MONEY_SUM), ("beyond_tolerance", BooleanType()), ("case_id", S),
+)
+
+METRIC = StructType([
+    StructField("side", S), StructField("outcome", S), StructField("count", L), StructField("amount", MONEY_SUM),
+    StructField("exposure", MONEY_SUM),
+])
+
+CONTROL_RUN = _schema(
+    *COMMON_OUTPUT,
+    ("ruleset_name", S), ("ruleset_hash", S), ("partition_scope", S), ("input_tables", MapType(S, S)),
+    ("input_versions", MapType(S, L)), ("watermark", T), ("cycle_close", T), ("started_at", T),
+    ("completed_at", T), ("status", S), ("conf_fingerprint", S), ("left_count", L), ("right_count", L),
+    ("left_amount", MONEY_SUM), ("right_amount", MONEY_SUM), ("metrics", ArrayType(METRIC)),
+    ("cases_opened", L), ("conservation_ok", BooleanType()),
+)
+
+OUTPUT_SCHEMAS: dict[str, StructType] = {
+    "record_outcome": RECORD_OUTCOME,
+    "ra_case": RA_CASE,
+    "aggregate_variance": AGGREGATE_VARIANCE,
+    "control_run": CONTROL_RUN,
+}
