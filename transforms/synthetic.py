@@ -1,0 +1,990 @@
+"""A deterministic synthetic billing month with planted faults, and the ground truth the controls must reproduce.
+
+Why: the controls can only be trusted (and benchmarked) against data whose right answer is known record by record.
+This module builds a month of cdr, rated_event, bill_charge, suspense and tariff rows in the CONTRACT's shapes,
+plants every outcome of CONTRACT section 4 on distinct records, and labels each record with the outcome that
+docs/usage_to_bill.md prescribes *as the fault is planted* (labels are never derived by re-running matching).
+
+How it scales: everything is derived inside Spark from `spark.range(rows)` with built-in column functions. Each id is
+a *slot*: one (subscriber number, time) cell of a per-number time grid. Pseudo-randomness comes only from
+`xxhash64(seed, id, salt)`, so the same seed gives the same month on any cluster and any partitioning; there are
+no UDFs, no `rand()`, no collects and no Python loops over rows. A slot's role (matched, in suspense, duplicate, ...)
+decides which records it emits; each table is one `explode` over the slots, so memory never grows with `rows`.
+
+Why a grid: the ground truth is only exact if unrelated records never become fuzzy candidates of each other. Call k
+of a number starts at `cycle_start + k * slot + offset` with `12 <= offset <= slot - 12` and `slot >= 40 s`, so two
+slots of one number are at least 24 s apart; planted clock skew is at most 3 s and ambiguous clusters spread 2 s,
+which keeps every cross-slot pair further apart than the 10 s fuzzy window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DecimalType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+MONEY = DecimalType(18, 6)
+RATE = DecimalType(18, 8)
+
+TABLES = ("cdr", "rated_event", "bill_charge", "suspense", "tariff", "ground_truth")
+TEST_ACCOUNT = "ACC-TEST-0001"
+MIN_SLOT_S = 40          # per-number grid cell; see the module docstring
+EDGE_S = 12              # a call starts at least this far from its cell's edges
+SUBSCRIBER_SPACE = 8_000_000   # subscriber numbers are (555) NXX-XXXX with NXX 200..999
+_NUMBER_STRIDE = 7919    # coprime with SUBSCRIBER_SPACE: j -> (j * stride + offset) mod space is a bijection
+_OTHER_PARTY_NPAS = ("212", "213", "305", "312", "415", "617", "702", "713", "206", "404")  # x 555-01xx: fiction
+_ALPHA_SENDERS = ("BANKALERT", "MYCARRIER", "PARCELSVC")
+_SUSPENSE_REASONS = ("UNKNOWN_SUBSCRIBER", "NO_RATING_PLAN", "INVALID_OTHER_PARTY", "MISSING_CELL_ID")
+_HASH_MASK = (1 << 53) - 1
+
+GROUND_TRUTH_SCHEMA = StructType([
+    StructField("gen_row_id", StringType()), StructField("table_name", StringType()),
+    StructField("control_point_id", StringType()), StructField("side", StringType()),
+    StructField("expected_outcome", StringType()), StructField("account_id", StringType()),
+    StructField("service_type", StringType()),
+])
+
+TARIFF_SCHEMA = StructType([
+    StructField("tariff_id", StringType()), StructField("tariff_version", StringType()),
+    StructField("service_type", StringType()), StructField("valid_from", TimestampType()),
+    StructField("valid_to", TimestampType()), StructField("rate_per_unit", RATE),
+    StructField("rounding_increment", LongType()), StructField("minimum_charge", MONEY),
+    StructField("currency", StringType()),
+])
+
+# Usage-to-rating roles of a slot: which cdr / rated_event rows it emits (docstring of `_slots`).
+MATCH = "MATCH"
+FUZZY = "FUZZY"
+RESOLVED = "RESOLVED"
+IN_SUSPENSE = "IN_SUSPENSE"
+AGED = "AGED"
+LATE = "LATE"
+NOT_RATED = "NOT_RATED"
+AMBIG_CDR = "AMBIG_CDR"
+AMBIG_RATED = "AMBIG_RATED"
+DUP_RESENT = "DUP_RESENT"
+DUP_RESENT_RERATED = "DUP_RESENT_RERATED"
+DUP_CONTENT = "DUP_CONTENT"
+DUP_CONTENT_RERATED = "DUP_CONTENT_RERATED"
+DUP_RATED = "DUP_RATED"
+DUP_RATED_LOST = "DUP_RATED_LOST"
+RWU = "RWU"
+Q_CDR = "Q_CDR"
+Q_RE_NULL_ID = "Q_RE_NULL_ID"
+Q_RE_NULL_AMOUNT = "Q_RE_NULL_AMOUNT"
+Q_RE_REPEAT = "Q_RE_REPEAT"
+
+NO_RATED = (IN_SUSPENSE, AGED, LATE, NOT_RATED, Q_CDR)
+NO_CDR = (RWU, Q_RE_NULL_ID)
+TWO_CDR = (AMBIG_CDR, DUP_RESENT, DUP_RESENT_RERATED, DUP_CONTENT, DUP_CONTENT_RERATED)
+TWO_RATED = (AMBIG_RATED, DUP_RESENT_RERATED, DUP_CONTENT_RERATED, DUP_RATED, DUP_RATED_LOST, Q_RE_REPEAT)
+RERATED = (DUP_RESENT_RERATED, DUP_CONTENT_RERATED, DUP_RATED, DUP_RATED_LOST)
+
+# Rating-accuracy roles of a rated event, and rating-to-billing roles.
+A_OK, A_HIGH, A_LOW, A_WRONG_VERSION, A_NOT_FOUND = "OK", "HIGH", "LOW", "WRONG_VERSION", "NOT_FOUND"
+B_OK, B_NOT_BILLED, B_MISMATCH, B_DUP = "OK", "NOT_BILLED", "MISMATCH", "DUP"
+X_ORPHAN, X_QCHARGE = "ORPHAN", "QCHARGE"
+
+# Charge kinds emitted per rated event, and per slot.
+CH_MAIN, CH_DUP, CH_QUARANTINED, CH_ORPHAN, CH_RECURRING = 0, 1, 2, 3, 4
+
+
+def _forced_rows() -> list[tuple[str, str | None, str | None, str | None]]:
+    """(usage role, accuracy role of r0, billing role of r0, extra) for the first ids: every outcome at least twice.
+
+    Hash-drawn roles alone could miss a rare outcome at small `rows`; the first ids are therefore pinned.
+    """
+    u_roles = [FUZZY, RESOLVED, IN_SUSPENSE, AGED, LATE, NOT_RATED, AMBIG_CDR, AMBIG_RATED, DUP_RESENT,
+               DUP_RESENT_RERATED, DUP_CONTENT, DUP_CONTENT_RERATED, DUP_RATED, DUP_RATED_LOST, RWU, Q_CDR, Q_CDR,
+               Q_CDR, Q_RE_NULL_ID, Q_RE_NULL_AMOUNT, Q_RE_REPEAT]
+    rows: list[tuple[str, str | None, str | None, str | None]] = []
+    for _ in range(2):
+        rows += [(u, None, None, None) for u in u_roles]
+        rows += [(MATCH, a, B_OK, None) for a in (A_HIGH, A_LOW, A_NOT_FOUND)]
+        rows += [(MATCH, A_OK, b, None) for b in (B_NOT_BILLED, B_MISMATCH, B_DUP)]
+        rows += [(MATCH, A_OK, B_OK, x) for x in (X_ORPHAN, X_QCHARGE)]
+    return rows
+
+
+FORCED = _forced_rows()
+
+
+def _utc(year: int, month: int, day: int = 1) -> datetime:
+    return datetime(year, month, day, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class TariffVersion:
+    """One tariff row; `price` in `_price_expr` and the tariff table are both built from these."""
+
+    tariff_id: str
+    version: str
+    service_type: str
+    valid_from: datetime
+    valid_to: datetime | None
+    rate: Decimal
+    increment: int
+    minimum: Decimal
+
+
+@dataclass(frozen=True)
+class GeneratorParams:
+    """What month to generate, how big, and how often each fault is planted.
+
+    Rates are shares of slots (one slot is about one usage record). Defaults give 0.2-3 % per fault at 200k rows;
+    the first ids are pinned so every outcome appears at least twice whatever the size.
+
+    Example::
+
+        params = GeneratorParams.for_cycle("2026-06", rows=1_000_000, seed=7)
+    """
+
+    rows: int = 200_000
+    seed: int = 42
+    cycle_id: str = "2026-06"
+    cycle_start: datetime = field(default_factory=lambda: _utc(2026, 6))
+    cycle_end: datetime = field(default_factory=lambda: _utc(2026, 7))
+    cycle_close: datetime = field(default_factory=lambda: _utc(2026, 7, 3))
+    accounts: int | None = None          # None: rows // 40, at least 50
+    skew_share: float = 0.30             # share of calls on the hot numbers (PBX trunks, call centres)
+    skew_numbers_share: float = 0.001    # share of numbers that are hot (at least 3)
+    suspense_sla_days: int = 5           # rulesets/usage_to_bill.yaml suspense.sla_days
+    currency: str = "USD"
+    # usage-to-rating
+    clock_skew_rate: float = 0.20        # rated events whose start_time is off by -3..+3 s
+    lost_lineage_rate: float = 0.03      # matched by fuzzy: lineage null (or to a missing record)
+    resolved_suspense_rate: float = 0.004
+    in_suspense_rate: float = 0.008
+    suspense_aged_rate: float = 0.008
+    late_usage_rate: float = 0.008
+    not_rated_rate: float = 0.01
+    ambiguous_rate: float = 0.002        # clusters (half 2 cdr + 1 rated, half 1 cdr + 2 rated)
+    resent_duplicate_rate: float = 0.01
+    content_duplicate_rate: float = 0.01
+    rerated_duplicate_share: float = 0.4  # of duplicated usage that rating rated again
+    duplicate_rated_rate: float = 0.008  # a second rated event for one usage (half with lineage lost)
+    rated_without_usage_rate: float = 0.005
+    quarantined_cdr_rate: float = 0.004
+    quarantined_rated_rate: float = 0.006  # null id, null amount, repeated id (a third each)
+    # rating-accuracy
+    tariff_mismatch_rate: float = 0.01
+    wrong_version_rate: float = 0.10     # of VOICE events within a day of the tariff change
+    tariff_not_found_rate: float = 0.004
+    # rating-to-billing
+    not_billed_rate: float = 0.01
+    charge_mismatch_rate: float = 0.008
+    duplicate_charge_rate: float = 0.008
+    orphan_charge_rate: float = 0.004
+    quarantined_charge_rate: float = 0.004
+
+    def __post_init__(self) -> None:
+        if self.rows < 1000:
+            raise ValueError(f"rows must be at least 1000, got {self.rows}")
+        for name in ("cycle_start", "cycle_end", "cycle_close"):
+            value = getattr(self, name)
+            if value.tzinfo is None or value.utcoffset() != timedelta(0):
+                raise ValueError(f"{name} must be a UTC datetime, got {value!r}")
+        if not self.cycle_start < self.cycle_end <= self.cycle_close:
+            raise ValueError("need cycle_start < cycle_end <= cycle_close")
+        if self.accounts is not None and self.accounts < 20:
+            raise ValueError(f"accounts must be at least 20, got {self.accounts}")
+        rates = [f.name for f in fields(self) if f.name.endswith(("_rate", "_share"))]
+        for name in rates:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+        if not 0.0 < self.skew_numbers_share < 1.0:
+            raise ValueError(f"skew_numbers_share must be within (0, 1), got {self.skew_numbers_share}")
+        if sum(rate for _, rate in self.usage_roles()) > 0.5:
+            raise ValueError("usage fault rates add up to more than 0.5 of all slots")
+
+    @classmethod
+    def for_cycle(cls, cycle_id: str, **overrides: Any) -> GeneratorParams:
+        """Params for the month `YYYY-MM`: start on the 1st, end on the 1st of the next month, close 2 days later."""
+        try:
+            start = datetime.strptime(cycle_id, "%Y-%m").replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise ValueError(f"cycle must be YYYY-MM, got {cycle_id!r}") from exc
+        end = _utc(start.year + start.month // 12, start.month % 12 + 1)
+        return cls(cycle_id=cycle_id, cycle_start=start, cycle_end=end, cycle_close=end + timedelta(days=2),
+                   **overrides)
+
+    @property
+    def account_count(self) -> int:
+        return self.accounts if self.accounts is not None else max(50, self.rows // 40)
+
+    @property
+    def tariff_change_at(self) -> datetime:
+        """When VOICE-STD v2 replaces v1: the 15th of the cycle's month."""
+        return self.cycle_start.replace(day=15, hour=0, minute=0, second=0, microsecond=0)
+
+    def usage_roles(self) -> list[tuple[str, float]]:
+        """Hash-drawn usage-to-rating roles and their shares of slots (the rest is MATCH by lineage)."""
+        resent, content, rerated = self.resent_duplicate_rate, self.content_duplicate_rate, self.rerated_duplicate_share
+        q_rated = self.quarantined_rated_rate / 3
+        return [
+            (FUZZY, self.lost_lineage_rate), (RESOLVED, self.resolved_suspense_rate),
+            (IN_SUSPENSE, self.in_suspense_rate), (AGED, self.suspense_aged_rate), (LATE, self.late_usage_rate),
+            (NOT_RATED, self.not_rated_rate), (AMBIG_CDR, self.ambiguous_rate / 2),
+            (AMBIG_RATED, self.ambiguous_rate / 2), (DUP_RESENT, resent * (1 - rerated)),
+            (DUP_RESENT_RERATED, resent * rerated), (DUP_CONTENT, content * (1 - rerated)),
+            (DUP_CONTENT_RERATED, content * rerated), (DUP_RATED, self.duplicate_rated_rate / 2),
+            (DUP_RATED_LOST, self.duplicate_rated_rate / 2), (RWU, self.rated_without_usage_rate),
+            (Q_CDR, self.quarantined_cdr_rate), (Q_RE_NULL_ID, q_rated), (Q_RE_NULL_AMOUNT, q_rated),
+            (Q_RE_REPEAT, q_rated),
+        ]
+
+    def tariffs(self) -> list[TariffVersion]:
+        """VOICE-STD in two versions (change on the 15th), SMS-STD, DATA-STD. Every expected amount is >= 0.05."""
+        start, change = self.cycle_start, self.tariff_change_at
+        return [
+            TariffVersion("VOICE-STD", "v1", "VOICE", start, change, Decimal("0.00150000"), 60, Decimal("0.050000")),
+            TariffVersion("VOICE-STD", "v2", "VOICE", change, None, Decimal("0.00116667"), 60, Decimal("0.050000")),
+            TariffVersion("SMS-STD", "v1", "SMS", start, None, Decimal("0.05000000"), 1, Decimal("0.000000")),
+            TariffVersion("DATA-STD", "v1", "DATA", start, None, Decimal("0.00000001"), 1_048_576,
+                          Decimal("0.050000")),
+        ]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How slots map onto subscriber numbers, accounts and the time grid (derived from params, no data)."""
+
+    hot_calls: int        # slots on hot numbers
+    cold_calls: int
+    subscribers: int      # distinct subscriber numbers
+    hot_numbers: int      # numbers 0 .. hot_numbers-1 are hot
+    hot_accounts: int     # accounts 0 .. hot_accounts-1 hold the hot numbers
+    hot_slot_s: int       # grid cell of a hot number
+    cold_slot_s: int
+    recurring_charges: int
+    share_ppm: int
+
+
+def layout(params: GeneratorParams) -> Layout:
+    """Size numbers so that every number's calls fit into the month on a grid of at least MIN_SLOT_S seconds."""
+    share_ppm = round(params.skew_share * 1_000_000)
+    hot_calls = params.rows * share_ppm // 1_000_000
+    cold_calls = params.rows - hot_calls
+    month_s = int((params.cycle_end - params.cycle_start).total_seconds())
+    per_number = month_s // MIN_SLOT_S
+    hot_fit = max(3, math.ceil(hot_calls / per_number))
+    cold_fit = max(1, math.ceil(cold_calls / per_number))
+    subscribers = max(2 * params.account_count, math.ceil(hot_fit / params.skew_numbers_share), hot_fit + cold_fit)
+    hot = max(hot_fit, round(subscribers * params.skew_numbers_share))
+    subscribers = max(subscribers, hot + cold_fit + 1)
+    if subscribers > SUBSCRIBER_SPACE:
+        raise ValueError(f"{subscribers} subscriber numbers needed, more than the {SUBSCRIBER_SPACE} available")
+    cold = subscribers - hot
+    hot_accounts = min(max(1, math.ceil(hot / 20)), max(1, params.account_count // 10))
+    return Layout(
+        hot_calls=hot_calls, cold_calls=cold_calls, subscribers=subscribers, hot_numbers=hot,
+        hot_accounts=hot_accounts,
+        hot_slot_s=month_s // max(1, math.ceil(hot_calls / hot)),
+        cold_slot_s=month_s // max(1, math.ceil(cold_calls / cold)),
+        recurring_charges=max(3, params.account_count // 100), share_ppm=share_ppm,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _hash(seed: int, salt: str, *cols: Column) -> Column:
+    return F.xxhash64(F.lit(seed).cast("long"), *cols, F.lit(salt))
+
+
+def _unit(seed: int, salt: str, *cols: Column) -> Column:
+    """A pseudo-random double in [0, 1) from (seed, cols, salt)."""
+    return _hash(seed, salt, *cols).bitwiseAND(F.lit(_HASH_MASK)).cast("double") / float(1 << 53)
+
+
+def _below(seed: int, salt: str, modulus: int, *cols: Column) -> Column:
+    """A pseudo-random long in [0, modulus)."""
+    return F.pmod(_hash(seed, salt, *cols), F.lit(modulus).cast("long"))
+
+
+def _idiv(col: Column, divisor: int) -> Column:
+    """Exact integer division of a non-negative long (values stay far below 2**53)."""
+    return ((col - F.pmod(col, F.lit(divisor).cast("long"))) / divisor).cast("long")
+
+
+def _choose(u: Column, options: Sequence[tuple[str, float]], default: str) -> Column:
+    """The first option whose cumulative share exceeds u, else the default."""
+    expr: Column | None = None
+    cumulative = 0.0
+    for value, share in options:
+        cumulative += share
+        expr = F.when(u < cumulative, F.lit(value)) if expr is None else expr.when(u < cumulative, F.lit(value))
+    return F.lit(default) if expr is None else expr.otherwise(F.lit(default))
+
+
+def _weighted_int(u: Column, weights: Sequence[float]) -> Column:
+    total = sum(weights)
+    expr = F.when(F.lit(False), F.lit(0))
+    cumulative = 0.0
+    for index, weight in enumerate(weights[:-1]):
+        cumulative += weight / total
+        expr = expr.when(u < cumulative, F.lit(index))
+    return expr.otherwise(F.lit(len(weights) - 1))
+
+
+def _money(value: str | Decimal) -> Column:
+    return F.lit(Decimal(value)).cast(MONEY)
+
+
+def _ts(epoch: Column) -> Column:
+    return F.timestamp_seconds(epoch)
+
+
+_MSISDN_WEIGHTS = (0.30, 0.20, 0.15, 0.12, 0.12, 0.08, 0.03)   # format codes 0..6 of `_format_phone`
+_OTHER_PARTY_WEIGHTS = (0.35, 0.20, 0.15, 0.15, 0.10, 0.05)
+
+
+def _format_phone(national: Column, fmt: Column, ext: Column) -> Column:
+    """A US number (10 national digits) in one of the formats real feeds use; 6 adds a PBX extension."""
+    npa, nxx, line = F.substring(national, 1, 3), F.substring(national, 4, 3), F.substring(national, 7, 4)
+    return (
+        F.when(fmt == 0, F.concat(F.lit("+1"), national))
+        .when(fmt == 1, F.concat(F.lit("("), npa, F.lit(") "), nxx, F.lit("-"), line))
+        .when(fmt == 2, F.concat(F.lit("1"), national))
+        .when(fmt == 3, F.concat_ws(".", npa, nxx, line))
+        .when(fmt == 4, F.concat(F.lit("+1 "), npa, F.lit("-"), nxx, F.lit("-"), line))
+        .when(fmt == 5, F.concat(F.lit("tel:+1"), national))
+        .otherwise(F.concat(F.concat_ws(".", npa, nxx, line), F.lit(" x"), ext.cast("string")))
+    )
+
+
+def _other_format(first: Column, drawn: Column) -> Column:
+    """A format code different from `first` (never the extension format when it has to move)."""
+    return F.when(drawn == first, F.pmod(first + 1, F.lit(6))).otherwise(drawn)
+
+
+def _price(tariff: TariffVersion, quantity: Column) -> Column:
+    """max(minimum, ceil(q / increment) * increment * rate), half-up to 6 places, in exact decimal arithmetic."""
+    units = quantity + F.pmod(-quantity, F.lit(tariff.increment).cast("long"))
+    raw = units.cast(DecimalType(12, 0)) * F.lit(tariff.rate).cast(RATE)      # decimal(31, 8): no precision loss
+    return F.round(F.greatest(raw, F.lit(tariff.minimum).cast(MONEY)), 6).cast(MONEY)
+
+
+def _price_expr(params: GeneratorParams, service: Column, version: Column, quantity: Column) -> Column:
+    """The amount of `quantity` under the standard tariff of `service` at `version` (v1/v2 matter for VOICE)."""
+    by_key = {(t.service_type, t.version): t for t in params.tariffs()}
+    return (
+        F.when((service == "VOICE") & (version == "v1"), _price(by_key[("VOICE", "v1")], quantity))
+        .when(service == "VOICE", _price(by_key[("VOICE", "v2")], quantity))
+        .when(service == "SMS", _price(by_key[("SMS", "v1")], quantity))
+        .otherwise(_price(by_key[("DATA", "v1")], quantity))
+    )
+
+
+def _epoch(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+# ------------------------------------------------------------------------------------------------------------ slots
+
+
+def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
+    """One row per id: where and when the slot's call is, what it is, and the role that decides its records.
+
+    Roles (usage-to-rating): MATCH (cdr + rated event by lineage), FUZZY (lineage lost, found by fuzzy), RESOLVED
+    (matched, with a RESOLVED suspense row), IN_SUSPENSE / AGED (not rated, OPEN suspense), LATE (received after
+    close), NOT_RATED, AMBIG_CDR (2 cdr at t-2/t+2 + 1 lineage-less rated event at t), AMBIG_RATED (1 cdr + 2
+    lineage-less rated events at t-2/t+2), DUP_RESENT[_RERATED] (same record_id re-sent), DUP_CONTENT[_RERATED]
+    (same content, new record_id), DUP_RATED[_LOST] (a second rated event, by lineage / lineage lost), RWU (rated
+    event without usage), Q_CDR (bad cdr), Q_RE_NULL_ID / Q_RE_NULL_AMOUNT / Q_RE_REPEAT (bad rated events).
+    """
+    lay = layout(params)
+    seed = params.seed
+    start, close = _epoch(params.cycle_start), _epoch(params.cycle_close)
+    idc = F.col("id")
+    hot_idx = _idiv(idc * lay.share_ppm, 1_000_000)
+    hot_next = _idiv((idc + 1) * lay.share_ppm, 1_000_000)
+    cold_numbers = lay.subscribers - lay.hot_numbers
+    cold_accounts = params.account_count - lay.hot_accounts
+    number_offset = (seed * 104_729) % SUBSCRIBER_SPACE
+    forced = len(FORCED)
+    forced_index = (F.least(idc, F.lit(forced - 1)) + 1).cast("int")
+
+    def forced_col(position: int) -> Column:
+        values = F.array(*[F.lit(row[position]).cast("string") for row in FORCED])
+        return F.when(idc < forced, F.element_at(values, forced_index))
+
+    df = ids.select(
+        idc.alias("id"),
+        (hot_next > hot_idx).alias("hot"),
+        F.when(hot_next > hot_idx, hot_idx).otherwise(idc - hot_idx).alias("ordinal"),
+    )
+    df = df.select(
+        "*",
+        F.when(F.col("hot"), F.pmod(F.col("ordinal"), F.lit(lay.hot_numbers).cast("long")))
+        .otherwise(F.pmod(F.col("ordinal"), F.lit(cold_numbers).cast("long")) + lay.hot_numbers).alias("num"),
+        F.when(F.col("hot"), _idiv(F.col("ordinal"), lay.hot_numbers))
+        .otherwise(_idiv(F.col("ordinal"), cold_numbers)).alias("k"),
+        F.when(F.col("hot"), F.lit(lay.hot_slot_s)).otherwise(F.lit(lay.cold_slot_s)).cast("long").alias("cell"),
+    )
+    u_service = _unit(seed, "service", idc)
+    service = F.when(u_service < 0.60, "VOICE").when(u_service < 0.85, "SMS").otherwise("DATA")
+    df = df.select(
+        "*",
+        (F.lit(start + EDGE_S) + F.col("k") * F.col("cell")
+         + F.pmod(_hash(seed, "offset", idc), F.col("cell") - (2 * EDGE_S - 1))).alias("t"),
+        F.when(F.col("num") == lay.subscribers - 1, F.lit(TEST_ACCOUNT))
+        .otherwise(F.format_string(
+            "ACC-%07d",
+            F.when(F.col("hot"), F.pmod(F.col("num"), F.lit(lay.hot_accounts).cast("long")))
+            .otherwise(F.pmod(_hash(seed, "account", F.col("num")), F.lit(cold_accounts).cast("long"))
+                       + lay.hot_accounts))).alias("account_id"),
+        F.concat(F.lit("555"), (F.pmod(F.col("num") * _NUMBER_STRIDE + number_offset,
+                                       F.lit(SUBSCRIBER_SPACE).cast("long")) + 2_000_000).cast("string"))
+        .alias("nat"),
+        service.alias("svc"),
+    )
+    svc = F.col("svc")
+    u_dir = _unit(seed, "direction", idc)
+    direction = F.when(svc == "DATA", "MO").when(u_dir < 0.6, "MO").otherwise("MT")
+    op_index = _below(seed, "other-party", 10 * len(_OTHER_PARTY_NPAS) * 10, idc)
+    op_nat = F.concat(
+        F.element_at(F.array(*[F.lit(n) for n in _OTHER_PARTY_NPAS]), (_idiv(op_index, 100) + 1).cast("int")),
+        F.lit("55501"), F.lpad(F.pmod(op_index, F.lit(100).cast("long")).cast("string"), 2, "0"))
+    alpha = F.element_at(F.array(*[F.lit(s) for s in _ALPHA_SENDERS]),
+                         (_below(seed, "sender", len(_ALPHA_SENDERS), idc) + 1).cast("int"))
+    u_dur = _unit(seed, "duration", idc)
+    duration = F.least(F.lit(7200), F.lit(1) + F.floor(-F.log(F.lit(1.0) - u_dur) * 150)).cast("long")
+    volume = F.floor(F.lit(1024.0) * F.pow(F.lit(2.0), _unit(seed, "volume", idc) * 19)).cast("long")
+    df = df.select(
+        "*",
+        direction.alias("dir"),
+        F.when((svc == "SMS") & (direction == "MT") & (_unit(seed, "alpha", idc) < 0.10), alpha).alias("op_alpha"),
+        F.when(svc != "DATA", op_nat).alias("op_nat"),
+        F.when(svc == "VOICE", duration).otherwise(F.lit(0).cast("long")).alias("dur"),
+        F.when(svc == "DATA", volume).otherwise(F.lit(0).cast("long")).alias("vol"),
+        F.when(_unit(seed, "carrier", idc) < 0.55, "CARRIER-A").otherwise("CARRIER-B").alias("carrier"),
+        (F.lit(60) + _below(seed, "received", 6 * 3600, idc)).alias("recv_delay"),
+        (F.lit(600) + _below(seed, "reject", 3 * 3600, idc)).alias("reject_delay"),
+        F.when(_unit(seed, "skew", idc) < params.clock_skew_rate, _below(seed, "skew-s", 7, idc) - 3)
+        .otherwise(F.lit(0).cast("long")).alias("skew"),
+        (_below(seed, "skew1", 7, idc) - 3).alias("skew1"),
+        (F.lit(100) + _below(seed, "ext", 900, idc)).alias("ext"),
+        _weighted_int(_unit(seed, "fmt-c0", idc), _MSISDN_WEIGHTS).alias("fmt_c0"),
+        _weighted_int(_unit(seed, "fmt-c1", idc), _MSISDN_WEIGHTS).alias("fmt_c1_draw"),
+        _weighted_int(_unit(seed, "fmt-r", idc), _MSISDN_WEIGHTS).alias("fmt_r_draw"),
+        _weighted_int(_unit(seed, "fmt-op-c", idc), _OTHER_PARTY_WEIGHTS).alias("fmt_op_c"),
+        _weighted_int(_unit(seed, "fmt-op-r", idc), _OTHER_PARTY_WEIGHTS).alias("fmt_op_r_draw"),
+    )
+    df = df.select(
+        "*",
+        _other_format(F.col("fmt_c0"), F.col("fmt_c1_draw")).alias("fmt_c1"),
+        _other_format(F.col("fmt_c0"), F.col("fmt_r_draw")).alias("fmt_r"),
+        _other_format(F.col("fmt_op_c"), F.col("fmt_op_r_draw")).alias("fmt_op_r"),
+        (F.col("t") + F.col("dur") + F.col("recv_delay")).alias("received"),
+    )
+    # Role: pinned for the first ids, the test account's calls 1..3 are never rated, else drawn from the rates.
+    drawn = _choose(_unit(seed, "role", idc), params.usage_roles(), MATCH)
+    role = (
+        F.when(idc < forced, forced_col(0))
+        .when((F.col("num") == lay.subscribers - 1) & F.col("k").between(1, 3), F.lit(NOT_RATED))
+        .otherwise(drawn)
+    )
+    aged_limit = close - params.suspense_sla_days * 86_400 - 3_600
+    role = F.when((role == AGED) & (F.col("received") + F.col("reject_delay") >= aged_limit), F.lit(IN_SUSPENSE)) \
+        .otherwise(role)
+    df = df.select("*", role.alias("role"), forced_col(1).alias("forced_a"), forced_col(2).alias("forced_b"),
+                   forced_col(3).alias("forced_x"))
+    return df.select(
+        "*",
+        (_unit(seed, "written-off", idc) < 0.2).alias("written_off"),
+        _below(seed, "q-variant", 7, idc).alias("q_variant"),
+        _unit(seed, "lineage-ghost", idc).alias("u_ghost"),
+        _unit(seed, "quantity-delta", idc).alias("u_qdelta"),
+    )
+
+
+def _other_party(fmt: Column) -> Column:
+    return F.coalesce(F.col("op_alpha"), _format_phone(F.col("op_nat"), fmt, F.col("ext")))
+
+
+def _role_in(roles: Sequence[str]) -> Column:
+    return F.col("role").isin(*roles)
+
+
+# -------------------------------------------------------------------------------------------------------------- cdr
+
+
+def _cdr_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
+    """cdr rows (c0: the slot's record; c1: an ambiguous twin or a duplicate copy) with their usage-to-rating label."""
+    seed = params.seed
+    exploded = slots.select(
+        "*",
+        F.explode(F.filter(F.array(
+            F.when(~_role_in(NO_CDR), F.lit(0)), F.when(_role_in(TWO_CDR), F.lit(1))), lambda x: x.isNotNull()))
+        .alias("j"),
+    )
+    j1 = F.col("j") == 1
+    resent = _role_in((DUP_RESENT, DUP_RESENT_RERATED))
+    q = F.col("role") == Q_CDR
+    qv = F.col("q_variant")
+    voice_or_data = F.col("svc") != "SMS"
+    own_id = F.format_string("CDR%011d", F.col("id") * 2 + F.col("j"))
+    record_id = (
+        F.when(j1 & resent, F.format_string("CDR%011d", F.col("id") * 2))
+        .when(q & ((qv == 0) | ((qv == 6) & ~voice_or_data)), F.lit(None).cast("string"))
+        .otherwise(own_id)
+    )
+    start = (
+        F.when((F.col("role") == AMBIG_CDR) & ~j1, F.col("t") - 2)
+        .when(F.col("role") == AMBIG_CDR, F.col("t") + 2)
+        .otherwise(F.col("t"))
+    )
+    received = (
+        F.when(j1 & (F.col("role") != AMBIG_CDR),
+               F.col("received") + 3_600 + _below(seed, "resend", 11 * 3600, F.col("id")))
+        .when(F.col("role") == LATE,
+              F.lit(_epoch(params.cycle_close)) + 3_600 + _below(seed, "late", 4 * 86_400, F.col("id")))
+        .otherwise(F.col("received"))
+    )
+    node = F.when(F.col("carrier") == "CARRIER-A", "MSC1").otherwise("MSC2")
+    first_file = F.concat(node, F.lit("_"), F.date_format(_ts(received), "yyyyMMdd_HH"), F.lit(".cdr"))
+    source_file = (
+        F.when(j1 & resent, F.concat(node, F.lit("_"), F.date_format(_ts(received), "yyyyMMdd_HH"),
+                                     F.lit("_RESEND.cdr")))
+        .when(j1, F.concat(F.lit("MSC3_"), F.date_format(_ts(received), "yyyyMMdd_HH"), F.lit(".cdr")))
+        .otherwise(first_file)
+    )
+    msisdn = (
+        F.when(q & (qv == 1), F.lit("N/A"))
+        .when(q & (qv == 2), F.lit("abc"))
+        .otherwise(_format_phone(F.col("nat"), F.when(j1 & ~resent, F.col("fmt_c1")).otherwise(F.col("fmt_c0")),
+                                 F.col("ext")))
+    )
+    label = (
+        F.when(q, F.lit("QUARANTINED"))
+        .when(_role_in((AMBIG_CDR, AMBIG_RATED)), F.lit("AMBIGUOUS_MATCH"))
+        .when(j1, F.lit("DUPLICATE_USAGE"))
+        .when(F.col("role") == IN_SUSPENSE, F.lit("IN_SUSPENSE"))
+        .when(F.col("role") == AGED, F.lit("SUSPENSE_AGED"))
+        .when(F.col("role") == LATE, F.lit("LATE_USAGE"))
+        .when(F.col("role") == NOT_RATED, F.lit("USAGE_NOT_RATED"))
+        .otherwise(F.lit("MATCHED"))
+    )
+    return exploded.select(
+        record_id.alias("record_id"),
+        source_file.alias("source_file"),
+        msisdn.alias("msisdn"),
+        F.col("account_id"),
+        F.when(q & (qv == 5), F.lit("MMS")).otherwise(F.col("svc")).alias("service_type"),
+        F.col("dir").alias("direction"),
+        F.when(j1 & ~resent, _other_party(F.col("fmt_op_r"))).otherwise(_other_party(F.col("fmt_op_c")))
+        .alias("other_party"),
+        F.when(q & (qv == 3), F.lit(None).cast("timestamp")).otherwise(_ts(start)).alias("start_time"),
+        F.when(q & (qv == 6) & (F.col("svc") == "VOICE"), -F.col("dur")).otherwise(F.col("dur")).alias("duration_s"),
+        F.when(q & (qv == 6) & (F.col("svc") == "DATA"), -F.col("vol")).otherwise(F.col("vol")).alias("volume_bytes"),
+        F.when(q & (qv == 4), F.lit(None).cast("string")).otherwise(F.lit(params.cycle_id)).alias("cycle_id"),
+        _ts(received).alias("received_at"),
+        F.col("carrier"),
+        F.format_string("c-%d-%d", F.col("id"), F.col("j")).alias("gen_row_id"),
+        label.alias("_u2r"),
+    )
+
+
+def _suspense(slots: DataFrame, params: GeneratorParams) -> DataFrame:
+    """Suspense rows: OPEN (recent or aged) for unrated usage, RESOLVED for usage rated later, some WRITTEN_OFF."""
+    seed = params.seed
+    close = _epoch(params.cycle_close)
+    role = F.col("role")
+    written_off = (role == NOT_RATED) & F.col("written_off") & (F.col("account_id") != TEST_ACCOUNT)
+    rejected = (
+        F.when(role == IN_SUSPENSE,
+               F.greatest(F.col("received") + 600,
+                          F.lit(close - 2 * 86_400) + _below(seed, "recent-reject", 12 * 3600, F.col("id"))))
+        .otherwise(F.col("received") + F.col("reject_delay"))
+    )
+    reasons = F.array(*[F.lit(r) for r in _SUSPENSE_REASONS])
+    return slots.where(role.isin(IN_SUSPENSE, AGED, RESOLVED) | written_off).select(
+        F.format_string("CDR%011d", F.col("id") * 2).alias("record_id"),
+        F.element_at(reasons, (_below(seed, "reason", len(_SUSPENSE_REASONS), F.col("id")) + 1).cast("int"))
+        .alias("reason"),
+        _ts(rejected).alias("rejected_at"),
+        F.when(role == RESOLVED, "RESOLVED").when(role == NOT_RATED, "WRITTEN_OFF").otherwise("OPEN").alias("status"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ rated_event
+
+
+def _rated_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
+    """Rated events (r0: the slot's rating; r1: an ambiguous twin, a re-rating or a repeated-id copy), labeled for
+    usage-to-rating, rating-accuracy and rating-to-billing, plus what billing needs (`_billable`, `_b`)."""
+    seed = params.seed
+    change = _epoch(params.tariff_change_at)
+    exploded = slots.select(
+        "*",
+        F.explode(F.filter(F.array(
+            F.when(~_role_in(NO_RATED), F.lit(0)), F.when(_role_in(TWO_RATED), F.lit(1))), lambda x: x.isNotNull()))
+        .alias("j"),
+    )
+    role = F.col("role")
+    j1 = F.col("j") == 1
+    repeat_copy = j1 & (role == Q_RE_REPEAT)
+    # A repeated-id copy is r0 again: hash and derive it as j = 0, then only rated_at moves.
+    jj = F.when(repeat_copy, F.lit(0)).otherwise(F.col("j"))
+    idc = F.col("id")
+    r_start = (
+        F.when(role == AMBIG_RATED, F.when(jj == 0, F.col("t") - 2).otherwise(F.col("t") + 2))
+        .when(role == AMBIG_CDR, F.col("t"))
+        .when((role == DUP_RATED_LOST) & (jj == 1), F.col("t") + F.col("skew1"))
+        .otherwise(F.col("t") + F.col("skew"))
+    )
+    base_quantity = F.when(F.col("svc") == "VOICE", F.col("dur")).when(F.col("svc") == "SMS", F.lit(1)) \
+        .otherwise(F.col("vol")).cast("long")
+    quantity = (
+        F.when((role == FUZZY) & (F.col("svc") == "VOICE") & (F.col("u_qdelta") < 0.3), base_quantity + 1)
+        .when((role == FUZZY) & (F.col("svc") == "DATA") & (F.col("u_qdelta") < 0.5),
+              base_quantity - _idiv(base_quantity, 400))
+        .otherwise(base_quantity)
+    )
+    c0_id = F.format_string("CDR%011d", idc * 2)
+    ghost = F.format_string("CDRX%010d", idc)
+    lineage = (
+        F.when(jj == 0, F.when(role.isin(AMBIG_CDR, AMBIG_RATED, Q_RE_NULL_ID), F.lit(None).cast("string"))
+               .when(role == FUZZY, F.when(F.col("u_ghost") < 0.2, ghost))
+               .when(role == RWU, F.when(F.col("u_ghost") < 0.5, ghost))
+               .otherwise(c0_id))
+        .when(role == DUP_CONTENT_RERATED, F.format_string("CDR%011d", idc * 2 + 1))
+        .when(role.isin(DUP_RESENT_RERATED, DUP_RATED), c0_id)
+    )
+    rated_event_id = F.when((role == Q_RE_NULL_ID) & (jj == 0), F.lit(None).cast("string")) \
+        .otherwise(F.format_string("RE%012d", idc * 2 + jj))
+    first_rated = F.col("received") + 120 + _below(seed, "rated", 3 * 3600, idc)
+    resend_received = F.col("received") + 3_600 + _below(seed, "resend", 11 * 3600, idc)
+    rated_at = (
+        F.when(F.col("j") == 0, first_rated)
+        .otherwise(F.greatest(first_rated, resend_received) + 3_600 + _below(seed, "rated1", 20 * 3600, idc))
+    )
+    # rating-accuracy role
+    u_a = _unit(seed, "accuracy", idc, jj)
+    near_change = F.abs(r_start - F.lit(change)) < 86_400
+    drawn_a = (
+        F.when(u_a < params.tariff_not_found_rate, F.lit(A_NOT_FOUND))
+        .when(u_a < params.tariff_not_found_rate + params.tariff_mismatch_rate / 2, F.lit(A_HIGH))
+        .when(u_a < params.tariff_not_found_rate + params.tariff_mismatch_rate, F.lit(A_LOW))
+        .when((F.col("svc") == "VOICE") & near_change & (_unit(seed, "version", idc, jj) < params.wrong_version_rate),
+              F.lit(A_WRONG_VERSION))
+        .otherwise(F.lit(A_OK))
+    )
+    acc_role = F.when((jj == 0) & F.col("forced_a").isNotNull(), F.col("forced_a")).otherwise(drawn_a)
+    version = F.when(F.col("svc") != "VOICE", "v1").when(r_start < change, "v1").otherwise("v2")
+    wrong_version = F.when(version == "v1", "v2").otherwise("v1")
+    expected = _price_expr(params, F.col("svc"), version, quantity)
+    amount = (
+        F.when(F.col("_a") == A_HIGH, (F.round(F.col("_expected") * Decimal("1.25"), 6) + _money("0.02")).cast(MONEY))
+        .when(F.col("_a") == A_LOW, F.round(F.col("_expected") * Decimal("0.5"), 6).cast(MONEY))
+        .when(F.col("_a") == A_WRONG_VERSION, _price_expr(params, F.col("svc"), F.col("_wrong_version"),
+                                                          F.col("quantity")))
+        .when(F.col("_a") == A_NOT_FOUND, F.round(F.col("_expected") * Decimal("0.8"), 6).cast(MONEY))
+        .otherwise(F.col("_expected"))
+    )
+    tariff_id = F.when(F.col("_a") != A_NOT_FOUND, F.concat(F.col("svc"), F.lit("-STD"))) \
+        .when(F.col("u_ghost") < 0.8, F.concat(F.col("svc"), F.lit("-PROMO-X")))
+    tariff_version = F.when(F.col("_a") == A_WRONG_VERSION, F.col("_wrong_version")) \
+        .when(F.col("_a") != A_NOT_FOUND, F.col("_version")).when(F.col("u_ghost") < 0.8, F.lit("p1"))
+    # usage-to-rating label
+    u2r = (
+        F.when(repeat_copy | ((role == Q_RE_NULL_ID) & (jj == 0)), F.lit("QUARANTINED"))
+        .when(role.isin(AMBIG_CDR, AMBIG_RATED), F.lit("AMBIGUOUS_MATCH"))
+        .when(role == RWU, F.lit("RATED_WITHOUT_USAGE"))
+        .when(j1 & role.isin(*RERATED), F.lit("DUPLICATE_RATED_EVENT"))
+        .otherwise(F.lit("MATCHED"))
+    )
+    quarantined = repeat_copy | (role.isin(Q_RE_NULL_ID, Q_RE_NULL_AMOUNT) & (jj == 0))
+    # rating-to-billing role: duplicate ratings and ratings without usage are billed (that is the overbilling)
+    u_b = _unit(seed, "billing", idc, jj)
+    drawn_b = (
+        F.when(u_b < params.not_billed_rate, F.lit(B_NOT_BILLED))
+        .when(u_b < params.not_billed_rate + params.charge_mismatch_rate, F.lit(B_MISMATCH))
+        .when(u_b < params.not_billed_rate + params.charge_mismatch_rate + params.duplicate_charge_rate, F.lit(B_DUP))
+        .otherwise(F.lit(B_OK))
+    )
+    bill_role = (
+        F.when(F.col("_u2r").isin("DUPLICATE_RATED_EVENT", "RATED_WITHOUT_USAGE"), F.lit(B_OK))
+        .when((jj == 0) & F.col("forced_b").isNotNull(), F.col("forced_b"))
+        .otherwise(drawn_b)
+    )
+    staged = exploded.select(
+        "*",
+        rated_event_id.alias("rated_event_id"),
+        lineage.alias("source_record_id"),
+        _ts(r_start).alias("start_time"),
+        quantity.alias("quantity"),
+        _ts(rated_at).alias("rated_at"),
+        acc_role.alias("_a"),
+        version.alias("_version"),
+        wrong_version.alias("_wrong_version"),
+        expected.alias("_expected"),
+        u2r.alias("_u2r"),
+        quarantined.alias("_quarantined"),
+        jj.alias("jj"),
+        repeat_copy.alias("_repeat_copy"),
+    )
+    staged = staged.select("*", bill_role.alias("_b"))
+    acc_label = (
+        F.when(F.col("_quarantined"), F.lit("QUARANTINED"))
+        .when(F.col("_a") == A_NOT_FOUND, F.lit("TARIFF_NOT_FOUND"))
+        .when(F.col("_a") != A_OK, F.lit("TARIFF_MISMATCH"))
+        .otherwise(F.lit("MATCHED"))
+    )
+    r2b_label = (
+        F.when(F.col("_quarantined"), F.lit("QUARANTINED"))
+        .when(F.col("_b") == B_NOT_BILLED, F.lit("RATED_NOT_BILLED"))
+        .when(F.col("_b") == B_MISMATCH, F.lit("CHARGE_AMOUNT_MISMATCH"))
+        .otherwise(F.lit("MATCHED"))
+    )
+    return staged.select(
+        "rated_event_id",
+        "source_record_id",
+        _format_phone(F.col("nat"), F.col("fmt_r"), F.col("ext")).alias("msisdn"),
+        "account_id",
+        F.col("svc").alias("service_type"),
+        F.col("dir").alias("direction"),
+        _other_party(F.col("fmt_op_r")).alias("other_party"),
+        "start_time",
+        F.lit(params.cycle_id).alias("cycle_id"),
+        "quantity",
+        tariff_id.alias("tariff_id"),
+        tariff_version.alias("tariff_version"),
+        F.when((role == Q_RE_NULL_AMOUNT) & (jj == 0), F.lit(None).cast(MONEY)).otherwise(amount).alias("amount"),
+        F.lit(params.currency).alias("currency"),
+        "rated_at",
+        F.format_string("r-%d-%d", idc, F.col("j")).alias("gen_row_id"),
+        "_u2r",
+        acc_label.alias("_acc"),
+        r2b_label.alias("_r2b"),
+        "_quarantined",
+        "_b",
+        # what billing copies from the slot
+        F.col("id").alias("_id"), F.col("j").alias("_j"), F.col("nat").alias("_nat"),
+        F.col("forced_x").alias("_forced_x"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ bill_charge
+
+
+def _charge_row(params: GeneratorParams, *, charge_id: Column, lineage: Column, product_id: Column,
+                charge_type: Column, code: Column, quantity: Column, amount: Column, billed_at: Column,
+                gen_row_id: Column, label: Column, agg_service: Column, quarantined: Column) -> list[Column]:
+    """The bill_charge columns (and the labels riding along) from the pieces that differ between charge kinds."""
+    return [
+        charge_id.alias("charge_id"),
+        lineage.alias("source_rated_event_id"),
+        product_id.alias("product_id"),
+        F.col("account_id"),
+        _format_phone(F.col("_nat"), F.lit(0), F.lit(0)).alias("msisdn"),
+        F.lit(params.cycle_id).alias("cycle_id"),
+        F.concat(F.lit(f"INV-{params.cycle_id.replace('-', '')}-"), F.col("account_id")).alias("invoice_id"),
+        charge_type.alias("charge_type"),
+        code.alias("billing_product_code"),
+        quantity.cast("long").alias("quantity"),
+        amount.cast(MONEY).alias("amount"),
+        F.lit(params.currency).alias("currency"),
+        _ts(billed_at).alias("billed_at"),
+        gen_row_id.alias("gen_row_id"),
+        label.alias("_r2b"),
+        agg_service.alias("_agg_service"),
+        quarantined.alias("_quarantined"),
+    ]
+
+
+def _charges_labeled(rated: DataFrame, slots: DataFrame, params: GeneratorParams) -> DataFrame:
+    """USAGE charges per billable rated event (main, duplicate, quarantined extra), orphan charges and a few
+    RECURRING charges, each USAGE charge labeled for rating-to-billing."""
+    seed = params.seed
+    lay = layout(params)
+    bill_run = _epoch(params.cycle_close) + 6 * 3600
+    billable = ~F.col("_quarantined")
+    b = F.col("_b")
+    idc, j = F.col("_id"), F.col("_j")
+    wants_q = F.when(F.col("_forced_x").isNotNull(), F.col("_forced_x") == X_QCHARGE) \
+        .otherwise(_unit(seed, "q-charge", idc) < params.quarantined_charge_rate)
+    qcharge = (j == 0) & billable & (b == B_OK) & wants_q
+    per_rated = rated.select(
+        "*",
+        F.explode(F.filter(F.array(
+            F.when(billable & (b != B_NOT_BILLED), F.lit(CH_MAIN)),
+            F.when(billable & (b == B_DUP), F.lit(CH_DUP)),
+            F.when(qcharge, F.lit(CH_QUARANTINED))), lambda x: x.isNotNull())).alias("kind"),
+    )
+    kind = F.col("kind")
+    # quarantined extra charge: 0 null charge_id, 1 null amount, 2 a repeated charge_id (copy billed later)
+    q_variant = F.when(idc < len(FORCED), F.pmod(idc, F.lit(3).cast("long"))) \
+        .otherwise(_below(seed, "q-charge-variant", 3, idc))
+    main_id = F.format_string("CH%013d", (idc * 2 + j) * 4 + CH_MAIN)
+    charge_id = (
+        F.when((kind == CH_QUARANTINED) & (q_variant == 0), F.lit(None).cast("string"))
+        .when((kind == CH_QUARANTINED) & (q_variant == 2), main_id)
+        .otherwise(F.format_string("CH%013d", (idc * 2 + j) * 4 + kind))
+    )
+    amount = F.col("amount")
+    mismatched = (
+        F.when((amount >= _money("0.10")) & (_unit(seed, "mismatch-down", idc, j) < 0.5),
+               F.round(amount * Decimal("0.5"), 6))
+        .otherwise(F.round(amount * Decimal("1.10"), 6) + _money("0.05"))
+    )
+    charge_amount = (
+        F.when((kind == CH_QUARANTINED) & (q_variant == 1), F.lit(None).cast(MONEY))
+        .when((kind == CH_MAIN) & (b == B_MISMATCH), mismatched)
+        .otherwise(amount)
+    )
+    main_billed = F.lit(bill_run) + _below(seed, "billed", 6 * 3600, idc, j)
+    billed_at = main_billed + F.when(kind == CH_DUP, 86_400).when(kind == CH_QUARANTINED, 2 * 86_400).otherwise(0)
+    label = (
+        F.when(kind == CH_QUARANTINED, F.lit("QUARANTINED"))
+        .when(kind == CH_DUP, F.lit("DUPLICATE_CHARGE"))
+        .when(b == B_MISMATCH, F.lit("CHARGE_AMOUNT_MISMATCH"))
+        .otherwise(F.lit("MATCHED"))
+    )
+    from_rated = per_rated.select(*_charge_row(
+        params, charge_id=charge_id, lineage=F.col("rated_event_id"), product_id=F.lit(None).cast("string"),
+        charge_type=F.lit("USAGE"), code=F.concat(F.lit("USG-"), F.col("service_type")), quantity=F.col("quantity"),
+        amount=charge_amount, billed_at=billed_at, gen_row_id=F.format_string("b-%d-%d-%d", idc, j, kind),
+        label=label, agg_service=F.col("service_type"), quarantined=kind == CH_QUARANTINED,
+    ))
+    # Per slot: an orphan USAGE charge (no lineage, or lineage to a rated event that does not exist) and the
+    # RECURRING charges, which are out of scope of the usage controls (no label).
+    sid = F.col("id")
+    orphan = F.when(F.col("forced_x").isNotNull(), F.col("forced_x") == X_ORPHAN) \
+        .otherwise(_unit(seed, "orphan", sid) < params.orphan_charge_rate)
+    extras = slots.select(
+        "*", F.col("nat").alias("_nat"),
+        F.explode(F.filter(F.array(
+            F.when(orphan, F.lit(CH_ORPHAN)), F.when(sid < lay.recurring_charges, F.lit(CH_RECURRING))),
+            lambda x: x.isNotNull())).alias("kind"),
+    )
+    recurring = kind == CH_RECURRING
+    orphan_amount = (F.lit(5) + _below(seed, "orphan-amount", 500, sid)).cast(DecimalType(12, 0)) \
+        * F.lit(Decimal("0.01")).cast(MONEY)
+    slot_quantity = F.when(F.col("svc") == "VOICE", F.col("dur")).when(F.col("svc") == "SMS", F.lit(1)) \
+        .otherwise(F.col("vol"))
+    from_slots = extras.select(*_charge_row(
+        params,
+        charge_id=F.format_string("CH%013d", (sid * 2 + 1) * 4 + kind),
+        lineage=F.when(~recurring & (_unit(seed, "orphan-ghost", sid) < 0.4), F.format_string("REX%011d", sid)),
+        product_id=F.when(recurring, F.format_string("PRD-%09d", sid)),
+        charge_type=F.when(recurring, F.lit("RECURRING")).otherwise(F.lit("USAGE")),
+        code=F.when(recurring, F.lit("PLAN-BUSINESS-50")).otherwise(F.concat(F.lit("USG-"), F.col("svc"))),
+        quantity=F.when(recurring, F.lit(1)).otherwise(slot_quantity),
+        amount=F.when(recurring, _money("50.000000")).otherwise(orphan_amount),
+        billed_at=F.lit(bill_run) + _below(seed, "billed-extra", 6 * 3600, sid),
+        gen_row_id=F.format_string("b-%d-s-%d", sid, kind),
+        label=F.when(~recurring, F.lit("CHARGE_WITHOUT_RATED_EVENT")),
+        agg_service=F.lit(None).cast("string"),
+        quarantined=F.lit(False),
+    ))
+    return from_rated.unionByName(from_slots)
+
+
+# ----------------------------------------------------------------------------------------------------- ground truth
+
+
+def _ground_truth(cdr: DataFrame, rated: DataFrame, charges: DataFrame) -> DataFrame:
+    """One row per record and control side it takes part in, plus one per (account, service_type) aggregate group."""
+    gt_cols = ["gen_row_id", "table_name", "control_point_id", "side", "expected_outcome", "account_id",
+               "service_type"]
+    from_cdr = cdr.select(
+        "gen_row_id", F.lit("cdr").alias("table_name"), F.lit("usage-to-rating").alias("control_point_id"),
+        F.lit("LEFT").alias("side"), F.col("_u2r").alias("expected_outcome"), "account_id", "service_type",
+    )
+    sides = F.array(
+        F.struct(F.lit("usage-to-rating").alias("cp"), F.lit("RIGHT").alias("side"), F.col("_u2r").alias("o")),
+        F.struct(F.lit("rating-accuracy").alias("cp"), F.lit("LEFT").alias("side"), F.col("_acc").alias("o")),
+        F.struct(F.lit("rating-to-billing").alias("cp"), F.lit("LEFT").alias("side"), F.col("_r2b").alias("o")),
+    )
+    from_rated = rated.select("gen_row_id", "account_id", "service_type", F.explode(sides).alias("s")).select(
+        "gen_row_id", F.lit("rated_event").alias("table_name"), F.col("s.cp").alias("control_point_id"),
+        F.col("s.side").alias("side"), F.col("s.o").alias("expected_outcome"), "account_id", "service_type",
+    )
+    usage_charges = charges.where(F.col("charge_type") == "USAGE")
+    from_charges = usage_charges.select(
+        "gen_row_id", F.lit("bill_charge").alias("table_name"), F.lit("rating-to-billing").alias("control_point_id"),
+        F.lit("RIGHT").alias("side"), F.col("_r2b").alias("expected_outcome"), "account_id",
+        F.col("_agg_service").alias("service_type"),
+    )
+    # usage-aggregate: totals of non-quarantined rows per (account, service_type of the charge's rated event).
+    zero = F.lit(0).cast(MONEY)
+    totals = rated.where(~F.col("_quarantined")).select(
+        "account_id", "service_type", F.col("amount").alias("rated"), zero.alias("billed"),
+    ).unionByName(usage_charges.where(~F.col("_quarantined")).select(
+        "account_id", F.col("_agg_service").alias("service_type"), zero.alias("rated"), F.col("amount").alias("billed"),
+    )).groupBy("account_id", "service_type").agg(F.sum("rated").alias("rated"), F.sum("billed").alias("billed"))
+    tolerance = F.greatest(F.lit(Decimal("0.01")).cast(MONEY), F.abs(F.col("rated")) * Decimal("0.001"))
+    aggregate = totals.select(
+        F.lit(None).cast("string").alias("gen_row_id"), F.lit(None).cast("string").alias("table_name"),
+        F.lit("usage-aggregate").alias("control_point_id"), F.lit(None).cast("string").alias("side"),
+        F.when(F.abs(F.col("rated") - F.col("billed")) > tolerance, "AGGREGATE_VARIANCE").otherwise("MATCHED")
+        .alias("expected_outcome"),
+        "account_id", "service_type",
+    )
+    out = from_cdr.unionByName(from_rated).unionByName(from_charges).unionByName(aggregate)
+    return out.select(*[F.col(c).cast("string") for c in gt_cols])
+
+
+# ----------------------------------------------------------------------------------------------------------- public
+
+
+CDR_COLUMNS = ("record_id", "source_file", "msisdn", "account_id", "service_type", "direction", "other_party",
+               "start_time", "duration_s", "volume_bytes", "cycle_id", "received_at", "carrier", "gen_row_id")
+RATED_COLUMNS = ("rated_event_id", "source_record_id", "msisdn", "account_id", "service_type", "direction",
+                 "other_party", "start_time", "cycle_id", "quantity", "tariff_id", "tariff_version", "amount",
+                 "currency", "rated_at", "gen_row_id")
+CHARGE_COLUMNS = ("charge_id", "source_rated_event_id", "product_id", "account_id", "msisdn", "cycle_id",
+                  "invoice_id", "charge_type", "billing_product_code", "quantity", "amount", "currency", "billed_at",
+                  "gen_row_id")
+
+
+def tariff_frame(ids: DataFrame, params: GeneratorParams) -> DataFrame:
+    """The tariff table (a handful of rows) on the session of `ids`."""
+    rows = [(t.tariff_id, t.version, t.service_type, t.valid_from, t.valid_to, t.rate, t.increment, t.minimum,
+             params.currency) for t in params.tariffs()]
+    return ids.sparkSession.createDataFrame(rows, TARIFF_SCHEMA)
+
+
+def generate_month(ids: DataFrame, params: GeneratorParams) -> dict[str, DataFrame]:
+    """The synthetic month: DataFrames for cdr, rated_event, bill_charge, suspense, tariff and ground_truth.
+
+    `ids` must be `spark.range(params.rows)` (one long column `id`, values 0 .. rows-1): each id is one slot of the
+    time grid, so other ids would break the layout. Nothing is computed here; every frame is a lazy plan derived
+    from `ids`, and the same params always give the same rows.
+
+    Example::
+
+        month = generate_month(spark.range(10_000), GeneratorParams(rows=10_000, seed=7))
+        month["ground_truth"].groupBy("control_point_id", "side", "expected_outcome").count().show()
+    """
+    if ids.columns != ["id"] or ids.schema["id"].dataType != LongType():
+        raise ValueError(f"ids must be spark.range(rows) with one bigint column 'id', got {ids.schema.simpleString()}")
+    slots = _slots(ids, params)
+    cdr = _cdr_labeled(slots, params)
+    rated = _rated_labeled(slots, params)
+    charges = _charges_labeled(rated, slots, params)
+    return {
+        "cdr": cdr.select(*CDR_COLUMNS),
+        "rated_event": rated.select(*RATED_COLUMNS),
+        "bill_charge": charges.select(*CHARGE_COLUMNS),
+        "suspense": _suspense(slots, params),
+        "tariff": tariff_frame(ids, params),
+        "ground_truth": _ground_truth(cdr, rated, charges),
+    }
