@@ -302,3 +302,21 @@ def test_same_inputs_give_identical_rows_and_case_ids(spark: SparkSession, run: 
         second = spark.read.format("delta").load(other.output_refs[table]).where(
             F.col("run_id") == "second-run").drop("run_id")
         assert_df_equality(first, second, ignore_row_order=True)
+
+
+CONTRACT_CHECK = Path(__file__).resolve().parent.parent.parent / "shared" / "contract_check.py"
+
+
+def test_outputs_pass_the_independent_contract_check(run: Any) -> None:
+    """../shared/contract_check.py reads the outputs with delta-rs, a second Delta implementation."""
+    import subprocess
+    import sys
+
+    result, _ = run
+    assert CONTRACT_CHECK.is_file(), f"{CONTRACT_CHECK} not found: the repo expects shared/ beside it"
+    conf_path = Path(result.output_refs["control_run"]).parent.parent / "conf.yaml"
+    proc = subprocess.run([sys.executable, str(CONTRACT_CHECK), str(conf_path), result.run_id],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CONTRACT: PASS" in proc.stdout
+    assert "FAIL" not in proc.stdout.replace("CONTRACT: PASS", "")
