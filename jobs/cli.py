@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cycle", required=True)
     run.add_argument("--run-id")
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
+    sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
     demo.add_argument("--rows", type=int, default=200_000)
     demo.add_argument("--seed", type=int, default=42)
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["generate"]:
         return _generate(argv[1:])
+    if argv[:1] == ["score"]:
+        from jobs.score import main as score_main
+
+        return score_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":

@@ -18,7 +18,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import ConfigError, ControlPoint, EnvConf, Ruleset
+from jobs.config import ConfigError, ControlPoint, Cycle, EnvConf, Ruleset
 from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from transforms.cases import aggregate_cases, record_cases
@@ -45,6 +45,9 @@ SIDE_INPUT = {
     ("rating-to-billing", "RIGHT"): ("bill_charge", "amount"),
 }
 ARRIVAL = {"cdr": "received_at", "rated_event": "rated_at", "bill_charge": "billed_at"}
+# How each input's record_key is formed: (id column, order among rows sharing that id).
+IDENTITY = {"cdr": ("record_id", ["received_at", "source_file"]), "rated_event": ("rated_event_id", ["rated_at"]),
+            "bill_charge": ("charge_id", ["billed_at"])}
 
 
 class ConservationError(RuntimeError):
@@ -93,6 +96,16 @@ def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[
     return [r.asDict() for r in rows]
 
 
+def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset) -> dict[str, DataFrame]:
+    """The rows of the cycle each side reconciles (bill_charge: the rating-to-billing side's filter, USAGE)."""
+    charges = raw["bill_charge"].where(in_cycle(cycle, None))
+    right = ruleset.control_points["rating-to-billing"].right
+    for column, value in (right.filter if right else {"charge_type": "USAGE"}).items():
+        charges = charges.where(F.col(column) == value)
+    return {"cdr": raw["cdr"].where(in_cycle(cycle, "start_time")),
+            "rated_event": raw["rated_event"].where(in_cycle(cycle, "start_time")), "bill_charge": charges}
+
+
 def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None = None,
             versions: Mapping[str, int] | None = None) -> RunResult:
     """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed)."""
@@ -133,28 +146,25 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     sla_days = conf.suspense_sla_days if conf.suspense_sla_days is not None else ruleset.suspense_sla_days
     cps = ruleset.control_points
 
-    cdr = raw["cdr"].where(in_cycle(cycle, "start_time"))
-    rated = raw["rated_event"].where(in_cycle(cycle, "start_time"))
-    usage_charges = raw["bill_charge"].where(in_cycle(cycle, None) & (F.col("charge_type") == "USAGE"))
-    for side_filter in (cps["rating-to-billing"].right.filter if cps["rating-to-billing"].right else {}).items():
-        usage_charges = usage_charges.where(F.col(side_filter[0]) == side_filter[1])
+    scoped = scope_inputs(raw, cycle, ruleset)
+    cdr, rated, usage_charges = scoped["cdr"], scoped["rated_event"], scoped["bill_charge"]
 
     # Prepared sides: identity, normalized phones, and a quarantine reason per control point that reads them.
     u2r, acc, r2b = cps["usage-to-rating"], cps["rating-accuracy"], cps["rating-to-billing"]
     cdr_cols = INPUT_SCHEMAS["cdr"].fieldNames()
     rated_cols = INPUT_SCHEMAS["rated_event"].fieldNames()
-    cdr_p = (cdr.transform(with_record_identity("record_id", ["received_at", "source_file"]))
+    cdr_p = (cdr.transform(with_record_identity(*IDENTITY["cdr"]))
              .transform(normalize_phone_columns(["msisdn", "other_party"], region))
              .withColumn("_q", quarantine_reason(u2r.left.required, cdr_cols, phone_column="msisdn")))
     cdr_p = materialize(cdr_p)
-    rated_p = (rated.transform(with_record_identity("rated_event_id", ["rated_at"]))
+    rated_p = (rated.transform(with_record_identity(*IDENTITY["rated_event"]))
                .transform(normalize_phone_columns(["msisdn", "other_party"], region))
                .withColumn("_q_u2r", quarantine_reason(u2r.right.required if u2r.right else (), rated_cols,
                                                        phone_column="msisdn", repeated_id="rated_event_id"))
                .withColumn("_q_acc", quarantine_reason(acc.left.required, rated_cols, repeated_id="rated_event_id"))
                .withColumn("_q_r2b", quarantine_reason(r2b.left.required, rated_cols, repeated_id="rated_event_id")))
     rated_p = materialize(rated_p)
-    charges_p = (usage_charges.transform(with_record_identity("charge_id", ["billed_at"]))
+    charges_p = (usage_charges.transform(with_record_identity(*IDENTITY["bill_charge"]))
                  .transform(normalize_phone_columns(["msisdn"], region))
                  .withColumn("_q", quarantine_reason(r2b.right.required if r2b.right else (),
                                                      INPUT_SCHEMAS["bill_charge"].fieldNames(),

@@ -1,0 +1,114 @@
+"""Score a committed run against the synthetic generator's ground truth: precision and recall per outcome.
+
+The ground truth is written by `telco-ra generate` as the outcome each planted record should get; the run is
+joined to it through the record key (the same identity function the run used, over the same scoped inputs).
+Precision and recall of 1.0 for every outcome is the bar for the usage-to-bill ruleset.
+
+    telco-ra score --conf CONF --run-id RUN [--truth lakehouse/input/ground_truth]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import EnvConf, Ruleset, load_conf, load_ruleset
+from jobs.inputs import PinnedTable
+from jobs.outputs import read_output, table_ref
+from jobs.run import IDENTITY, scope_inputs
+from transforms.keys import with_record_identity
+
+
+@dataclass(frozen=True)
+class Score:
+    control_point_id: str
+    side: str
+    outcome: str
+    expected: int
+    actual: int
+    true_positive: int
+
+    @property
+    def precision(self) -> float:
+        return self.true_positive / self.actual if self.actual else (1.0 if not self.expected else 0.0)
+
+    @property
+    def recall(self) -> float:
+        return self.true_positive / self.expected if self.expected else (1.0 if not self.actual else 0.0)
+
+
+def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> DataFrame:
+    """(control_point_id, side, expected, actual) per record, and per aggregate group."""
+    runs = read_output(spark, table_ref(conf.output, "control_run")).where(F.col("run_id") == run_id)
+    first = runs.select("cycle_id", "input_versions", "input_tables").first()
+    if first is None:
+        raise ValueError(f"no committed run {run_id!r} under {conf.output}")
+    raw = {name: PinnedTable(name, first["input_tables"][name], first["input_versions"][name]).read(spark)
+           for name in ("cdr", "rated_event", "bill_charge")}
+    scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
+    keys = None
+    for table, (id_col, order) in IDENTITY.items():
+        part = scoped[table].transform(with_record_identity(id_col, order)).select(
+            F.lit(table).alias("table_name"), "gen_row_id", F.col("_key").alias("record_key"))
+        keys = part if keys is None else keys.unionByName(part)
+    assert keys is not None
+    outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id).select(
+        "control_point_id", "side", "record_key", F.col("outcome").alias("actual"))
+    record_truth = truth.where(F.col("side").isNotNull()).join(keys, ["table_name", "gen_row_id"], "left")
+    records = record_truth.join(outcomes, ["control_point_id", "side", "record_key"], "full_outer").select(
+        "control_point_id", "side", F.col("expected_outcome").alias("expected"), "actual")
+    variances = read_output(spark, table_ref(conf.output, "aggregate_variance")).where(F.col("run_id") == run_id)
+    agg_actual = variances.select(
+        "control_point_id", "account_id", "service_type",
+        F.when(F.col("beyond_tolerance"), "AGGREGATE_VARIANCE").otherwise("MATCHED").alias("actual"))
+    agg_truth = truth.where(F.col("side").isNull()).select("control_point_id", "account_id", "service_type",
+                                                            F.col("expected_outcome").alias("expected"))
+    cond = [agg_truth[c].eqNullSafe(agg_actual[c]) for c in ("control_point_id", "account_id", "service_type")]
+    aggs = agg_truth.join(agg_actual, cond, "full_outer").select(
+        F.coalesce(agg_truth["control_point_id"], agg_actual["control_point_id"]).alias("control_point_id"),
+        F.lit("AGGREGATE").alias("side"), "expected", "actual")
+    return records.unionByName(aggs)
+
+
+def score(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> list[Score]:
+    pairs = _pairs(spark, conf, ruleset, run_id, truth)
+    expected = pairs.where(F.col("expected").isNotNull()).groupBy(
+        "control_point_id", "side", F.col("expected").alias("outcome")).agg(F.count(F.lit(1)).alias("expected"))
+    actual = pairs.where(F.col("actual").isNotNull()).groupBy(
+        "control_point_id", "side", F.col("actual").alias("outcome")).agg(F.count(F.lit(1)).alias("actual"))
+    hits = pairs.where(F.col("expected") == F.col("actual")).groupBy(
+        "control_point_id", "side", F.col("actual").alias("outcome")).agg(F.count(F.lit(1)).alias("tp"))
+    keys = ["control_point_id", "side", "outcome"]
+    table = expected.join(actual, keys, "full_outer").join(hits, keys, "left").fillna(0).orderBy(*keys)
+    return [Score(r["control_point_id"], r["side"], r["outcome"], int(r["expected"]), int(r["actual"]), int(r["tp"]))
+            for r in table.collect()]   # bounded: one row per outcome of the vocabulary
+
+
+def render(scores: list[Score]) -> str:
+    lines = [f"{'control point':<18} {'side':<9} {'outcome':<28} {'expected':>9} {'actual':>9} {'precision':>9} "
+             f"{'recall':>7}"]
+    for s in scores:
+        lines.append(f"{s.control_point_id:<18} {s.side:<9} {s.outcome:<28} {s.expected:>9,} {s.actual:>9,} "
+                     f"{s.precision:>9.4f} {s.recall:>7.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="telco-ra score")
+    parser.add_argument("--conf", required=True)
+    parser.add_argument("--ruleset", default="rulesets/usage_to_bill.yaml")
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--truth", help="ground-truth Delta table (default: beside the cdr table)")
+    args = parser.parse_args(argv)
+    from jobs.session import build_session
+
+    conf, ruleset = load_conf(args.conf), load_ruleset(args.ruleset)
+    spark = build_session(conf.spark, app_name="telco-ra-score")
+    truth_ref = args.truth or conf.tables["cdr"].rstrip("/").rsplit("/", 1)[0] + "/ground_truth"
+    scores = score(spark, conf, ruleset, args.run_id, spark.read.format("delta").load(truth_ref))
+    sys.stdout.write(render(scores))
+    return 0 if all(s.precision == 1.0 and s.recall == 1.0 for s in scores) else 1
