@@ -30,11 +30,14 @@ def _exposure_class(declared: Column, exposure: Column) -> Column:
                   ).otherwise(declared)
 
 
-def _evidence(table: Column, record_id: Column, payload_hash: Column, versions: Mapping[str, int]) -> Column:
+def _evidence(table: Column | str, record_id: Column, payload_hash: Column, versions: Mapping[str, int]) -> Column:
+    if isinstance(table, str):
+        system, name, version = F.lit(SOURCE_SYSTEM[table]), F.lit(table), F.lit(versions.get(table)).cast("bigint")
+    else:
+        system, name, version = _lookup(table, SOURCE_SYSTEM), table, _lookup(table, dict(versions), "bigint")
     return F.struct(
-        _lookup(table, SOURCE_SYSTEM).alias("source_system"), table.alias("source_table"),
-        record_id.alias("record_id"), payload_hash.alias("payload_hash"),
-        _lookup(table, dict(versions), "bigint").alias("table_version"),
+        system.alias("source_system"), name.alias("source_table"), record_id.alias("record_id"),
+        payload_hash.alias("payload_hash"), version.alias("table_version"),
     ).cast(EVIDENCE)
 
 
@@ -93,8 +96,8 @@ def aggregate_cases(
     totals_hash = F.sha2(F.concat_ws("|", key, F.col("left_count"), F.col("left_amount"), F.col("right_count"),
                                      F.col("right_amount")), 256)
     evidence = F.array(
-        _evidence(F.lit("rated_event"), F.concat(F.lit("sum:"), key), totals_hash, versions),
-        _evidence(F.lit("bill_charge"), F.concat(F.lit("sum:"), key), totals_hash, versions),
+        _evidence("rated_event", F.concat(F.lit("sum:"), key), totals_hash, versions),
+        _evidence("bill_charge", F.concat(F.lit("sum:"), key), totals_hash, versions),
     )
     rows = beyond.select(
         "run_id", "control_point_id", "ruleset_version", "cycle_id", "account_bucket", "account_id",
