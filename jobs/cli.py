@@ -14,6 +14,7 @@ from pathlib import Path
 from jobs.config import ConfigError, load_conf, load_ruleset
 from jobs.inputs import InputError
 from jobs.jars import JarsUnavailable
+from jobs.outputs import ConcurrentRunError
 from jobs.run import ConservationError
 
 LOG = logging.getLogger("telco_ra")
@@ -29,10 +30,38 @@ def _run(args: argparse.Namespace) -> int:
     from jobs.session import build_session
     from jobs.summary import render
 
+    bucket = _bucket(args.partition, args.cycle)
     spark = build_session(conf.spark)
-    result = execute(spark, conf, ruleset, args.cycle, args.run_id)
+    result = execute(spark, conf, ruleset, args.cycle, args.run_id, bucket=bucket)
     sys.stdout.write(render(spark, result))
     return 0
+
+
+def _bucket(partitions: list[str], cycle: str) -> int | None:
+    bucket = None
+    for item in partitions:
+        key, _, value = item.partition("=")
+        if key == "account_bucket" and value.isdigit():
+            bucket = int(value)
+        elif key == "cycle_id" and value == cycle:
+            continue
+        else:
+            raise ConfigError("--partition", key or item, f"{item!r}: expected account_bucket=N or cycle_id={cycle}")
+    return bucket
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    conf = load_conf(args.conf)
+    from jobs.rerun import rerun
+    from jobs.session import build_session
+
+    spark = build_session(conf.spark)
+    repro = rerun(spark, conf, args.run_id)
+    for table, (original, again) in repro.hashes.items():
+        sys.stdout.write(f"{table:<19} {'identical' if original == again else 'DIFFERENT'}  {original}  {again}\n")
+    verdict = "reproduced exactly" if repro.identical else "NOT reproduced"
+    sys.stdout.write(f"run {repro.original} {verdict} by {repro.rerun.run_id}\n")
+    return 0 if repro.identical else 1
 
 
 def _generate(argv: list[str]) -> int:
@@ -55,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ruleset", required=True)
     run.add_argument("--cycle", required=True)
     run.add_argument("--run-id")
+    run.add_argument("--partition", action="append", default=[], metavar="KEY=VALUE",
+                     help="recompute one slice: account_bucket=N (the cycle is --cycle)")
+    rerun = sub.add_parser("rerun", help="reproduce a committed run as of its input versions and ruleset")
+    rerun.add_argument("--conf", required=True)
+    rerun.add_argument("--run-id", required=True)
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
@@ -78,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "rerun":
+            return _rerun(args)
         return _demo(args)
     except (ConfigError, InputError, JarsUnavailable) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
-    except ConservationError as exc:
+    except (ConservationError, ConcurrentRunError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 1
 

@@ -58,11 +58,12 @@ CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sl
 SPARK_KEYS = {"master", "settings", "delta_provided"}
 
 
-def _read_yaml(path: str | Path) -> tuple[dict[str, Any], str]:
+def _read_yaml(path: str | Path, text: str | None = None) -> tuple[dict[str, Any], str]:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(p, "(file)", "no such file")
-    text = p.read_text(encoding="utf-8")
+    if text is None:
+        if not p.is_file():
+            raise ConfigError(p, "(file)", "no such file")
+        text = p.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -206,6 +207,7 @@ class Ruleset:
     name: str
     version: str
     content_hash: str
+    text: str
     account_buckets: int
     owners: Mapping[str, int]
     suspense_sla_days: int
@@ -373,8 +375,9 @@ def _control_point(r: _Reader, cp_id: str, value: Any, owners: Mapping[str, int]
                         tuple(exemptions), group_by)
 
 
-def load_ruleset(path: str | Path) -> Ruleset:
-    data, text = _read_yaml(path)
+def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
+    """Load and validate a ruleset file; with `text`, validate that content (a past run's) under the name `path`."""
+    data, text = _read_yaml(path, text)
     r = _Reader(path)
     _unknown(path, "", data, RULESET_KEYS)
     version = data.get("version")
@@ -401,6 +404,7 @@ def load_ruleset(path: str | Path) -> Ruleset:
         name=str(data.get("ruleset") or Path(path).stem),
         version=version,
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        text=text,
         account_buckets=r.positive_int("account_buckets", data.get("account_buckets", 16)),
         owners=owners,
         suspense_sla_days=r.positive_int("suspense.sla_days", suspense.get("sla_days", 5), zero_ok=True),

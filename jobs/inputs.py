@@ -111,3 +111,24 @@ def in_cycle(cycle: Cycle, time_column: str | None) -> Column:
         start, end = F.lit(cycle.start).cast("timestamp"), F.lit(cycle.end).cast("timestamp")
         scoped = scoped | (F.col("cycle_id").isNull() & (F.col(time_column) >= start) & (F.col(time_column) < end))
     return F.coalesce(scoped, F.lit(False))
+
+
+def check_available(spark: SparkSession, table: PinnedTable) -> None:
+    """Raise InputError when a pinned version can no longer be read (log cleaned up, or its files vacuumed).
+
+    Reading a vacuumed version would fail half-way through a run, or worse, a caller might fall back to today's
+    data; reproduction must say which input version is gone instead.
+    """
+    try:
+        files = table.read(spark).inputFiles()   # the snapshot's file list: bounded by files, not rows
+    except AnalysisException as exc:
+        raise InputError(f"table {table.name}: version {table.version} of {table.ref} is gone "
+                         f"({str(exc).splitlines()[0][:160]})") from exc
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    for name in files:
+        path = jvm.org.apache.hadoop.fs.Path(name)
+        if not path.getFileSystem(hadoop_conf).exists(path):
+            raise InputError(f"table {table.name}: version {table.version} of {table.ref} is gone: its data file "
+                             f"{name.rsplit('/', 1)[-1]} was removed (VACUUM?)")

@@ -11,13 +11,33 @@ from __future__ import annotations
 import logging
 import re
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.inputs import is_path
 
 LOG = logging.getLogger(__name__)
+
+CONCURRENT = (ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentDeleteDeleteException,
+              ConcurrentTransactionException, ConcurrentWriteException, MetadataChangedException,
+              ProtocolChangedException, DeltaConcurrentModificationException)
+
+
+class ConcurrentRunError(RuntimeError):
+    """Another writer committed the same output slice first: this run is not committed (exit 1)."""
+
 
 SAFE = re.compile(r"^[A-Za-z0-9._:\-]+$")
 PARTITIONS = {
@@ -42,22 +62,39 @@ def read_output(spark: SparkSession, ref: str) -> DataFrame:
     return spark.read.format("delta").load(ref) if is_path(ref) else spark.read.table(ref)
 
 
-def write_run_slice(df: DataFrame, ref: str, table: str, cycle_id: str, run_id: str, txn_app_id: str) -> None:
-    """Replace the (cycle_id, run_id) slice of output `table` with `df`, once."""
+def write_run_slice(df: DataFrame, ref: str, table: str, cycle_id: str, run_id: str, txn_app_id: str,
+                    bucket: int | None = None) -> None:
+    """Replace the (cycle_id[, account_bucket], run_id) slice of output `table` with `df`, once.
+
+    The partition columns in the predicate keep Delta's conflict check to that slice: reruns of different
+    account buckets commit side by side, two writers of the same slice cannot both commit. control_run is a blind
+    append (written once per run, after the already-committed check), so runs of other slices never conflict on it.
+    """
     if not (SAFE.match(cycle_id) and SAFE.match(run_id)):
         raise ValueError(f"unsafe cycle_id/run_id {cycle_id!r}/{run_id!r}")
     spark = df.sparkSession
     partitions = PARTITIONS[table]
     writer = (df.repartition(*[F.col(c) for c in partitions]).write.format("delta")
               .option("txnAppId", txn_app_id).option("txnVersion", 1))
-    if exists(spark, ref):
-        writer = writer.mode("overwrite").option("replaceWhere", f"cycle_id = '{cycle_id}' AND run_id = '{run_id}'")
+    if exists(spark, ref) and table != "control_run":
+        predicate = f"cycle_id = '{cycle_id}'"
+        if bucket is not None:
+            predicate += f" AND account_bucket = {int(bucket)}"
+        writer = writer.mode("overwrite").option("replaceWhere", f"{predicate} AND run_id = '{run_id}'")
     else:
         writer = writer.mode("append").partitionBy(*partitions)
-    if is_path(ref):
-        writer.save(ref)
-    else:
-        writer.saveAsTable(ref)
+    try:
+        if is_path(ref):
+            writer.save(ref)
+        else:
+            writer.saveAsTable(ref)
+    except (*CONCURRENT, Py4JJavaError) as exc:
+        if isinstance(exc, Py4JJavaError) and "Concurrent" not in str(exc.java_exception):
+            raise
+        raise ConcurrentRunError(
+            f"another run committed to the {table} slice of cycle {cycle_id}"
+            f"{'' if bucket is None else f', account_bucket {bucket}'} while run {run_id} was writing; "
+            f"run {run_id} is not committed (no control_run row): run it again") from exc
     LOG.info("wrote %s for run %s", table, run_id)
 
 
@@ -72,3 +109,22 @@ def content_hash(df: DataFrame, exclude: tuple[str, ...] = ()) -> str:
     row = df.agg(F.count(F.lit(1)).alias("n"), *[p.alias(f"h{i}") for i, p in enumerate(part)]).first()
     assert row is not None
     return f"{row['n']}:{row['h0'] or 0}:{row['h1'] or 0}:{row['h2'] or 0}"
+
+
+def current(spark: SparkSession, output: str, table: str, cycle_id: str, buckets: int) -> DataFrame:
+    """The current rows of an output for a cycle: per account bucket, those of the latest committed run covering it.
+
+    A full run covers every bucket; a partition-level rerun (`--partition account_bucket=N`) covers one, so after
+    a rerun of bucket 7 the current view shows the rerun's rows for bucket 7 and the earlier run's everywhere else,
+    while every run's rows stay in the table as history.
+    """
+    runs = (read_output(spark, table_ref(output, "control_run")).where(F.col("cycle_id") == cycle_id)
+            .select("run_id", "partition_scope", "completed_at").distinct())
+    all_buckets = spark.range(buckets).select(F.col("id").cast("int").alias("account_bucket"))
+    full = runs.where(F.col("partition_scope") == "all").crossJoin(all_buckets)
+    sliced = runs.where(F.col("partition_scope").startswith("account_bucket=")).withColumn(
+        "account_bucket", F.split(F.col("partition_scope"), "=").getItem(1).cast("int"))
+    latest = (full.unionByName(sliced).groupBy("account_bucket")
+              .agg(F.max_by("run_id", F.struct("completed_at", "run_id")).alias("run_id")))
+    rows = read_output(spark, table_ref(output, table)).where(F.col("cycle_id") == cycle_id)
+    return rows.join(latest, ["account_bucket", "run_id"], "left_semi")

@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -50,6 +53,10 @@ IDENTITY = {"cdr": ("record_id", ["received_at", "source_file"]), "rated_event":
             "bill_charge": ("charge_id", ["billed_at"])}
 
 
+# Called with the run id once outputs are computed, right before the first write (tests line up concurrent writers).
+BEFORE_WRITE: Callable[[str], None] | None = None
+
+
 class ConservationError(RuntimeError):
     """Outcomes do not account for every input row and amount: the run must not commit (exit 1)."""
 
@@ -66,10 +73,12 @@ class RunResult:
     watermark: datetime | None = None
 
 
-def default_run_id(ruleset: Ruleset, cycle_id: str, versions: Mapping[str, int], conf: EnvConf) -> str:
-    """Same ruleset content, cycle, input versions and conf => same run id, so a plain re-run is a no-op."""
-    material = json.dumps([ruleset.content_hash, cycle_id, sorted(versions.items()), conf.fingerprint])
-    return f"{ruleset.name}-{cycle_id}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
+def default_run_id(ruleset: Ruleset, cycle_id: str, versions: Mapping[str, int], conf: EnvConf,
+                   scope: str = "all") -> str:
+    """Same ruleset content, cycle, scope, input versions and conf => same run id: a plain re-run is a no-op."""
+    material = json.dumps([ruleset.content_hash, cycle_id, sorted(versions.items()), conf.fingerprint, scope])
+    suffix = "" if scope == "all" else "-b" + scope.split("=", 1)[1]
+    return f"{ruleset.name}-{cycle_id}{suffix}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
 
 
 def _inputs_digest(ruleset: Ruleset, versions: Mapping[str, int], conf: EnvConf) -> str:
@@ -96,18 +105,39 @@ def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[
     return [r.asDict() for r in rows]
 
 
-def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset) -> dict[str, DataFrame]:
-    """The rows of the cycle each side reconciles (bill_charge: the rating-to-billing side's filter, USAGE)."""
+def fault_point(name: str) -> None:
+    """Fault injection for crash tests: with TELCO_RA_FAULT=<name>, signal TELCO_RA_FAULT_MARKER and hang there.
+
+    The kill-during-write test stops the driver at this point (outputs written, control_run not yet) and checks
+    that the half-written run is invisible and that its rerun gives exactly the clean result.
+    """
+    if os.environ.get("TELCO_RA_FAULT") != name:
+        return
+    marker = os.environ.get("TELCO_RA_FAULT_MARKER")
+    if marker:
+        Path(marker).write_text(name)
+    LOG.warning("fault point %s reached: waiting to be killed", name)
+    time.sleep(3600)
+
+
+def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
+                 bucket: int | None = None) -> dict[str, DataFrame]:
+    """The rows of the cycle each side reconciles (bill_charge: the rating-to-billing side's filter, USAGE),
+    restricted to one account bucket for a partition-level rerun (records are bucketed by their own account)."""
     charges = raw["bill_charge"].where(in_cycle(cycle, None))
     right = ruleset.control_points["rating-to-billing"].right
     for column, value in (right.filter if right else {"charge_type": "USAGE"}).items():
         charges = charges.where(F.col(column) == value)
-    return {"cdr": raw["cdr"].where(in_cycle(cycle, "start_time")),
-            "rated_event": raw["rated_event"].where(in_cycle(cycle, "start_time")), "bill_charge": charges}
+    scoped = {"cdr": raw["cdr"].where(in_cycle(cycle, "start_time")),
+              "rated_event": raw["rated_event"].where(in_cycle(cycle, "start_time")), "bill_charge": charges}
+    if bucket is not None:
+        scoped = {name: df.where(account_bucket(F.col("account_id"), ruleset.account_buckets) == bucket)
+                  for name, df in scoped.items()}
+    return scoped
 
 
 def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None = None,
-            versions: Mapping[str, int] | None = None) -> RunResult:
+            versions: Mapping[str, int] | None = None, bucket: int | None = None) -> RunResult:
     """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed)."""
     started_at = datetime.now(UTC)
     cycle = conf.cycle(cycle_id)
@@ -128,7 +158,11 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
         raise InputError(f"table tariff: versions {o['tariff_version']} and {o['other_version']} of tariff "
                          f"{o['tariff_id']} are valid at the same time")
 
-    run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf)
+    if bucket is not None and not 0 <= bucket < ruleset.account_buckets:
+        raise ConfigError("--partition", "account_bucket",
+                          f"{bucket} is not a bucket of this ruleset (0..{ruleset.account_buckets - 1})")
+    scope = "all" if bucket is None else f"account_bucket={bucket}"
+    run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope)
     refs = {t: table_ref(conf.output, t) for t in ("record_outcome", "ra_case", "aggregate_variance", "control_run")}
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
@@ -146,7 +180,7 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     sla_days = conf.suspense_sla_days if conf.suspense_sla_days is not None else ruleset.suspense_sla_days
     cps = ruleset.control_points
 
-    scoped = scope_inputs(raw, cycle, ruleset)
+    scoped = scope_inputs(raw, cycle, ruleset, bucket)
     cdr, rated, usage_charges = scoped["cdr"], scoped["rated_event"], scoped["bill_charge"]
 
     # Prepared sides: identity, normalized phones, and a quarantine reason per control point that reads them.
@@ -250,14 +284,18 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
                    cases.groupBy("control_point_id").agg(F.count(F.lit(1)).alias("n")).collect()}
 
     digest = _inputs_digest(ruleset, input_versions, conf)
+    if BEFORE_WRITE is not None:
+        BEFORE_WRITE(run_id)
     record_outcome = outcomes.withColumnRenamed("exposure", "exposure_amount").drop(
         "counterpart_key", "counterpart_hash", "counterpart_table")
     write_run_slice(record_outcome, refs["record_outcome"], "record_outcome", cycle_id, run_id,
-                    f"telco-ra:record_outcome:{run_id}:{digest}")
-    write_run_slice(cases, refs["ra_case"], "ra_case", cycle_id, run_id, f"telco-ra:ra_case:{run_id}:{digest}")
+                    f"telco-ra:record_outcome:{run_id}:{digest}", bucket)
+    write_run_slice(cases, refs["ra_case"], "ra_case", cycle_id, run_id, f"telco-ra:ra_case:{run_id}:{digest}",
+                    bucket)
     write_run_slice(variances, refs["aggregate_variance"], "aggregate_variance", cycle_id, run_id,
-                    f"telco-ra:aggregate_variance:{run_id}:{digest}")
+                    f"telco-ra:aggregate_variance:{run_id}:{digest}", bucket)
 
+    fault_point("before-control-run")
     completed_at = datetime.now(UTC)
     control_rows = []
     for cp_id in cps:
@@ -268,7 +306,8 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
             left_in, right_in = ("rated_event", "amount"), ("bill_charge", "amount")
         control_rows.append({
             "run_id": run_id, "control_point_id": cp_id, "ruleset_version": ruleset.version, "cycle_id": cycle_id,
-            "ruleset_name": ruleset.name, "ruleset_hash": ruleset.content_hash, "partition_scope": "all",
+            "ruleset_name": ruleset.name, "ruleset_hash": ruleset.content_hash, "ruleset_text": ruleset.text,
+            "partition_scope": scope,
             "input_tables": {n: t.ref for n, t in pinned.items()}, "input_versions": input_versions,
             "watermark": watermark, "cycle_close": cycle.close, "started_at": started_at,
             "completed_at": completed_at, "status": "COMMITTED", "conf_fingerprint": conf.fingerprint,

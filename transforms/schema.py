@@ -119,7 +119,7 @@ METRIC = StructType([
 
 CONTROL_RUN = _schema(
     *COMMON_OUTPUT,
-    ("ruleset_name", S), ("ruleset_hash", S), ("partition_scope", S), ("input_tables", MapType(S, S)),
+    ("ruleset_name", S), ("ruleset_hash", S), ("ruleset_text", S), ("partition_scope", S), ("input_tables", MapType(S, S)),
     ("input_versions", MapType(S, L)), ("watermark", T), ("cycle_close", T), ("started_at", T),
     ("completed_at", T), ("status", S), ("conf_fingerprint", S), ("left_count", L), ("right_count", L),
     ("left_amount", MONEY_SUM), ("right_amount", MONEY_SUM), ("metrics", ArrayType(METRIC)),

@@ -1,0 +1,177 @@
+"""Run governance: reproduction as of an old run, vacuumed inputs, a driver killed mid-write, idempotent retry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from factories import RULESET, frame, write_inputs
+from jobs.config import load_conf, load_ruleset
+from jobs.inputs import InputError
+from jobs.outputs import content_hash, read_output
+from jobs.rerun import rerun
+from jobs.run import RunResult, execute
+from scenario import CDR, CHARGES, RATED, SUSPENSE
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def committed(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, RunResult]]:
+    root = tmp_path_factory.mktemp("governance")
+    conf_path = write_inputs(spark, root, {"cdr": CDR, "rated_event": RATED, "bill_charge": CHARGES,
+                                            "suspense": SUSPENSE})
+    result = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06")
+    yield conf_path, result
+
+
+def _hashes(spark: SparkSession, result: RunResult, run_id: str) -> dict[str, str]:
+    return {t: content_hash(read_output(spark, result.output_refs[t]).where(F.col("run_id") == run_id),
+                            exclude=("run_id",)) for t in ("record_outcome", "ra_case", "aggregate_variance")}
+
+
+@pytest.mark.slow
+def test_rerun_reproduces_an_old_run_after_inputs_changed(spark: SparkSession, committed: Any) -> None:
+    conf_path, original = committed
+    cdr_path = load_conf(conf_path).tables["cdr"]
+    # Late usage lands after the run: today's cdr table is not the one the run saw.
+    frame(spark, "cdr", [{"record_id": "C-LATE-1", "msisdn": "+15552009999"}]).write.format("delta").mode(
+        "append").save(cdr_path)
+    repro = rerun(spark, load_conf(conf_path), original.run_id)
+    assert repro.rerun.input_versions["cdr"] == original.input_versions["cdr"]
+    assert repro.identical, repro.hashes
+    assert _hashes(spark, original, repro.rerun.run_id) == _hashes(spark, original, original.run_id)
+
+
+@pytest.mark.slow
+def test_rerun_names_a_vacuumed_input_version(spark: SparkSession, tmp_path: Path) -> None:
+    conf_path = write_inputs(spark, tmp_path, {"cdr": CDR[:3], "rated_event": RATED[:2]})
+    result = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06")
+    cdr_path = load_conf(conf_path).tables["cdr"]
+    frame(spark, "cdr", CDR[3:5]).write.format("delta").mode("overwrite").save(cdr_path)
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        DeltaTable.forPath(spark, cdr_path).vacuum(0)
+    finally:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+    with pytest.raises(InputError, match=r"table cdr: version 0 of .* is gone: its data file .* was removed"):
+        rerun(spark, load_conf(conf_path), result.run_id)
+
+
+@pytest.mark.slow
+def test_driver_killed_before_commit_leaves_no_run_and_rerun_is_clean(spark: SparkSession, tmp_path: Path,
+                                                                      committed: Any) -> None:
+    _, clean = committed
+    conf_path = write_inputs(spark, tmp_path, {"cdr": CDR, "rated_event": RATED, "bill_charge": CHARGES,
+                                                "suspense": SUSPENSE})
+    marker = tmp_path / "fault.marker"
+    env = {**os.environ, "TELCO_RA_FAULT": "before-control-run", "TELCO_RA_FAULT_MARKER": str(marker),
+           "PYSPARK_PYTHON": sys.executable}
+    cmd = [sys.executable, "-m", "jobs.cli", "run", "--conf", str(conf_path), "--ruleset", RULESET,
+           "--cycle", "2026-06", "--run-id", "killed-run"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not marker.exists():
+            assert proc.poll() is None, "the job ended before reaching the fault point"
+            assert time.monotonic() < deadline, "fault point not reached in time"
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)      # the driver and its JVM, as a node failure would
+        proc.wait()
+    out = tmp_path / "output"
+    half = read_output(spark, str(out / "record_outcome")).where(F.col("run_id") == "killed-run").count()
+    assert half > 0, "the crash was meant to hit after the outcome write"
+    assert not DeltaTable.isDeltaTable(spark, str(out / "control_run")), "a killed run must not be visible"
+
+    again = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06", "killed-run")
+    assert again.committed
+    assert _hashes(spark, again, "killed-run") == _hashes(spark, clean, clean.run_id)
+    # retrying the committed run adds nothing
+    before = {t: DeltaTable.forPath(spark, r).history(1).collect()[0]["version"] for t, r in again.output_refs.items()}
+    assert execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06", "killed-run").already_committed
+    after = {t: DeltaTable.forPath(spark, r).history(1).collect()[0]["version"] for t, r in again.output_refs.items()}
+    assert before == after
+
+
+@pytest.mark.slow
+def test_partition_rerun_touches_only_its_slice(spark: SparkSession, committed: Any) -> None:
+    conf_path, full = committed
+    conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
+    bucket = read_output(spark, full.output_refs["record_outcome"]).where(
+        (F.col("run_id") == full.run_id) & (F.col("account_id") == "ACC-2")).first()["account_bucket"]
+    before = _hashes(spark, full, full.run_id)
+    part = execute(spark, conf, ruleset, "2026-06", bucket=bucket)
+    assert part.run_id.startswith(f"usage_to_bill-2026-06-b{bucket}-")
+    assert _hashes(spark, full, full.run_id) == before                      # the other run's rows are untouched
+    ro = read_output(spark, full.output_refs["record_outcome"])
+    slice_rows = ro.where(F.col("run_id") == part.run_id)
+    assert slice_rows.select("account_bucket").distinct().collect() == [(bucket,)]
+    same_slice = ro.where((F.col("run_id") == full.run_id) & (F.col("account_bucket") == bucket))
+    assert content_hash(slice_rows, exclude=("run_id",)) == content_hash(same_slice, exclude=("run_id",))
+    scope = read_output(spark, full.output_refs["control_run"]).where(F.col("run_id") == part.run_id).select(
+        "partition_scope").distinct().collect()
+    assert scope == [(f"account_bucket={bucket}",)]
+    from jobs.outputs import current
+
+    view = current(spark, conf.output, "record_outcome", "2026-06", ruleset.account_buckets)
+    assert view.where(F.col("account_bucket") == bucket).select("run_id").distinct().collect() == [(part.run_id,)]
+    assert view.count() == ro.where(F.col("run_id") == full.run_id).count()
+
+
+@pytest.mark.slow
+def test_concurrent_partition_reruns(spark: SparkSession, tmp_path: Path) -> None:
+    import threading
+
+    from jobs import run as run_module
+    from jobs.outputs import ConcurrentRunError
+
+    conf_path = write_inputs(spark, tmp_path, {"cdr": CDR, "rated_event": RATED, "bill_charge": CHARGES,
+                                                "suspense": SUSPENSE})
+    conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
+    execute(spark, conf, ruleset, "2026-06")          # the output tables exist before the reruns race
+
+    def race(buckets: list[int]) -> list[Any]:
+        barrier = threading.Barrier(len(buckets), timeout=600)
+        results: list[Any] = [None] * len(buckets)
+        run_module.BEFORE_WRITE = lambda _run_id: barrier.wait()
+
+        def one(i: int, b: int) -> None:
+            try:
+                results[i] = execute(spark, conf, ruleset, "2026-06", bucket=b)
+            except ConcurrentRunError as exc:
+                results[i] = exc
+
+        threads = [threading.Thread(target=one, args=(i, b)) for i, b in enumerate(buckets)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            run_module.BEFORE_WRITE = None
+        return results
+
+    disjoint = race([3, 7])
+    assert all(isinstance(r, RunResult) and r.committed for r in disjoint), disjoint
+    same = race([5, 5])
+    winners = [r for r in same if isinstance(r, RunResult)]
+    losers = [r for r in same if isinstance(r, ConcurrentRunError)]
+    assert len(winners) == 1 and len(losers) == 1, same
+    assert "is not committed (no control_run row): run it again" in str(losers[0])
+    ro = read_output(spark, winners[0].output_refs["record_outcome"]).where(F.col("run_id") == winners[0].run_id)
+    assert ro.count() == ro.select("control_point_id", "side", "record_key").distinct().count()
+    runs = read_output(spark, winners[0].output_refs["control_run"]).where(F.col("run_id") == winners[0].run_id)
+    assert runs.count() == 4
