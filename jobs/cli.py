@@ -64,6 +64,22 @@ def _rerun(args: argparse.Namespace) -> int:
     return 0 if repro.identical else 1
 
 
+def _close(args: argparse.Namespace) -> int:
+    conf, ruleset = load_conf(args.conf), load_ruleset(args.ruleset)
+    conf.cycle(args.cycle)
+    from jobs.close import CloseRefused, close_cycle, render
+    from jobs.session import build_session
+
+    spark = build_session(conf.spark)
+    try:
+        closed = close_cycle(spark, conf, ruleset, args.cycle)
+    except CloseRefused as exc:
+        sys.stderr.write(f"telco-ra: close refused: {exc}\n")
+        return 1
+    sys.stdout.write(render(closed))
+    return 0
+
+
 def _generate(argv: list[str]) -> int:
     from jobs.generate import main as generate_main
 
@@ -86,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id")
     run.add_argument("--partition", action="append", default=[], metavar="KEY=VALUE",
                      help="recompute one slice: account_bucket=N (the cycle is --cycle)")
+    close = sub.add_parser("close", help="month-end close: run every control, check, write the close record")
+    close.add_argument("--conf", required=True)
+    close.add_argument("--ruleset", required=True)
+    close.add_argument("--cycle", required=True)
     rerun = sub.add_parser("rerun", help="reproduce a committed run as of its input versions and ruleset")
     rerun.add_argument("--conf", required=True)
     rerun.add_argument("--run-id", required=True)
@@ -114,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "rerun":
             return _rerun(args)
+        if args.command == "close":
+            return _close(args)
         return _demo(args)
     except (ConfigError, InputError, JarsUnavailable) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")

@@ -45,7 +45,9 @@ PARTITIONS = {
     "ra_case": ("cycle_id", "account_bucket"),
     "aggregate_variance": ("cycle_id", "account_bucket"),
     "control_run": ("cycle_id",),
+    "cycle_close": ("cycle_id",),
 }
+APPEND_ONLY = ("control_run", "cycle_close")   # written once per run/close, after the checks: blind appends
 
 
 def table_ref(output: str, table: str) -> str:
@@ -76,7 +78,7 @@ def write_run_slice(df: DataFrame, ref: str, table: str, cycle_id: str, run_id: 
     partitions = PARTITIONS[table]
     writer = (df.repartition(*[F.col(c) for c in partitions]).write.format("delta")
               .option("txnAppId", txn_app_id).option("txnVersion", 1))
-    if exists(spark, ref) and table != "control_run":
+    if exists(spark, ref) and table not in APPEND_ONLY:
         predicate = f"cycle_id = '{cycle_id}'"
         if bucket is not None:
             predicate += f" AND account_bucket = {int(bucket)}"

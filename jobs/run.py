@@ -53,6 +53,8 @@ IDENTITY = {"cdr": ("record_id", ["received_at", "source_file"]), "rated_event":
             "bill_charge": ("charge_id", ["billed_at"])}
 
 
+# Fault injection for tests: applied to the record outcomes before the conservation check (e.g. drop a row).
+OUTCOME_FAULT: Callable[[DataFrame], DataFrame] | None = None
 # Called with the run id once outputs are computed, right before the first write (tests line up concurrent writers).
 BEFORE_WRITE: Callable[[str], None] | None = None
 
@@ -103,6 +105,15 @@ def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[
     rows = (read_output(spark, ref).where(F.col("run_id") == run_id)
             .select("control_point_id", "ruleset_hash", "input_versions", "conf_fingerprint").limit(50).collect())
     return [r.asDict() for r in rows]
+
+
+def _closed_by(spark: SparkSession, output: str, cycle_id: str) -> str | None:
+    """The run that closed this cycle, if it is closed: runs after it are post-close adjustments."""
+    ref = table_ref(output, "cycle_close")
+    if not exists(spark, ref):
+        return None
+    row = read_output(spark, ref).where(F.col("cycle_id") == cycle_id).select("close_run_id").first()
+    return None if row is None else str(row["close_run_id"])
 
 
 def fault_point(name: str) -> None:
@@ -230,6 +241,8 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     outcomes = outcome_parts[0]
     for part in outcome_parts[1:]:
         outcomes = outcomes.unionByName(part)
+    if OUTCOME_FAULT is not None:
+        outcomes = OUTCOME_FAULT(outcomes)
     outcomes = materialize(outcomes)
 
     agg_cp = cps["usage-aggregate"]
@@ -296,6 +309,7 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
                     f"telco-ra:aggregate_variance:{run_id}:{digest}", bucket)
 
     fault_point("before-control-run")
+    close_run_id = _closed_by(spark, conf.output, cycle_id)
     completed_at = datetime.now(UTC)
     control_rows = []
     for cp_id in cps:
@@ -319,6 +333,7 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
                          "amount": m["amount"], "exposure": m["exposure"]}
                         for m in sorted(cp_metrics, key=lambda m: (m["side"], m["outcome"]))],
             "cases_opened": case_counts.get(cp_id, 0), "conservation_ok": True,
+            "post_close": close_run_id is not None, "close_run_id": close_run_id,
         })
     control_run = spark.createDataFrame(control_rows, CONTROL_RUN)
     write_run_slice(control_run, refs["control_run"], "control_run", cycle_id, run_id,

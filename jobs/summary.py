@@ -20,6 +20,23 @@ def _money(value: Decimal | None) -> str:
     return f"{(value or Decimal(0)):,.2f}"
 
 
+def _changes_since_close(spark: SparkSession, control_run: str, run_id: str, close_run_id: str) -> list[str]:
+    def metrics(rid: str) -> dict[tuple[str, str, str], Any]:
+        rows = (read_output(spark, control_run).where(F.col("run_id") == rid)
+                .select("control_point_id", F.explode("metrics").alias("m")).collect())
+        return {(r["control_point_id"], r["m"]["side"], r["m"]["outcome"]): r["m"] for r in rows}
+
+    now, then = metrics(run_id), metrics(close_run_id)
+    lines = []
+    for key in sorted(set(now) | set(then)):
+        a, b = now.get(key), then.get(key)
+        count = (a["count"] if a else 0) - (b["count"] if b else 0)
+        exposure = (a["exposure"] if a else Decimal(0)) - (b["exposure"] if b else Decimal(0))
+        if count or exposure:
+            lines.append(f"  {key[0]:<18} {key[1]:<9} {key[2]:<28} {count:>+10,} records {_money(exposure):>16}")
+    return lines or ["  no change since close"]
+
+
 def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
     refs = result.output_refs
     runs = read_output(spark, refs["control_run"]).where(F.col("run_id") == result.run_id)
@@ -28,6 +45,11 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
                           key=lambda r: r["control_point_id"])
     lines = [f"telco-ra run {result.run_id}  cycle {result.cycle_id}"
              + ("  (already committed: nothing new written)" if result.already_committed else "")]
+    closed_by = runs.where(F.col("post_close")).select("close_run_id").first()
+    if closed_by is not None:
+        lines.append(f"POST-CLOSE ADJUSTMENT: cycle {result.cycle_id} was closed by run {closed_by['close_run_id']}; "
+                     "its closed figures are unchanged, the changes since close are below")
+        lines += _changes_since_close(spark, refs["control_run"], result.run_id, closed_by["close_run_id"])
     if control_rows:
         first = control_rows[0]
         versions = ", ".join(f"{k}@v{v}" for k, v in sorted(first["input_versions"].items()))

@@ -123,7 +123,18 @@ CONTROL_RUN = _schema(
     ("input_versions", MapType(S, L)), ("watermark", T), ("cycle_close", T), ("started_at", T),
     ("completed_at", T), ("status", S), ("conf_fingerprint", S), ("left_count", L), ("right_count", L),
     ("left_amount", MONEY_SUM), ("right_amount", MONEY_SUM), ("metrics", ArrayType(METRIC)),
-    ("cases_opened", L), ("conservation_ok", BooleanType()),
+    ("cases_opened", L), ("conservation_ok", BooleanType()), ("post_close", BooleanType()), ("close_run_id", S),
+)
+
+CLOSE_EXPOSURE = StructType([
+    StructField("exposure_class", S), StructField("cases", L), StructField("underbilling", MONEY_SUM),
+    StructField("overbilling", MONEY_SUM),
+])
+
+CYCLE_CLOSE = _schema(
+    *COMMON_OUTPUT,
+    ("close_run_id", S), ("closed_at", T), ("ruleset_hash", S), ("input_versions", MapType(S, L)), ("watermark", T),
+    ("metrics", ArrayType(METRIC)), ("exposure", ArrayType(CLOSE_EXPOSURE)), ("output_hashes", MapType(S, S)),
 )
 
 OUTPUT_SCHEMAS: dict[str, StructType] = {
@@ -131,4 +142,5 @@ OUTPUT_SCHEMAS: dict[str, StructType] = {
     "ra_case": RA_CASE,
     "aggregate_variance": AGGREGATE_VARIANCE,
     "control_run": CONTROL_RUN,
+    "cycle_close": CYCLE_CLOSE,
 }
