@@ -44,10 +44,14 @@ PARTITIONS = {
     "record_outcome": ("cycle_id", "account_bucket"),
     "ra_case": ("cycle_id", "account_bucket"),
     "aggregate_variance": ("cycle_id", "account_bucket"),
+    "correction_request": ("cycle_id", "account_bucket"),
+    "suspense_aging": ("cycle_id",),
     "control_run": ("cycle_id",),
     "cycle_close": ("cycle_id",),
 }
-APPEND_ONLY = ("control_run", "cycle_close")   # written once per run/close, after the checks: blind appends
+# Written once per run (after the already-committed check) and not bucketed: blind, idempotent appends, so runs of
+# disjoint slices never conflict on them.
+APPEND_ONLY = ("control_run", "cycle_close", "suspense_aging")   # written once per run/close, after the checks: blind appends
 
 
 def table_ref(output: str, table: str) -> str:

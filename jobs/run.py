@@ -25,6 +25,7 @@ from jobs.config import ConfigError, ControlPoint, Cycle, EnvConf, Ruleset
 from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from transforms.cases import aggregate_cases, record_cases
+from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
 from transforms.keys import account_bucket, case_id, materialize, with_record_identity
 from transforms.outcomes import finalize_outcomes
@@ -32,7 +33,8 @@ from transforms.phone import normalize_phone_columns
 from transforms.quarantine import quarantine_reason
 from transforms.rating_accuracy import rating_accuracy
 from transforms.rating_to_billing import rating_to_billing
-from transforms.schema import AGGREGATE_VARIANCE, CONTROL_RUN, INPUT_SCHEMAS, MONEY_SUM
+from transforms.schema import AGGREGATE_VARIANCE, CONTROL_RUN, INPUT_SCHEMAS, MONEY_SUM, OUTPUT_SCHEMAS, SUSPENSE_AGING
+from transforms.suspense import suspense_aging
 from transforms.tariff import overlapping_versions
 from transforms.usage_aggregate import usage_aggregate
 from transforms.usage_to_rating import UsageToRatingParams, usage_to_rating
@@ -174,7 +176,7 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
                           f"{bucket} is not a bucket of this ruleset (0..{ruleset.account_buckets - 1})")
     scope = "all" if bucket is None else f"account_bucket={bucket}"
     run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope)
-    refs = {t: table_ref(conf.output, t) for t in ("record_outcome", "ra_case", "aggregate_variance", "control_run")}
+    refs = {t: table_ref(conf.output, t) for t in OUTPUT_SCHEMAS if t != "cycle_close"}
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
     if done:
@@ -307,6 +309,17 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
                     bucket)
     write_run_slice(variances, refs["aggregate_variance"], "aggregate_variance", cycle_id, run_id,
                     f"telco-ra:aggregate_variance:{run_id}:{digest}", bucket)
+    write_run_slice(correction_requests(cases), refs["correction_request"], "correction_request", cycle_id, run_id,
+                    f"telco-ra:correction_request:{run_id}:{digest}", bucket)
+    u2r_left = outcomes.where((F.col("control_point_id") == u2r.id) & (F.col("side") == "LEFT")).withColumnRenamed(
+        "exposure", "exposure_amount")
+    suspense_owner = (u2r.outcomes["SUSPENSE_AGED"].owner or "") if "SUSPENSE_AGED" in u2r.outcomes else ""
+    aging = suspense_aging(raw["suspense"], u2r_left, cycle.close, suspense_owner, only_with_usage=bucket is not None)
+    aging = (aging.withColumn("run_id", F.lit(run_id)).withColumn("control_point_id", F.lit(u2r.id))
+             .withColumn("ruleset_version", F.lit(ruleset.version)).withColumn("cycle_id", F.lit(cycle_id))
+             .select(*SUSPENSE_AGING.fieldNames()))
+    write_run_slice(aging, refs["suspense_aging"], "suspense_aging", cycle_id, run_id,
+                    f"telco-ra:suspense_aging:{run_id}:{digest}", bucket)
 
     fault_point("before-control-run")
     close_run_id = _closed_by(spark, conf.output, cycle_id)

@@ -189,3 +189,30 @@ def test_outputs_pass_the_independent_contract_check(run: Any) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CONTRACT: PASS" in proc.stdout
     assert "FAIL" not in proc.stdout.replace("CONTRACT: PASS", "")
+
+
+def test_correction_requests_not_corrections(spark: SparkSession, run: Any) -> None:
+    result, outputs = run
+    requests = spark.read.format("delta").load(result.output_refs["correction_request"]).where(
+        F.col("run_id") == result.run_id)
+    cases = outputs["ra_case"]
+    assert requests.count() == cases.where(F.col("status").isin("OPEN", "REOPENED")).count() > 0
+    by_case = {r["case_type"]: (r["action"], r["target_system"]) for r in requests.collect()}
+    assert by_case["USAGE_NOT_RATED"] == ("reprocess-usage", "rating")
+    assert by_case["RATED_NOT_BILLED"] == ("generate-missed-charge", "billing")
+    assert by_case["DUPLICATE_CHARGE"] == ("reverse-duplicate-charge", "billing")
+    # telco-ra never writes to an input table: every input is still at the version the run read
+    from delta.tables import DeltaTable
+
+    conf = load_conf(Path(result.output_refs["control_run"]).parent.parent / "conf.yaml")
+    for name, ref in conf.tables.items():
+        assert DeltaTable.forPath(spark, ref).history(1).collect()[0]["version"] == result.input_versions[name]
+
+
+def test_suspense_ages_by_bucket_with_exposure(spark: SparkSession, run: Any) -> None:
+    result, _ = run
+    aging = spark.read.format("delta").load(result.output_refs["suspense_aging"]).where(
+        F.col("run_id") == result.run_id)
+    got = {r["age_bucket"]: (r["records"], r["exposure"], r["owner_team"]) for r in aging.collect()}
+    assert got == {"0-2": (1, Decimal("0.600000"), "charging-operations"),
+                   "8-30": (1, Decimal("0.600000"), "charging-operations")}

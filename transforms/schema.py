@@ -126,6 +126,19 @@ CONTROL_RUN = _schema(
     ("cases_opened", L), ("conservation_ok", BooleanType()), ("post_close", BooleanType()), ("close_run_id", S),
 )
 
+CORRECTION_REQUEST = _schema(
+    *COMMON_OUTPUT,
+    ("account_bucket", IntegerType()), ("request_id", S), ("case_id", S), ("case_type", S), ("action", S),
+    ("target_system", S), ("owner_team", S), ("exposure_amount", MONEY), ("exposure_class", S), ("currency", S),
+    ("business_key", RA_CASE["business_key"].dataType), ("evidence", ArrayType(EVIDENCE)), ("status", S),
+    ("requested_at", T), ("due_at", T),
+)
+
+SUSPENSE_AGING = _schema(
+    *COMMON_OUTPUT,
+    ("age_bucket", S), ("owner_team", S), ("records", L), ("records_with_usage", L), ("exposure", MONEY_SUM),
+)
+
 CLOSE_EXPOSURE = StructType([
     StructField("exposure_class", S), StructField("cases", L), StructField("underbilling", MONEY_SUM),
     StructField("overbilling", MONEY_SUM),
@@ -141,6 +154,8 @@ OUTPUT_SCHEMAS: dict[str, StructType] = {
     "record_outcome": RECORD_OUTCOME,
     "ra_case": RA_CASE,
     "aggregate_variance": AGGREGATE_VARIANCE,
+    "correction_request": CORRECTION_REQUEST,
+    "suspense_aging": SUSPENSE_AGING,
     "control_run": CONTROL_RUN,
     "cycle_close": CYCLE_CLOSE,
 }
