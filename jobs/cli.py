@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from jobs.cases import CaseError, approve, list_cases, render_list, transition
 from jobs.config import ConfigError, load_conf, load_ruleset
 from jobs.inputs import InputError
 from jobs.jars import JarsUnavailable
@@ -80,6 +81,31 @@ def _close(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cases(args: argparse.Namespace) -> int:
+    """`telco-ra cases transition|approve|list` (jobs/cases.py)."""
+    conf = load_conf(args.conf)
+    ruleset = load_ruleset(args.ruleset) if getattr(args, "ruleset", None) else None
+    if args.cycle is not None:
+        conf.cycle(args.cycle)
+    from jobs.session import build_session
+
+    spark = build_session(conf.spark)
+    if args.action == "list":
+        rows, total = list_cases(spark, conf, args.cycle, args.status)
+        sys.stdout.write(render_list(rows, total))
+        return 0
+    if args.action == "transition":
+        done = transition(spark, conf, args.case_id, args.to, args.actor, args.reason, args.evidence,
+                          cycle_id=args.cycle, ruleset=ruleset)
+    else:
+        done = approve(spark, conf, args.case_id, args.actor, cycle_id=args.cycle)
+    pending = f" (requested {done.requested_status}: needs approval by another actor)" if done.requested_status else ""
+    approved = f", approved by {done.approved_by}" if done.approved_by else ""
+    sys.stdout.write(f"case {done.case_id} (cycle {done.cycle_id}): {done.previous_status} -> {done.status}{pending} "
+                     f"by {done.actor}{approved}; recorded as {done.run_id}\n")
+    return 0
+
+
 def _generate(argv: list[str]) -> int:
     from jobs.generate import main as generate_main
 
@@ -109,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     rerun = sub.add_parser("rerun", help="reproduce a committed run as of its input versions and ruleset")
     rerun.add_argument("--conf", required=True)
     rerun.add_argument("--run-id", required=True)
+    cases = sub.add_parser("cases", help="case lifecycle: list current cases, manual transitions, maker-checker")
+    actions = cases.add_subparsers(dest="action", required=True)
+    tr = actions.add_parser("transition", help="move a case to ACKNOWLEDGED, IN_CORRECTION, RESOLVED, WAIVED, "
+                            "WRITTEN_OFF")
+    tr.add_argument("--to", required=True, metavar="STATUS")
+    tr.add_argument("--reason", required=True)
+    tr.add_argument("--evidence", action="append", default=[], metavar="REF", help="evidence reference (repeatable)")
+    tr.add_argument("--ruleset", help="ruleset for maker_checker_above (default: the one of the run that found it)")
+    ap = actions.add_parser("approve", help="approve a PENDING_APPROVAL waiver/write-off (a different actor)")
+    for action in (tr, ap):
+        action.add_argument("--conf", required=True)
+        action.add_argument("--case-id", required=True)
+        action.add_argument("--actor", required=True)
+        action.add_argument("--cycle", help="the case's cycle, when its id exists in several")
+    ls = actions.add_parser("list", help="current cases (phone numbers masked)")
+    ls.add_argument("--conf", required=True)
+    ls.add_argument("--cycle")
+    ls.add_argument("--status")
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
@@ -136,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             return _rerun(args)
         if args.command == "close":
             return _close(args)
+        if args.command == "cases":
+            return _cases(args)
         return _demo(args)
-    except (ConfigError, InputError, JarsUnavailable) as exc:
+    except (ConfigError, InputError, JarsUnavailable, CaseError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
     except (ConservationError, ConcurrentRunError) as exc:

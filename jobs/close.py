@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from jobs.config import EnvConf, Ruleset
 from jobs.outputs import content_hash, current, exists, read_output, table_ref, write_run_slice
 from jobs.run import RunResult, execute
+from transforms.lifecycle import found_by_run
 from transforms.schema import CYCLE_CLOSE
 
 LOG = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def close_cycle(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: 
                            f"{sorted(r['account_bucket'] for r in gaps)}")
     hashes = {t: content_hash(read_output(spark, table_ref(conf.output, t)).where(F.col("run_id") == result.run_id),
                               exclude=("run_id", "recorded_at")) for t in HASHED}
-    cases = read_output(spark, table_ref(conf.output, "ra_case")).where(F.col("run_id") == result.run_id)
+    cases = read_output(spark, table_ref(conf.output, "ra_case")).where(
+        (F.col("run_id") == result.run_id) & found_by_run())      # the run's findings, not its AUTO_CLEARED closures
     exposure = {(r["control_point_id"], r["exposure_class"]): r for r in cases.groupBy(
         "control_point_id", "exposure_class").agg(
         F.count(F.lit(1)).alias("cases"),

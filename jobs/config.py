@@ -213,6 +213,8 @@ class Ruleset:
     suspense_sla_days: int
     unrated_tariff: Mapping[str, str]
     control_points: Mapping[str, ControlPoint]
+    # WAIVED / WRITTEN_OFF of a case with |exposure_amount| above this needs a second actor's approval (jobs/cases.py).
+    maker_checker_above: Decimal = Decimal(0)
 
     def tables(self) -> set[str]:
         names = {"tariff", "suspense"}
@@ -224,7 +226,7 @@ class Ruleset:
 
 
 RULESET_KEYS = {"ruleset", "version", "contract", "account_buckets", "owners", "suspense", "unrated_tariff",
-                "control_points"}
+                "maker_checker_above", "control_points"}
 CP_KEYS = {"kind", "left", "right", "exact", "fuzzy", "duplicates", "tolerance", "outcomes", "exemptions", "group_by"}
 
 
@@ -410,4 +412,7 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
         suspense_sla_days=r.positive_int("suspense.sla_days", suspense.get("sla_days", 5), zero_ok=True),
         unrated_tariff={str(k): str(v) for k, v in unrated.items()},
         control_points=cps,
+        # Optional so that the ruleset text stored by runs made before the key existed still loads (rerun); absent
+        # means every non-zero waiver or write-off needs approval.
+        maker_checker_above=r.decimal("maker_checker_above", data.get("maker_checker_above", 0)),
     )

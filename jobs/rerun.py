@@ -21,6 +21,8 @@ from jobs.run import RunResult, execute
 
 LOG = logging.getLogger(__name__)
 COMPARED = ("record_outcome", "ra_case", "aggregate_variance")
+# Not part of a run's content: its id, and the wall-clock time ra_case rows were recorded (transforms/lifecycle.py).
+UNCOMPARED = ("run_id", "recorded_at")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,6 @@ def rerun(spark: SparkSession, conf: EnvConf, run_id: str) -> Reproduction:
     hashes = {}
     for table in COMPARED:
         out = read_output(spark, table_ref(conf.output, table))
-        hashes[table] = (content_hash(out.where(F.col("run_id") == run_id), exclude=("run_id",)),
-                         content_hash(out.where(F.col("run_id") == new_id), exclude=("run_id",)))
+        hashes[table] = (content_hash(out.where(F.col("run_id") == run_id), exclude=UNCOMPARED),
+                         content_hash(out.where(F.col("run_id") == new_id), exclude=UNCOMPARED))
     return Reproduction(run_id, result, hashes)

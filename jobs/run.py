@@ -21,6 +21,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.cases import case_history
 from jobs.config import ConfigError, ControlPoint, Cycle, EnvConf, Ruleset
 from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
@@ -28,6 +29,7 @@ from transforms.cases import aggregate_cases, record_cases
 from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
 from transforms.keys import account_bucket, case_id, materialize, with_record_identity
+from transforms.lifecycle import apply_lifecycle, current_state
 from transforms.outcomes import finalize_outcomes
 from transforms.phone import normalize_phone_columns
 from transforms.quarantine import quarantine_reason
@@ -297,6 +299,16 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     cases = materialize(cases)
     case_counts = {r["control_point_id"]: int(r["n"]) for r in
                    cases.groupBy("control_point_id").agg(F.count(F.lit(1)).alias("n")).collect()}
+    # --- case lifecycle (transforms/lifecycle.py): this run's findings against each case's current state, read
+    # from the committed ra_case history before writing; `cases` becomes the rows this run appends (its findings
+    # with their status, and AUTO_CLEARED closures of open cases of its scope it no longer finds).
+    recorded_at = datetime.now(UTC)
+    history = case_history(spark, refs["ra_case"], refs["control_run"]).where(F.col("cycle_id") == cycle_id)
+    cases = materialize(apply_lifecycle(
+        cases, current_state(history), run_id, recorded_at, cycle_id=cycle_id, ruleset_version=ruleset.version,
+        control_points=list(cps), bucket=bucket,
+        evidence_refs=[f"{name}@v{version}" for name, version in sorted(input_versions.items())]))
+    # --- end case lifecycle
 
     digest = _inputs_digest(ruleset, input_versions, conf)
     if BEFORE_WRITE is not None:

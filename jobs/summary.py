@@ -9,11 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.cases import case_history
 from jobs.outputs import read_output
 from jobs.run import RunResult
+from transforms.lifecycle import current_state, found_by_run, is_overdue
 
 
 def _money(value: Decimal | None) -> str:
@@ -31,10 +33,24 @@ def _changes_since_close(spark: SparkSession, control_run: str, run_id: str, clo
     for key in sorted(set(now) | set(then)):
         a, b = now.get(key), then.get(key)
         count = (a["count"] if a else 0) - (b["count"] if b else 0)
-        exposure = (a["exposure"] if a else Decimal(0)) - (b["exposure"] if b else Decimal(0))
+        exposure = ((a["exposure"] if a else None) or Decimal(0)) - ((b["exposure"] if b else None) or Decimal(0))
         if count or exposure:
             lines.append(f"  {key[0]:<18} {key[1]:<9} {key[2]:<28} {count:>+10,} records {_money(exposure):>16}")
     return lines or ["  no change since close"]
+
+
+def _lifecycle(spark: SparkSession, result: RunResult, runs: DataFrame, written: DataFrame) -> list[str]:
+    """Case statuses this run recorded, and the cycle's overdue cases: current, not terminal, due before the
+    run's watermark."""
+    statuses = sorted((r["status"], int(r["n"])) for r in written.groupBy("status").agg(
+        F.count(F.lit(1)).alias("n")).collect())                      # bounded: the status vocabulary
+    refs = result.output_refs
+    current = current_state(case_history(spark, refs["ra_case"], refs["control_run"]).where(
+        F.col("cycle_id") == result.cycle_id))
+    watermark = runs.agg(F.max("watermark").alias("_watermark"))
+    overdue = current.crossJoin(watermark).where(is_overdue(F.col("_watermark"))).count()
+    return ["", "case lifecycle: " + (", ".join(f"{s} {n:,}" for s, n in statuses) or "no cases"),
+            f"overdue cases (cycle {result.cycle_id}, current, not closed, due before the watermark): {overdue:,}"]
 
 
 def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
@@ -62,7 +78,9 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
         for m in row["metrics"]:
             lines.append(f"  {m['side']:<9} {m['outcome']:<28} {m['count']:>10,} {_money(m['amount']):>16} "
                          f"{_money(m['exposure']):>16}")
-    cases = read_output(spark, refs["ra_case"]).where(F.col("run_id") == result.run_id)
+    written = read_output(spark, refs["ra_case"]).where(F.col("run_id") == result.run_id)
+    lines += _lifecycle(spark, result, runs, written)
+    cases = written.where(found_by_run())          # its findings; AUTO_CLEARED rows are closures, not exposure
     by_class = cases.groupBy("exposure_class").agg(F.count(F.lit(1)).alias("n"),
                                                    F.sum("exposure_amount").alias("exposure")).collect()
     lines += ["", "exposure by class (signed: + underbilling, - overbilling; never netted across classes)"]

@@ -28,7 +28,8 @@ def test_close_refuses_when_conservation_fails_then_closes(spark: SparkSession, 
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
 
     def lose_a_row(outcomes: DataFrame) -> DataFrame:       # a bug that drops one record's outcome
-        return outcomes.where(~((F.col("record_id") == "C-N") & (F.col("control_point_id") == "usage-to-rating")))
+        lost = F.coalesce(F.col("record_id") == "C-N", F.lit(False)) & (F.col("control_point_id") == "usage-to-rating")
+        return outcomes.where(~lost)
 
     run_module.OUTCOME_FAULT = lose_a_row
     try:

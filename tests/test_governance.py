@@ -38,7 +38,7 @@ def committed(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _hashes(spark: SparkSession, result: RunResult, run_id: str) -> dict[str, str]:
     return {t: content_hash(read_output(spark, result.output_refs[t]).where(F.col("run_id") == run_id),
-                            exclude=("run_id",)) for t in ("record_outcome", "ra_case", "aggregate_variance")}
+                            exclude=("run_id", "recorded_at")) for t in ("record_outcome", "ra_case", "aggregate_variance")}
 
 
 @pytest.mark.slow

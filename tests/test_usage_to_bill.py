@@ -167,9 +167,9 @@ def test_same_inputs_give_identical_rows_and_case_ids(spark: SparkSession, run: 
     conf_path = Path(result.output_refs["control_run"]).parent.parent / "conf.yaml"
     other = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06", "second-run")
     for table in ("record_outcome", "ra_case", "aggregate_variance"):
-        first = outputs[table].drop("run_id")
+        first = outputs[table].drop("run_id", "recorded_at")         # recorded_at: wall clock of the write
         second = spark.read.format("delta").load(other.output_refs[table]).where(
-            F.col("run_id") == "second-run").drop("run_id")
+            F.col("run_id") == "second-run").drop("run_id", "recorded_at")
         assert_df_equality(first, second, ignore_row_order=True)
 
 

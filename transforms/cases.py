@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from transforms.keys import case_id
 from transforms.outcomes import SOURCE_SYSTEM
-from transforms.schema import EVIDENCE, MONEY, RA_CASE
+from transforms.schema import CASE_FINDING, EVIDENCE, MONEY
 
 
 def _lookup(column: Column, mapping: Mapping[str, object], dtype: str = "string") -> Column:
@@ -138,4 +138,4 @@ def _finish(
         "evidence", "reason",
         _lookup(outcome, {o: p.get("correction") or "investigate" for o, p in policies.items()}).alias(
             "correction_action"),
-    ).select(*[F.col(f.name).cast(f.dataType) for f in RA_CASE.fields])
+    ).select(*[F.col(f.name).cast(f.dataType) for f in CASE_FINDING.fields])

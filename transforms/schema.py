@@ -96,7 +96,8 @@ EVIDENCE = StructType([
     StructField("payload_hash", S), StructField("table_version", L),
 ])
 
-RA_CASE = _schema(
+# What one run finds about a case (transforms/cases.py) ...
+CASE_FINDING = _schema(
     *COMMON_OUTPUT,
     ("account_bucket", IntegerType()), ("case_id", S), ("case_type", S), ("severity", S),
     ("business_key", StructType([StructField("account_id", S), StructField("msisdn", S),
@@ -104,6 +105,14 @@ RA_CASE = _schema(
     ("exposure_amount", MONEY), ("exposure_class", S), ("currency", S), ("owner_team", S), ("status", S),
     ("opened_at", T), ("due_at", T), ("evidence", ArrayType(EVIDENCE)), ("reason", S), ("correction_action", S),
 )
+# ... and the case lifecycle (transforms/lifecycle.py, jobs/cases.py): ra_case is the append-only history of every
+# case, one row per run that found or cleared it and per manual transition; a case's current state is its latest
+# row by recorded_at. recorded_at (wall clock) is the only non-deterministic column: content hashes exclude it.
+CASE_LIFECYCLE = _schema(
+    ("recorded_at", T), ("first_opened_at", T), ("closed_by_run", S), ("actor", S), ("transition_reason", S),
+    ("evidence_refs", ArrayType(S)), ("approved_by", S), ("requested_status", S),
+)
+RA_CASE = StructType(CASE_FINDING.fields + CASE_LIFECYCLE.fields)
 
 AGGREGATE_VARIANCE = _schema(
     *COMMON_OUTPUT,
