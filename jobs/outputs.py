@@ -81,7 +81,7 @@ def write_run_slice(df: DataFrame, ref: str, table: str, cycle_id: str, run_id: 
     spark = df.sparkSession
     partitions = PARTITIONS[table]
     writer = (df.repartition(*[F.col(c) for c in partitions]).write.format("delta")
-              .option("txnAppId", txn_app_id).option("txnVersion", 1))
+              .option("txnAppId", txn_app_id).option("txnVersion", 1).option("mergeSchema", "true"))
     if exists(spark, ref) and table not in APPEND_ONLY:
         predicate = f"cycle_id = '{cycle_id}'"
         if bucket is not None:

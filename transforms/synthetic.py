@@ -7,9 +7,11 @@ docs/usage_to_bill.md prescribes *as the fault is planted* (labels are never der
 
 How it scales: everything is derived inside Spark from `spark.range(rows)` with built-in column functions. Each id is
 a *slot*: one (subscriber number, time) cell of a per-number time grid. Pseudo-randomness comes only from
-`xxhash64(seed, id, salt)`, so the same seed gives the same month on any cluster and any partitioning; there are
-no UDFs, no `rand()`, no collects and no Python loops over rows. A slot's role (matched, in suspense, duplicate, ...)
-decides which records it emits; each table is one `explode` over the slots, so memory never grows with `rows`.
+`xxhash64(seed, id[, sub-record], salt)`, each hash split into three 21-bit draws, so the same seed gives the same
+month on any cluster and any partitioning; there are no UDFs, no `rand()`, no collects and no Python loops over
+rows. A slot's role (matched, in suspense, duplicate, ...) decides which records it emits; each table is one
+`explode` over the slots, so memory never grows with `rows`. Expressions are kept compact on purpose (integer
+thresholds, lookup arrays, one regexp per phone format): whole-stage codegen then stays within the JVM's JIT limit.
 
 Why a grid: the ground truth is only exact if unrelated records never become fuzzy candidates of each other. Call k
 of a number starts at `cycle_start + k * slot + offset` with `12 <= offset <= slot - 12` and `slot >= 40 s`, so two
@@ -129,7 +131,7 @@ def _utc(year: int, month: int, day: int = 1) -> datetime:
 
 @dataclass(frozen=True)
 class TariffVersion:
-    """One tariff row; `price` in `_price_expr` and the tariff table are both built from these."""
+    """One tariff row; the pricing expressions (`_tariff_terms`) and the tariff table are both built from these."""
 
     tariff_id: str
     version: str
@@ -198,8 +200,14 @@ class GeneratorParams:
             value = getattr(self, name)
             if value.tzinfo is None or value.utcoffset() != timedelta(0):
                 raise ValueError(f"{name} must be a UTC datetime, got {value!r}")
-        if not self.cycle_start < self.cycle_end <= self.cycle_close:
-            raise ValueError("need cycle_start < cycle_end <= cycle_close")
+        if not self.cycle_start < self.cycle_end:
+            raise ValueError("need cycle_start < cycle_end")
+        # Normal usage arrives up to ~8 h after the cycle end; it must arrive before close to be what it claims.
+        if self.cycle_close < self.cycle_end + timedelta(days=1):
+            raise ValueError("cycle_close must be at least one day after cycle_end")
+        if self.suspense_sla_days < 3:
+            raise ValueError(f"suspense_sla_days must be at least 3 (recent rejections are planted 2 days before "
+                             f"close), got {self.suspense_sla_days}")
         if self.accounts is not None and self.accounts < 20:
             raise ValueError(f"accounts must be at least 20, got {self.accounts}")
         rates = [f.name for f in fields(self) if f.name.endswith(("_rate", "_share"))]
@@ -284,7 +292,9 @@ def layout(params: GeneratorParams) -> Layout:
     per_number = month_s // MIN_SLOT_S
     hot_fit = max(3, math.ceil(hot_calls / per_number))
     cold_fit = max(1, math.ceil(cold_calls / per_number))
-    subscribers = max(2 * params.account_count, math.ceil(hot_fit / params.skew_numbers_share), hot_fit + cold_fit)
+    # Two numbers per account; the hot ones are skew_numbers_share of them but at least 3, and at least as many as
+    # it takes to fit the hot calls into the month (likewise for the cold ones).
+    subscribers = max(2 * params.account_count, hot_fit + cold_fit + 1)
     hot = max(hot_fit, round(subscribers * params.skew_numbers_share))
     subscribers = max(subscribers, hot + cold_fit + 1)
     if subscribers > SUBSCRIBER_SPACE:
@@ -317,29 +327,63 @@ def _below(seed: int, salt: str, modulus: int, *cols: Column) -> Column:
     return F.pmod(_hash(seed, salt, *cols), F.lit(modulus).cast("long"))
 
 
+_FIELD_BITS = 21
+_DRAWS = ("d_offset", "d_service", "d_role", "d_fmt_c0", "d_fmt_c1", "d_fmt_r", "d_fmt_op_c", "d_fmt_op_r",
+          "d_duration", "d_other_party", "d_direction", "d_volume", "d_carrier", "d_received", "d_reject", "d_skew",
+          "d_skew_s", "d_skew1", "d_ext", "d_written_off", "d_q_variant", "d_ghost", "d_qdelta", "d_alpha", "d_sender",
+          "d_resend", "d_late", "d_rated", "d_rated1")
+_DRAW_HASHES = -(-len(_DRAWS) // 3)
+
+
+def _field(h: Column, index: int) -> Column:
+    """Bits [21 * index, 21 * index + 21) of a 64-bit hash: one of three independent draws in [0, 2**21)."""
+    return F.shiftright(h, _FIELD_BITS * index).bitwiseAND(F.lit((1 << _FIELD_BITS) - 1))
+
+
 def _idiv(col: Column, divisor: int) -> Column:
-    """Exact integer division of a non-negative long (values stay far below 2**53)."""
-    return ((col - F.pmod(col, F.lit(divisor).cast("long"))) / divisor).cast("long")
+    """Integer division (SQL `div`) of a long by a positive constant."""
+    return F.call_function("div", col, F.lit(divisor).cast("long"))
 
 
-def _choose(u: Column, options: Sequence[tuple[str, float]], default: str) -> Column:
-    """The first option whose cumulative share exceeds u, else the default."""
+def _scaled(share: float) -> int:
+    """A share of [0, 1) as a threshold on a 21-bit draw."""
+    return round(share * (1 << _FIELD_BITS))
+
+
+def _choose(draw: Column, options: Sequence[tuple[str, float]], default: str) -> Column:
+    """The first option whose cumulative share exceeds the 21-bit draw, else the default.
+
+    Integer thresholds, not doubles: the comparisons generate far less code (see `_field`).
+    """
     expr: Column | None = None
     cumulative = 0.0
     for value, share in options:
         cumulative += share
-        expr = F.when(u < cumulative, F.lit(value)) if expr is None else expr.when(u < cumulative, F.lit(value))
+        cut = _scaled(cumulative)
+        expr = F.when(draw < cut, F.lit(value)) if expr is None else expr.when(draw < cut, F.lit(value))
     return F.lit(default) if expr is None else expr.otherwise(F.lit(default))
 
 
-def _weighted_int(u: Column, weights: Sequence[float]) -> Column:
+def _weighted_int(draw: Column, weights: Sequence[float]) -> Column:
+    """Index i with probability weights[i] (resolved to 1/1024) from a 21-bit draw: a lookup in a constant array,
+    not a CASE chain, to keep generated code small."""
     total = sum(weights)
-    expr = F.when(F.lit(False), F.lit(0))
-    cumulative = 0.0
-    for index, weight in enumerate(weights[:-1]):
-        cumulative += weight / total
-        expr = expr.when(u < cumulative, F.lit(index))
-    return expr.otherwise(F.lit(len(weights) - 1))
+    table: list[int] = []
+    for index, weight in enumerate(weights):
+        table += [index] * round(1024 * weight / total)
+    table = (table + [len(weights) - 1] * 1024)[:1024]
+    return F.element_at(_const_array(table), (F.shiftright(draw, _FIELD_BITS - 10) + 1).cast("int"))
+
+
+def _const_array(values: Sequence[int | str | None]) -> Column:
+    """A constant array as one SQL literal expression: one JVM call instead of one per element (1024-entry lookup
+    tables built element by element cost seconds of driver time per plan)."""
+    def render(value: int | str | None) -> str:
+        if value is None:
+            return "CAST(NULL AS STRING)"
+        return str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
+
+    return F.expr("array(" + ", ".join(render(v) for v in values) + ")")
 
 
 def _money(value: str | Decimal) -> Column:
@@ -354,18 +398,18 @@ _MSISDN_WEIGHTS = (0.30, 0.20, 0.15, 0.12, 0.12, 0.08, 0.03)   # format codes 0.
 _OTHER_PARTY_WEIGHTS = (0.35, 0.20, 0.15, 0.15, 0.10, 0.05)
 
 
+_PHONE_TEMPLATES = ("+1$1$2$3", "($1) $2-$3", "1$1$2$3", "$1.$2.$3", "+1 $1-$2-$3", "tel:+1$1$2$3", "$1.$2.$3")
+
+
 def _format_phone(national: Column, fmt: Column, ext: Column) -> Column:
-    """A US number (10 national digits) in one of the formats real feeds use; 6 adds a PBX extension."""
-    npa, nxx, line = F.substring(national, 1, 3), F.substring(national, 4, 3), F.substring(national, 7, 4)
-    return (
-        F.when(fmt == 0, F.concat(F.lit("+1"), national))
-        .when(fmt == 1, F.concat(F.lit("("), npa, F.lit(") "), nxx, F.lit("-"), line))
-        .when(fmt == 2, F.concat(F.lit("1"), national))
-        .when(fmt == 3, F.concat_ws(".", npa, nxx, line))
-        .when(fmt == 4, F.concat(F.lit("+1 "), npa, F.lit("-"), nxx, F.lit("-"), line))
-        .when(fmt == 5, F.concat(F.lit("tel:+1"), national))
-        .otherwise(F.concat(F.concat_ws(".", npa, nxx, line), F.lit(" x"), ext.cast("string")))
-    )
+    """A US number (10 national digits) in one of the formats real feeds use; format 6 adds a PBX extension.
+
+    One regexp_replace with a per-row template keeps the generated code small (a CASE per format, repeated for
+    every phone column, pushes whole-stage codegen past the JVM's JIT limit).
+    """
+    template = F.element_at(_const_array(_PHONE_TEMPLATES), (fmt + 1).cast("int"))
+    formatted = F.regexp_replace(national, r"^(\d{3})(\d{3})(\d{4})$", template)
+    return F.when(fmt == 6, F.concat(formatted, F.lit(" x"), ext.cast("string"))).otherwise(formatted)
 
 
 def _other_format(first: Column, drawn: Column) -> Column:
@@ -373,22 +417,28 @@ def _other_format(first: Column, drawn: Column) -> Column:
     return F.when(drawn == first, F.pmod(first + 1, F.lit(6))).otherwise(drawn)
 
 
-def _price(tariff: TariffVersion, quantity: Column) -> Column:
-    """max(minimum, ceil(q / increment) * increment * rate), half-up to 6 places, in exact decimal arithmetic."""
-    units = quantity + F.pmod(-quantity, F.lit(tariff.increment).cast("long"))
-    raw = units.cast(DecimalType(12, 0)) * F.lit(tariff.rate).cast(RATE)      # decimal(31, 8): no precision loss
-    return F.round(F.greatest(raw, F.lit(tariff.minimum).cast(MONEY)), 6).cast(MONEY)
-
-
-def _price_expr(params: GeneratorParams, service: Column, version: Column, quantity: Column) -> Column:
-    """The amount of `quantity` under the standard tariff of `service` at `version` (v1/v2 matter for VOICE)."""
+def _tariff_terms(params: GeneratorParams, service: Column, version: Column) -> dict[str, Column]:
+    """Increment, rate and minimum of the standard tariff of `service` at `version` (v1/v2 matter for VOICE)."""
     by_key = {(t.service_type, t.version): t for t in params.tariffs()}
-    return (
-        F.when((service == "VOICE") & (version == "v1"), _price(by_key[("VOICE", "v1")], quantity))
-        .when(service == "VOICE", _price(by_key[("VOICE", "v2")], quantity))
-        .when(service == "SMS", _price(by_key[("SMS", "v1")], quantity))
-        .otherwise(_price(by_key[("DATA", "v1")], quantity))
-    )
+    keys = [(service == "VOICE") & (version == "v1"), service == "VOICE", service == "SMS"]
+    order = [by_key[("VOICE", "v1")], by_key[("VOICE", "v2")], by_key[("SMS", "v1")], by_key[("DATA", "v1")]]
+
+    def pick(values: list[Column]) -> Column:
+        expr = F.when(keys[0], values[0]).when(keys[1], values[1]).when(keys[2], values[2])
+        return expr.otherwise(values[3])
+
+    return {
+        "increment": pick([F.lit(t.increment).cast("long") for t in order]),
+        "rate": pick([F.lit(t.rate).cast(RATE) for t in order]),
+        "minimum": pick([F.lit(t.minimum).cast(MONEY) for t in order]),
+    }
+
+
+def _price(quantity: Column, increment: Column, rate: Column, minimum: Column) -> Column:
+    """max(minimum, ceil(q / increment) * increment * rate), half-up to 6 places, in exact decimal arithmetic."""
+    units = quantity + F.pmod(-quantity, increment)
+    raw = units.cast(DecimalType(12, 0)) * rate      # decimal(12,0) x decimal(18,8) = decimal(31,8): no precision loss
+    return F.round(F.greatest(raw, minimum), 6).cast(MONEY)
 
 
 def _epoch(value: datetime) -> int:
@@ -407,13 +457,14 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
     lineage-less rated events at t-2/t+2), DUP_RESENT[_RERATED] (same record_id re-sent), DUP_CONTENT[_RERATED]
     (same content, new record_id), DUP_RATED[_LOST] (a second rated event, by lineage / lineage lost), RWU (rated
     event without usage), Q_CDR (bad cdr), Q_RE_NULL_ID / Q_RE_NULL_AMOUNT / Q_RE_REPEAT (bad rated events).
+
+    Built in stages: every expression used more than once is a named column first, so Spark's optimizer keeps
+    it computed once instead of inlining copies (which would also overflow Java's 64 KB method limit in codegen).
     """
     lay = layout(params)
     seed = params.seed
     start, close = _epoch(params.cycle_start), _epoch(params.cycle_close)
-    idc = F.col("id")
-    hot_idx = _idiv(idc * lay.share_ppm, 1_000_000)
-    hot_next = _idiv((idc + 1) * lay.share_ppm, 1_000_000)
+    idc, col = F.col("id"), F.col
     cold_numbers = lay.subscribers - lay.hot_numbers
     cold_accounts = params.account_count - lay.hot_accounts
     number_offset = (seed * 104_729) % SUBSCRIBER_SPACE
@@ -421,97 +472,110 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
     forced_index = (F.least(idc, F.lit(forced - 1)) + 1).cast("int")
 
     def forced_col(position: int) -> Column:
-        values = F.array(*[F.lit(row[position]).cast("string") for row in FORCED])
+        values = _const_array([row[position] for row in FORCED])
         return F.when(idc < forced, F.element_at(values, forced_index))
 
+    # Where the slot sits: hot or cold number, which number, which cell of that number's grid.
     df = ids.select(
-        idc.alias("id"),
-        (hot_next > hot_idx).alias("hot"),
-        F.when(hot_next > hot_idx, hot_idx).otherwise(idc - hot_idx).alias("ordinal"),
+        idc,
+        _idiv(idc * lay.share_ppm, 1_000_000).alias("hot_before"),
+        _idiv((idc + 1) * lay.share_ppm, 1_000_000).alias("hot_through"),
+        *[_hash(seed, f"draw-{n}", idc).alias(f"h{n}") for n in range(_DRAW_HASHES)],
     )
     df = df.select(
         "*",
-        F.when(F.col("hot"), F.pmod(F.col("ordinal"), F.lit(lay.hot_numbers).cast("long")))
-        .otherwise(F.pmod(F.col("ordinal"), F.lit(cold_numbers).cast("long")) + lay.hot_numbers).alias("num"),
-        F.when(F.col("hot"), _idiv(F.col("ordinal"), lay.hot_numbers))
-        .otherwise(_idiv(F.col("ordinal"), cold_numbers)).alias("k"),
-        F.when(F.col("hot"), F.lit(lay.hot_slot_s)).otherwise(F.lit(lay.cold_slot_s)).cast("long").alias("cell"),
-    )
-    u_service = _unit(seed, "service", idc)
-    service = F.when(u_service < 0.60, "VOICE").when(u_service < 0.85, "SMS").otherwise("DATA")
+        (col("hot_through") > col("hot_before")).alias("hot"),
+        F.when(col("hot_through") > col("hot_before"), col("hot_before")).otherwise(idc - col("hot_before"))
+        .alias("ordinal"),
+        # three 21-bit draws per hash: one hash per draw made the generated code too big for the JIT
+        *[_field(col(f"h{n // 3}"), n % 3).alias(name) for n, name in enumerate(_DRAWS)],
+    ).drop("hot_before", "hot_through", *[f"h{n}" for n in range(_DRAW_HASHES)])
     df = df.select(
         "*",
-        (F.lit(start + EDGE_S) + F.col("k") * F.col("cell")
-         + F.pmod(_hash(seed, "offset", idc), F.col("cell") - (2 * EDGE_S - 1))).alias("t"),
-        F.when(F.col("num") == lay.subscribers - 1, F.lit(TEST_ACCOUNT))
-        .otherwise(F.format_string(
-            "ACC-%07d",
-            F.when(F.col("hot"), F.pmod(F.col("num"), F.lit(lay.hot_accounts).cast("long")))
-            .otherwise(F.pmod(_hash(seed, "account", F.col("num")), F.lit(cold_accounts).cast("long"))
-                       + lay.hot_accounts))).alias("account_id"),
-        F.concat(F.lit("555"), (F.pmod(F.col("num") * _NUMBER_STRIDE + number_offset,
+        F.when(col("hot"), F.pmod(col("ordinal"), F.lit(lay.hot_numbers).cast("long")))
+        .otherwise(F.pmod(col("ordinal"), F.lit(cold_numbers).cast("long")) + lay.hot_numbers).alias("num"),
+        F.when(col("hot"), _idiv(col("ordinal"), lay.hot_numbers))
+        .otherwise(_idiv(col("ordinal"), cold_numbers)).alias("k"),
+        F.when(col("hot"), F.lit(lay.hot_slot_s)).otherwise(F.lit(lay.cold_slot_s)).cast("long").alias("cell"),
+    ).drop("ordinal")
+    u = {name: col(name).cast("double") * (1.0 / (1 << _FIELD_BITS)) for name in _DRAWS}
+    df = df.select(
+        "*",
+        # offset in [0, cell - 2 * EDGE_S]: the 21-bit draw scaled to the cell (a modulo would not cover long cells)
+        (F.lit(start + EDGE_S) + col("k") * col("cell")
+         + F.shiftright(col("d_offset") * (col("cell") - (2 * EDGE_S - 1)), _FIELD_BITS)).alias("t"),
+        F.when(col("num") == lay.subscribers - 1, F.lit(TEST_ACCOUNT)).otherwise(_code(
+            "ACC-",
+            F.when(col("hot"), F.pmod(col("num"), F.lit(lay.hot_accounts).cast("long")))
+            .otherwise(F.pmod(_hash(seed, "account", col("num")), F.lit(cold_accounts).cast("long"))
+                       + lay.hot_accounts), 7)).alias("account_id"),
+        F.concat(F.lit("555"), (F.pmod(col("num") * _NUMBER_STRIDE + number_offset,
                                        F.lit(SUBSCRIBER_SPACE).cast("long")) + 2_000_000).cast("string"))
         .alias("nat"),
-        service.alias("svc"),
-    )
-    svc = F.col("svc")
-    u_dir = _unit(seed, "direction", idc)
-    direction = F.when(svc == "DATA", "MO").when(u_dir < 0.6, "MO").otherwise("MT")
-    op_index = _below(seed, "other-party", 10 * len(_OTHER_PARTY_NPAS) * 10, idc)
-    op_nat = F.concat(
-        F.element_at(F.array(*[F.lit(n) for n in _OTHER_PARTY_NPAS]), (_idiv(op_index, 100) + 1).cast("int")),
-        F.lit("55501"), F.lpad(F.pmod(op_index, F.lit(100).cast("long")).cast("string"), 2, "0"))
-    alpha = F.element_at(F.array(*[F.lit(s) for s in _ALPHA_SENDERS]),
-                         (_below(seed, "sender", len(_ALPHA_SENDERS), idc) + 1).cast("int"))
-    u_dur = _unit(seed, "duration", idc)
-    duration = F.least(F.lit(7200), F.lit(1) + F.floor(-F.log(F.lit(1.0) - u_dur) * 150)).cast("long")
-    volume = F.floor(F.lit(1024.0) * F.pow(F.lit(2.0), _unit(seed, "volume", idc) * 19)).cast("long")
+        F.when(col("d_service") < _scaled(0.60), "VOICE").when(col("d_service") < _scaled(0.85), "SMS")
+        .otherwise("DATA").alias("svc"),
+        ((col("num") == lay.subscribers - 1) & col("k").between(1, 3)).alias("test_call"),
+        _choose(col("d_role"), params.usage_roles(), MATCH).alias("role_drawn"),
+    ).drop("hot", "num", "k", "cell", "d_offset", "d_service", "d_role")
+    svc = col("svc")
+    op_index = F.pmod(col("d_other_party"), F.lit(100 * len(_OTHER_PARTY_NPAS)).cast("long"))
+    alpha = F.element_at(_const_array(_ALPHA_SENDERS),
+                         (F.pmod(col("d_sender"), F.lit(len(_ALPHA_SENDERS)).cast("long")) + 1).cast("int"))
     df = df.select(
         "*",
-        direction.alias("dir"),
-        F.when((svc == "SMS") & (direction == "MT") & (_unit(seed, "alpha", idc) < 0.10), alpha).alias("op_alpha"),
-        F.when(svc != "DATA", op_nat).alias("op_nat"),
-        F.when(svc == "VOICE", duration).otherwise(F.lit(0).cast("long")).alias("dur"),
-        F.when(svc == "DATA", volume).otherwise(F.lit(0).cast("long")).alias("vol"),
-        F.when(_unit(seed, "carrier", idc) < 0.55, "CARRIER-A").otherwise("CARRIER-B").alias("carrier"),
-        (F.lit(60) + _below(seed, "received", 6 * 3600, idc)).alias("recv_delay"),
-        (F.lit(600) + _below(seed, "reject", 3 * 3600, idc)).alias("reject_delay"),
-        F.when(_unit(seed, "skew", idc) < params.clock_skew_rate, _below(seed, "skew-s", 7, idc) - 3)
+        F.when(svc == "DATA", "MO").when(col("d_direction") < _scaled(0.6), "MO").otherwise("MT").alias("dir"),
+        F.when(svc != "DATA", F.concat(
+            F.element_at(_const_array(_OTHER_PARTY_NPAS), (_idiv(op_index, 100) + 1).cast("int")),
+            F.lit("55501"), F.lpad(F.pmod(op_index, F.lit(100).cast("long")).cast("string"), 2, "0"))).alias("op_nat"),
+        F.when(svc == "VOICE", F.least(F.lit(7200).cast("long"),
+                                      (F.lit(1) + F.floor(-F.log(F.lit(1.0) - u["d_duration"]) * 150)).cast("long")))
+        .otherwise(F.lit(0).cast("long")).alias("dur"),
+        F.when(svc == "DATA", F.floor(F.lit(1024.0) * F.pow(F.lit(2.0), u["d_volume"] * 19)).cast("long"))
+        .otherwise(F.lit(0).cast("long")).alias("vol"),
+        F.when(col("d_carrier") < _scaled(0.55), "CARRIER-A").otherwise("CARRIER-B").alias("carrier"),
+        (F.lit(60) + F.pmod(col("d_received"), F.lit(6 * 3600).cast("long"))).alias("recv_delay"),
+        (F.lit(600) + F.pmod(col("d_reject"), F.lit(3 * 3600).cast("long"))).alias("reject_delay"),
+        F.when(col("d_skew") < _scaled(params.clock_skew_rate), F.pmod(col("d_skew_s"), F.lit(7).cast("long")) - 3)
         .otherwise(F.lit(0).cast("long")).alias("skew"),
-        (_below(seed, "skew1", 7, idc) - 3).alias("skew1"),
-        (F.lit(100) + _below(seed, "ext", 900, idc)).alias("ext"),
-        _weighted_int(_unit(seed, "fmt-c0", idc), _MSISDN_WEIGHTS).alias("fmt_c0"),
-        _weighted_int(_unit(seed, "fmt-c1", idc), _MSISDN_WEIGHTS).alias("fmt_c1_draw"),
-        _weighted_int(_unit(seed, "fmt-r", idc), _MSISDN_WEIGHTS).alias("fmt_r_draw"),
-        _weighted_int(_unit(seed, "fmt-op-c", idc), _OTHER_PARTY_WEIGHTS).alias("fmt_op_c"),
-        _weighted_int(_unit(seed, "fmt-op-r", idc), _OTHER_PARTY_WEIGHTS).alias("fmt_op_r_draw"),
-    )
+        (F.pmod(col("d_skew1"), F.lit(7).cast("long")) - 3).alias("skew1"),
+        (F.lit(100) + F.pmod(col("d_ext"), F.lit(900).cast("long"))).alias("ext"),
+        _weighted_int(col("d_fmt_c0"), _MSISDN_WEIGHTS).alias("fmt_c0"),
+        _weighted_int(col("d_fmt_c1"), _MSISDN_WEIGHTS).alias("fmt_c1_draw"),
+        _weighted_int(col("d_fmt_r"), _MSISDN_WEIGHTS).alias("fmt_r_draw"),
+        _weighted_int(col("d_fmt_op_c"), _OTHER_PARTY_WEIGHTS).alias("fmt_op_c"),
+        _weighted_int(col("d_fmt_op_r"), _OTHER_PARTY_WEIGHTS).alias("fmt_op_r_draw"),
+        forced_col(1).alias("forced_a"),
+        forced_col(2).alias("forced_b"),
+        forced_col(3).alias("forced_x"),
+        # pinned for the first ids; the test account's calls 1..3 are never rated; else drawn from the rates
+        F.when(idc < forced, forced_col(0)).when(col("test_call"), F.lit(NOT_RATED)).otherwise(col("role_drawn"))
+        .alias("role_pinned"),
+        (col("d_written_off") < _scaled(0.2)).alias("written_off"),
+        F.pmod(col("d_q_variant"), F.lit(7).cast("long")).alias("q_variant"),
+        col("d_ghost"),
+        col("d_qdelta"),
+        (F.lit(3_600) + F.pmod(col("d_resend"), F.lit(11 * 3600).cast("long"))).alias("resend_delay"),
+        (F.lit(3_600) + F.pmod(col("d_late"), F.lit(4 * 86_400).cast("long"))).alias("late_delay"),
+        (F.lit(120) + F.pmod(col("d_rated"), F.lit(3 * 3600).cast("long"))).alias("rated_delay"),
+        (F.lit(3_600) + F.pmod(col("d_rated1"), F.lit(20 * 3600).cast("long"))).alias("rerated_delay"),
+        (col("d_alpha") < _scaled(0.10)).alias("alpha_draw"),
+        alpha.alias("alpha"),
+    ).drop("test_call", "role_drawn",
+           *[d for d in _DRAWS if d not in ("d_offset", "d_service", "d_role", "d_ghost", "d_qdelta")])
+    # AGED needs a rejection more than the SLA before close; a call too late in the month is IN_SUSPENSE instead.
+    aged_limit = close - params.suspense_sla_days * 86_400 - 3_600
+    received = col("t") + col("dur") + col("recv_delay")
     df = df.select(
         "*",
-        _other_format(F.col("fmt_c0"), F.col("fmt_c1_draw")).alias("fmt_c1"),
-        _other_format(F.col("fmt_c0"), F.col("fmt_r_draw")).alias("fmt_r"),
-        _other_format(F.col("fmt_op_c"), F.col("fmt_op_r_draw")).alias("fmt_op_r"),
-        (F.col("t") + F.col("dur") + F.col("recv_delay")).alias("received"),
+        F.when((svc == "SMS") & (col("dir") == "MT") & col("alpha_draw"), col("alpha")).alias("op_alpha"),
+        _other_format(col("fmt_c0"), col("fmt_c1_draw")).alias("fmt_c1"),
+        _other_format(col("fmt_c0"), col("fmt_r_draw")).alias("fmt_r"),
+        _other_format(col("fmt_op_c"), col("fmt_op_r_draw")).alias("fmt_op_r"),
+        received.alias("received"),
+        F.when((col("role_pinned") == AGED) & (received + col("reject_delay") >= aged_limit), F.lit(IN_SUSPENSE))
+        .otherwise(col("role_pinned")).alias("role"),
     )
-    # Role: pinned for the first ids, the test account's calls 1..3 are never rated, else drawn from the rates.
-    drawn = _choose(_unit(seed, "role", idc), params.usage_roles(), MATCH)
-    role = (
-        F.when(idc < forced, forced_col(0))
-        .when((F.col("num") == lay.subscribers - 1) & F.col("k").between(1, 3), F.lit(NOT_RATED))
-        .otherwise(drawn)
-    )
-    aged_limit = close - params.suspense_sla_days * 86_400 - 3_600
-    role = F.when((role == AGED) & (F.col("received") + F.col("reject_delay") >= aged_limit), F.lit(IN_SUSPENSE)) \
-        .otherwise(role)
-    df = df.select("*", role.alias("role"), forced_col(1).alias("forced_a"), forced_col(2).alias("forced_b"),
-                   forced_col(3).alias("forced_x"))
-    return df.select(
-        "*",
-        (_unit(seed, "written-off", idc) < 0.2).alias("written_off"),
-        _below(seed, "q-variant", 7, idc).alias("q_variant"),
-        _unit(seed, "lineage-ghost", idc).alias("u_ghost"),
-        _unit(seed, "quantity-delta", idc).alias("u_qdelta"),
-    )
+    return df.drop("alpha_draw", "alpha", "fmt_c1_draw", "fmt_r_draw", "fmt_op_r_draw", "role_pinned")
 
 
 def _other_party(fmt: Column) -> Column:
@@ -522,81 +586,93 @@ def _role_in(roles: Sequence[str]) -> Column:
     return F.col("role").isin(*roles)
 
 
+def _emit(df: DataFrame, name: str, kinds: Sequence[tuple[int, Column]]) -> DataFrame:
+    """One output row per (input row, kind) whose condition holds; `name` holds the kind.
+
+    Explodes `[kind if condition else null, ...]` and drops the nulls: the filter then references only the generated
+    column. A filter on the slot columns would be pushed below the staged projections with all of them inlined, and
+    a higher-order `filter` over the array is interpreted (several times slower).
+    """
+    exploded = df.select("*", F.explode(F.array(*[F.when(cond, F.lit(code)) for code, cond in kinds])).alias(name))
+    return exploded.where(F.col(name).isNotNull())
+
+
+def _code(prefix: str, number: Column, width: int) -> Column:
+    """`prefix` + the number zero-padded to `width` digits (concat/lpad: `format_string` is several times slower)."""
+    return F.concat(F.lit(prefix), F.lpad(number.cast("string"), width, "0"))
+
+
+def _row_key(*parts: str | Column) -> Column:
+    """A gen_row_id such as `c-123-0` (table letter, slot id, sub-record)."""
+    return F.concat_ws("-", *[F.lit(p) if isinstance(p, str) else p.cast("string") for p in parts])
+
+
 # -------------------------------------------------------------------------------------------------------------- cdr
 
 
 def _cdr_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
     """cdr rows (c0: the slot's record; c1: an ambiguous twin or a duplicate copy) with their usage-to-rating label."""
-    seed = params.seed
-    exploded = slots.select(
-        "*",
-        F.explode(F.filter(F.array(
-            F.when(~_role_in(NO_CDR), F.lit(0)), F.when(_role_in(TWO_CDR), F.lit(1))), lambda x: x.isNotNull()))
-        .alias("j"),
-    )
-    j1 = F.col("j") == 1
-    resent = _role_in((DUP_RESENT, DUP_RESENT_RERATED))
-    q = F.col("role") == Q_CDR
-    qv = F.col("q_variant")
-    voice_or_data = F.col("svc") != "SMS"
-    own_id = F.format_string("CDR%011d", F.col("id") * 2 + F.col("j"))
+    col, idc, role = F.col, F.col("id"), F.col("role")
+    df = _emit(slots, "j", [(0, ~_role_in(NO_CDR)), (1, _role_in(TWO_CDR))])
+    df = df.withColumns({
+        "j1": col("j") == 1,
+        "resent": _role_in((DUP_RESENT, DUP_RESENT_RERATED)),
+        "q": role == Q_CDR,
+    })
+    j1, resent, q, qv = col("j1"), col("resent"), col("q"), col("q_variant")
+    df = df.withColumns({
+        "rec_received": F.when(j1 & (role != AMBIG_CDR), col("received") + col("resend_delay"))
+        .when(role == LATE, F.lit(_epoch(params.cycle_close)) + col("late_delay"))
+        .otherwise(col("received")),
+        "node": F.when(col("carrier") == "CARRIER-A", "MSC1").otherwise("MSC2"),
+    })
+    hour = F.date_format(_ts(col("rec_received")), "yyyyMMdd_HH")
     record_id = (
-        F.when(j1 & resent, F.format_string("CDR%011d", F.col("id") * 2))
-        .when(q & ((qv == 0) | ((qv == 6) & ~voice_or_data)), F.lit(None).cast("string"))
-        .otherwise(own_id)
+        F.when(j1 & resent, _code("CDR", idc * 2, 11))
+        .when(q & ((qv == 0) | ((qv == 6) & (col("svc") == "SMS"))), F.lit(None).cast("string"))
+        .otherwise(_code("CDR", idc * 2 + col("j"), 11))
     )
     start = (
-        F.when((F.col("role") == AMBIG_CDR) & ~j1, F.col("t") - 2)
-        .when(F.col("role") == AMBIG_CDR, F.col("t") + 2)
-        .otherwise(F.col("t"))
+        F.when((role == AMBIG_CDR) & ~j1, col("t") - 2)
+        .when(role == AMBIG_CDR, col("t") + 2)
+        .otherwise(col("t"))
     )
-    received = (
-        F.when(j1 & (F.col("role") != AMBIG_CDR),
-               F.col("received") + 3_600 + _below(seed, "resend", 11 * 3600, F.col("id")))
-        .when(F.col("role") == LATE,
-              F.lit(_epoch(params.cycle_close)) + 3_600 + _below(seed, "late", 4 * 86_400, F.col("id")))
-        .otherwise(F.col("received"))
-    )
-    node = F.when(F.col("carrier") == "CARRIER-A", "MSC1").otherwise("MSC2")
-    first_file = F.concat(node, F.lit("_"), F.date_format(_ts(received), "yyyyMMdd_HH"), F.lit(".cdr"))
     source_file = (
-        F.when(j1 & resent, F.concat(node, F.lit("_"), F.date_format(_ts(received), "yyyyMMdd_HH"),
-                                     F.lit("_RESEND.cdr")))
-        .when(j1, F.concat(F.lit("MSC3_"), F.date_format(_ts(received), "yyyyMMdd_HH"), F.lit(".cdr")))
-        .otherwise(first_file)
+        F.when(j1 & resent, F.concat(col("node"), F.lit("_"), hour, F.lit("_RESEND.cdr")))
+        .when(j1, F.concat(F.lit("MSC3_"), hour, F.lit(".cdr")))
+        .otherwise(F.concat(col("node"), F.lit("_"), hour, F.lit(".cdr")))
     )
     msisdn = (
         F.when(q & (qv == 1), F.lit("N/A"))
         .when(q & (qv == 2), F.lit("abc"))
-        .otherwise(_format_phone(F.col("nat"), F.when(j1 & ~resent, F.col("fmt_c1")).otherwise(F.col("fmt_c0")),
-                                 F.col("ext")))
+        .otherwise(_format_phone(col("nat"), F.when(j1 & ~resent, col("fmt_c1")).otherwise(col("fmt_c0")),
+                                 col("ext")))
     )
     label = (
         F.when(q, F.lit("QUARANTINED"))
         .when(_role_in((AMBIG_CDR, AMBIG_RATED)), F.lit("AMBIGUOUS_MATCH"))
         .when(j1, F.lit("DUPLICATE_USAGE"))
-        .when(F.col("role") == IN_SUSPENSE, F.lit("IN_SUSPENSE"))
-        .when(F.col("role") == AGED, F.lit("SUSPENSE_AGED"))
-        .when(F.col("role") == LATE, F.lit("LATE_USAGE"))
-        .when(F.col("role") == NOT_RATED, F.lit("USAGE_NOT_RATED"))
+        .when(role == IN_SUSPENSE, F.lit("IN_SUSPENSE"))
+        .when(role == AGED, F.lit("SUSPENSE_AGED"))
+        .when(role == LATE, F.lit("LATE_USAGE"))
+        .when(role == NOT_RATED, F.lit("USAGE_NOT_RATED"))
         .otherwise(F.lit("MATCHED"))
     )
-    return exploded.select(
+    return df.select(
         record_id.alias("record_id"),
         source_file.alias("source_file"),
         msisdn.alias("msisdn"),
-        F.col("account_id"),
-        F.when(q & (qv == 5), F.lit("MMS")).otherwise(F.col("svc")).alias("service_type"),
-        F.col("dir").alias("direction"),
-        F.when(j1 & ~resent, _other_party(F.col("fmt_op_r"))).otherwise(_other_party(F.col("fmt_op_c")))
-        .alias("other_party"),
+        col("account_id"),
+        F.when(q & (qv == 5), F.lit("MMS")).otherwise(col("svc")).alias("service_type"),
+        col("dir").alias("direction"),
+        _other_party(F.when(j1 & ~resent, col("fmt_op_r")).otherwise(col("fmt_op_c"))).alias("other_party"),
         F.when(q & (qv == 3), F.lit(None).cast("timestamp")).otherwise(_ts(start)).alias("start_time"),
-        F.when(q & (qv == 6) & (F.col("svc") == "VOICE"), -F.col("dur")).otherwise(F.col("dur")).alias("duration_s"),
-        F.when(q & (qv == 6) & (F.col("svc") == "DATA"), -F.col("vol")).otherwise(F.col("vol")).alias("volume_bytes"),
+        F.when(q & (qv == 6) & (col("svc") == "VOICE"), -col("dur")).otherwise(col("dur")).alias("duration_s"),
+        F.when(q & (qv == 6) & (col("svc") == "DATA"), -col("vol")).otherwise(col("vol")).alias("volume_bytes"),
         F.when(q & (qv == 4), F.lit(None).cast("string")).otherwise(F.lit(params.cycle_id)).alias("cycle_id"),
-        _ts(received).alias("received_at"),
-        F.col("carrier"),
-        F.format_string("c-%d-%d", F.col("id"), F.col("j")).alias("gen_row_id"),
+        _ts(col("rec_received")).alias("received_at"),
+        col("carrier"),
+        _row_key("c", idc, col("j")).alias("gen_row_id"),
         label.alias("_u2r"),
     )
 
@@ -613,9 +689,10 @@ def _suspense(slots: DataFrame, params: GeneratorParams) -> DataFrame:
                           F.lit(close - 2 * 86_400) + _below(seed, "recent-reject", 12 * 3600, F.col("id"))))
         .otherwise(F.col("received") + F.col("reject_delay"))
     )
-    reasons = F.array(*[F.lit(r) for r in _SUSPENSE_REASONS])
-    return slots.where(role.isin(IN_SUSPENSE, AGED, RESOLVED) | written_off).select(
-        F.format_string("CDR%011d", F.col("id") * 2).alias("record_id"),
+    reasons = _const_array(_SUSPENSE_REASONS)
+    emitted = _emit(slots, "j", [(0, role.isin(IN_SUSPENSE, AGED, RESOLVED) | written_off)])
+    return emitted.select(
+        _code("CDR", F.col("id") * 2, 11).alias("record_id"),
         F.element_at(reasons, (_below(seed, "reason", len(_SUSPENSE_REASONS), F.col("id")) + 1).cast("int"))
         .alias("reason"),
         _ts(rejected).alias("rejected_at"),
@@ -628,156 +705,129 @@ def _suspense(slots: DataFrame, params: GeneratorParams) -> DataFrame:
 
 def _rated_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
     """Rated events (r0: the slot's rating; r1: an ambiguous twin, a re-rating or a repeated-id copy), labeled for
-    usage-to-rating, rating-accuracy and rating-to-billing, plus what billing needs (`_billable`, `_b`)."""
+    usage-to-rating, rating-accuracy and rating-to-billing, plus what billing needs (`_quarantined`, `_b`)."""
     seed = params.seed
     change = _epoch(params.tariff_change_at)
-    exploded = slots.select(
-        "*",
-        F.explode(F.filter(F.array(
-            F.when(~_role_in(NO_RATED), F.lit(0)), F.when(_role_in(TWO_RATED), F.lit(1))), lambda x: x.isNotNull()))
-        .alias("j"),
-    )
-    role = F.col("role")
-    j1 = F.col("j") == 1
-    repeat_copy = j1 & (role == Q_RE_REPEAT)
-    # A repeated-id copy is r0 again: hash and derive it as j = 0, then only rated_at moves.
-    jj = F.when(repeat_copy, F.lit(0)).otherwise(F.col("j"))
-    idc = F.col("id")
-    r_start = (
-        F.when(role == AMBIG_RATED, F.when(jj == 0, F.col("t") - 2).otherwise(F.col("t") + 2))
-        .when(role == AMBIG_CDR, F.col("t"))
-        .when((role == DUP_RATED_LOST) & (jj == 1), F.col("t") + F.col("skew1"))
-        .otherwise(F.col("t") + F.col("skew"))
-    )
-    base_quantity = F.when(F.col("svc") == "VOICE", F.col("dur")).when(F.col("svc") == "SMS", F.lit(1)) \
-        .otherwise(F.col("vol")).cast("long")
-    quantity = (
-        F.when((role == FUZZY) & (F.col("svc") == "VOICE") & (F.col("u_qdelta") < 0.3), base_quantity + 1)
-        .when((role == FUZZY) & (F.col("svc") == "DATA") & (F.col("u_qdelta") < 0.5),
-              base_quantity - _idiv(base_quantity, 400))
-        .otherwise(base_quantity)
-    )
-    c0_id = F.format_string("CDR%011d", idc * 2)
-    ghost = F.format_string("CDRX%010d", idc)
-    lineage = (
-        F.when(jj == 0, F.when(role.isin(AMBIG_CDR, AMBIG_RATED, Q_RE_NULL_ID), F.lit(None).cast("string"))
-               .when(role == FUZZY, F.when(F.col("u_ghost") < 0.2, ghost))
-               .when(role == RWU, F.when(F.col("u_ghost") < 0.5, ghost))
-               .otherwise(c0_id))
-        .when(role == DUP_CONTENT_RERATED, F.format_string("CDR%011d", idc * 2 + 1))
-        .when(role.isin(DUP_RESENT_RERATED, DUP_RATED), c0_id)
-    )
-    rated_event_id = F.when((role == Q_RE_NULL_ID) & (jj == 0), F.lit(None).cast("string")) \
-        .otherwise(F.format_string("RE%012d", idc * 2 + jj))
-    first_rated = F.col("received") + 120 + _below(seed, "rated", 3 * 3600, idc)
-    resend_received = F.col("received") + 3_600 + _below(seed, "resend", 11 * 3600, idc)
-    rated_at = (
-        F.when(F.col("j") == 0, first_rated)
-        .otherwise(F.greatest(first_rated, resend_received) + 3_600 + _below(seed, "rated1", 20 * 3600, idc))
-    )
-    # rating-accuracy role
-    u_a = _unit(seed, "accuracy", idc, jj)
-    near_change = F.abs(r_start - F.lit(change)) < 86_400
-    drawn_a = (
-        F.when(u_a < params.tariff_not_found_rate, F.lit(A_NOT_FOUND))
-        .when(u_a < params.tariff_not_found_rate + params.tariff_mismatch_rate / 2, F.lit(A_HIGH))
-        .when(u_a < params.tariff_not_found_rate + params.tariff_mismatch_rate, F.lit(A_LOW))
-        .when((F.col("svc") == "VOICE") & near_change & (_unit(seed, "version", idc, jj) < params.wrong_version_rate),
-              F.lit(A_WRONG_VERSION))
-        .otherwise(F.lit(A_OK))
-    )
-    acc_role = F.when((jj == 0) & F.col("forced_a").isNotNull(), F.col("forced_a")).otherwise(drawn_a)
-    version = F.when(F.col("svc") != "VOICE", "v1").when(r_start < change, "v1").otherwise("v2")
-    wrong_version = F.when(version == "v1", "v2").otherwise("v1")
-    expected = _price_expr(params, F.col("svc"), version, quantity)
-    amount = (
-        F.when(F.col("_a") == A_HIGH, (F.round(F.col("_expected") * Decimal("1.25"), 6) + _money("0.02")).cast(MONEY))
-        .when(F.col("_a") == A_LOW, F.round(F.col("_expected") * Decimal("0.5"), 6).cast(MONEY))
-        .when(F.col("_a") == A_WRONG_VERSION, _price_expr(params, F.col("svc"), F.col("_wrong_version"),
-                                                          F.col("quantity")))
-        .when(F.col("_a") == A_NOT_FOUND, F.round(F.col("_expected") * Decimal("0.8"), 6).cast(MONEY))
-        .otherwise(F.col("_expected"))
-    )
-    tariff_id = F.when(F.col("_a") != A_NOT_FOUND, F.concat(F.col("svc"), F.lit("-STD"))) \
-        .when(F.col("u_ghost") < 0.8, F.concat(F.col("svc"), F.lit("-PROMO-X")))
-    tariff_version = F.when(F.col("_a") == A_WRONG_VERSION, F.col("_wrong_version")) \
-        .when(F.col("_a") != A_NOT_FOUND, F.col("_version")).when(F.col("u_ghost") < 0.8, F.lit("p1"))
-    # usage-to-rating label
-    u2r = (
-        F.when(repeat_copy | ((role == Q_RE_NULL_ID) & (jj == 0)), F.lit("QUARANTINED"))
+    col, idc, role, svc = F.col, F.col("id"), F.col("role"), F.col("svc")
+    df = _emit(slots, "j", [(0, ~_role_in(NO_RATED)), (1, _role_in(TWO_RATED))])
+    # A repeated-id copy is r0 again: it is derived as jj = 0, then only rated_at moves.
+    df = df.withColumns({"repeat_copy": (col("j") == 1) & (role == Q_RE_REPEAT)})
+    df = df.withColumns({"jj": F.when(col("repeat_copy"), F.lit(0)).otherwise(col("j"))})
+    jj = col("jj")
+    df = df.withColumns({
+        "r_start": F.when(role == AMBIG_RATED, F.when(jj == 0, col("t") - 2).otherwise(col("t") + 2))
+        .when(role == AMBIG_CDR, col("t"))
+        .when((role == DUP_RATED_LOST) & (jj == 1), col("t") + col("skew1"))
+        .otherwise(col("t") + col("skew")),
+        "base_quantity": F.when(svc == "VOICE", col("dur")).when(svc == "SMS", F.lit(1)).otherwise(col("vol"))
+        .cast("long"),
+        "first_rated": col("received") + col("rated_delay"),
+        "h_rated": _hash(seed, "rated-draws", idc, jj),
+    })
+    df = df.withColumns({"d_a": _field(col("h_rated"), 0), "d_b": _field(col("h_rated"), 1),
+                         "d_version": _field(col("h_rated"), 2)})
+    df = df.withColumns({
+        "quantity": F.when((role == FUZZY) & (svc == "VOICE") & (col("d_qdelta") < _scaled(0.3)),
+                           col("base_quantity") + 1)
+        .when((role == FUZZY) & (svc == "DATA") & (col("d_qdelta") < _scaled(0.5)),
+              col("base_quantity") - _idiv(col("base_quantity"), 400))
+        .otherwise(col("base_quantity")),
+        "_version": F.when(svc != "VOICE", "v1").when(col("r_start") < change, "v1").otherwise("v2"),
+        "_a": F.when((jj == 0) & col("forced_a").isNotNull(), col("forced_a"))
+        .when(col("d_a") < _scaled(params.tariff_not_found_rate), F.lit(A_NOT_FOUND))
+        .when(col("d_a") < _scaled(params.tariff_not_found_rate + params.tariff_mismatch_rate / 2), F.lit(A_HIGH))
+        .when(col("d_a") < _scaled(params.tariff_not_found_rate + params.tariff_mismatch_rate), F.lit(A_LOW))
+        .when((svc == "VOICE") & (F.abs(col("r_start") - F.lit(change)) < 86_400)
+              & (col("d_version") < _scaled(params.wrong_version_rate)), F.lit(A_WRONG_VERSION))
+        .otherwise(F.lit(A_OK)),
+        "_u2r": F.when(col("repeat_copy") | ((role == Q_RE_NULL_ID) & (jj == 0)), F.lit("QUARANTINED"))
         .when(role.isin(AMBIG_CDR, AMBIG_RATED), F.lit("AMBIGUOUS_MATCH"))
         .when(role == RWU, F.lit("RATED_WITHOUT_USAGE"))
-        .when(j1 & role.isin(*RERATED), F.lit("DUPLICATE_RATED_EVENT"))
-        .otherwise(F.lit("MATCHED"))
+        .when((col("j") == 1) & role.isin(*RERATED), F.lit("DUPLICATE_RATED_EVENT"))
+        .otherwise(F.lit("MATCHED")),
+        "_quarantined": col("repeat_copy") | (role.isin(Q_RE_NULL_ID, Q_RE_NULL_AMOUNT) & (jj == 0)),
+    })
+    # Priced once: with the version valid at start_time, or with the other one where the wrong version is planted.
+    df = df.withColumns({
+        "_wrong_version": F.when(col("_version") == "v1", "v2").otherwise("v1"),
+        "_priced_version": F.when((col("_a") == A_WRONG_VERSION) & (col("_version") == "v1"), "v2")
+        .when(col("_a") == A_WRONG_VERSION, "v1").otherwise(col("_version")),
+    })
+    terms = _tariff_terms(params, svc, col("_priced_version"))
+    df = df.withColumns({
+        "_priced": _price(col("quantity"), terms["increment"], terms["rate"], terms["minimum"]),
+        # duplicate ratings and ratings without usage are billed: that is the overbilling they cause
+        "_b": F.when(col("_u2r").isin("DUPLICATE_RATED_EVENT", "RATED_WITHOUT_USAGE"), F.lit(B_OK))
+        .when((jj == 0) & col("forced_b").isNotNull(), col("forced_b"))
+        .when(col("d_b") < _scaled(params.not_billed_rate), F.lit(B_NOT_BILLED))
+        .when(col("d_b") < _scaled(params.not_billed_rate + params.charge_mismatch_rate), F.lit(B_MISMATCH))
+        .when(col("d_b") < _scaled(params.not_billed_rate + params.charge_mismatch_rate
+                                   + params.duplicate_charge_rate), F.lit(B_DUP))
+        .otherwise(F.lit(B_OK)),
+    })
+    a, priced = col("_a"), col("_priced")
+    amount = (
+        F.when(a == A_HIGH, F.round(priced * Decimal("1.25"), 6) + _money("0.02"))
+        .when(a == A_LOW, F.round(priced * Decimal("0.5"), 6))
+        .when(a == A_NOT_FOUND, F.round(priced * Decimal("0.8"), 6))
+        .otherwise(priced)
+    ).cast(MONEY)
+    c0_id = _code("CDR", idc * 2, 11)
+    ghost = _code("CDRX", idc, 10)
+    lineage = (
+        F.when(jj == 0, F.when(role.isin(AMBIG_CDR, AMBIG_RATED, Q_RE_NULL_ID), F.lit(None).cast("string"))
+               .when(role == FUZZY, F.when(col("d_ghost") < _scaled(0.2), ghost))
+               .when(role == RWU, F.when(col("d_ghost") < _scaled(0.5), ghost))
+               .otherwise(c0_id))
+        .when(role == DUP_CONTENT_RERATED, _code("CDR", idc * 2 + 1, 11))
+        .when(role.isin(DUP_RESENT_RERATED, DUP_RATED), c0_id)
     )
-    quarantined = repeat_copy | (role.isin(Q_RE_NULL_ID, Q_RE_NULL_AMOUNT) & (jj == 0))
-    # rating-to-billing role: duplicate ratings and ratings without usage are billed (that is the overbilling)
-    u_b = _unit(seed, "billing", idc, jj)
-    drawn_b = (
-        F.when(u_b < params.not_billed_rate, F.lit(B_NOT_BILLED))
-        .when(u_b < params.not_billed_rate + params.charge_mismatch_rate, F.lit(B_MISMATCH))
-        .when(u_b < params.not_billed_rate + params.charge_mismatch_rate + params.duplicate_charge_rate, F.lit(B_DUP))
-        .otherwise(F.lit(B_OK))
+    resend_received = col("received") + col("resend_delay")
+    rated_at = (
+        F.when(col("j") == 0, col("first_rated"))
+        .otherwise(F.greatest(col("first_rated"), resend_received) + col("rerated_delay"))
     )
-    bill_role = (
-        F.when(F.col("_u2r").isin("DUPLICATE_RATED_EVENT", "RATED_WITHOUT_USAGE"), F.lit(B_OK))
-        .when((jj == 0) & F.col("forced_b").isNotNull(), F.col("forced_b"))
-        .otherwise(drawn_b)
-    )
-    staged = exploded.select(
-        "*",
-        rated_event_id.alias("rated_event_id"),
-        lineage.alias("source_record_id"),
-        _ts(r_start).alias("start_time"),
-        quantity.alias("quantity"),
-        _ts(rated_at).alias("rated_at"),
-        acc_role.alias("_a"),
-        version.alias("_version"),
-        wrong_version.alias("_wrong_version"),
-        expected.alias("_expected"),
-        u2r.alias("_u2r"),
-        quarantined.alias("_quarantined"),
-        jj.alias("jj"),
-        repeat_copy.alias("_repeat_copy"),
-    )
-    staged = staged.select("*", bill_role.alias("_b"))
+    tariff_id = F.when(a != A_NOT_FOUND, F.concat(svc, F.lit("-STD"))) \
+        .when(col("d_ghost") < _scaled(0.8), F.concat(svc, F.lit("-PROMO-X")))
+    tariff_version = F.when(a == A_WRONG_VERSION, col("_wrong_version")) \
+        .when(a != A_NOT_FOUND, col("_version")).when(col("d_ghost") < _scaled(0.8), F.lit("p1"))
     acc_label = (
-        F.when(F.col("_quarantined"), F.lit("QUARANTINED"))
-        .when(F.col("_a") == A_NOT_FOUND, F.lit("TARIFF_NOT_FOUND"))
-        .when(F.col("_a") != A_OK, F.lit("TARIFF_MISMATCH"))
+        F.when(col("_quarantined"), F.lit("QUARANTINED"))
+        .when(a == A_NOT_FOUND, F.lit("TARIFF_NOT_FOUND"))
+        .when(a != A_OK, F.lit("TARIFF_MISMATCH"))
         .otherwise(F.lit("MATCHED"))
     )
     r2b_label = (
-        F.when(F.col("_quarantined"), F.lit("QUARANTINED"))
-        .when(F.col("_b") == B_NOT_BILLED, F.lit("RATED_NOT_BILLED"))
-        .when(F.col("_b") == B_MISMATCH, F.lit("CHARGE_AMOUNT_MISMATCH"))
+        F.when(col("_quarantined"), F.lit("QUARANTINED"))
+        .when(col("_b") == B_NOT_BILLED, F.lit("RATED_NOT_BILLED"))
+        .when(col("_b") == B_MISMATCH, F.lit("CHARGE_AMOUNT_MISMATCH"))
         .otherwise(F.lit("MATCHED"))
     )
-    return staged.select(
-        "rated_event_id",
-        "source_record_id",
-        _format_phone(F.col("nat"), F.col("fmt_r"), F.col("ext")).alias("msisdn"),
-        "account_id",
-        F.col("svc").alias("service_type"),
-        F.col("dir").alias("direction"),
-        _other_party(F.col("fmt_op_r")).alias("other_party"),
-        "start_time",
+    return df.select(
+        F.when((role == Q_RE_NULL_ID) & (jj == 0), F.lit(None).cast("string"))
+        .otherwise(_code("RE", idc * 2 + jj, 12)).alias("rated_event_id"),
+        lineage.alias("source_record_id"),
+        _format_phone(col("nat"), col("fmt_r"), col("ext")).alias("msisdn"),
+        col("account_id"),
+        svc.alias("service_type"),
+        col("dir").alias("direction"),
+        _other_party(col("fmt_op_r")).alias("other_party"),
+        _ts(col("r_start")).alias("start_time"),
         F.lit(params.cycle_id).alias("cycle_id"),
-        "quantity",
+        col("quantity"),
         tariff_id.alias("tariff_id"),
         tariff_version.alias("tariff_version"),
         F.when((role == Q_RE_NULL_AMOUNT) & (jj == 0), F.lit(None).cast(MONEY)).otherwise(amount).alias("amount"),
         F.lit(params.currency).alias("currency"),
-        "rated_at",
-        F.format_string("r-%d-%d", idc, F.col("j")).alias("gen_row_id"),
-        "_u2r",
+        _ts(rated_at).alias("rated_at"),
+        _row_key("r", idc, col("j")).alias("gen_row_id"),
+        col("_u2r"),
         acc_label.alias("_acc"),
         r2b_label.alias("_r2b"),
-        "_quarantined",
-        "_b",
+        col("_quarantined"),
+        col("_b"),
         # what billing copies from the slot
-        F.col("id").alias("_id"), F.col("j").alias("_j"), F.col("nat").alias("_nat"),
-        F.col("forced_x").alias("_forced_x"),
+        idc.alias("_id"), col("j").alias("_j"), col("nat").alias("_nat"), col("forced_x").alias("_forced_x"),
     )
 
 
@@ -815,30 +865,28 @@ def _charges_labeled(rated: DataFrame, slots: DataFrame, params: GeneratorParams
     seed = params.seed
     lay = layout(params)
     bill_run = _epoch(params.cycle_close) + 6 * 3600
-    billable = ~F.col("_quarantined")
-    b = F.col("_b")
-    idc, j = F.col("_id"), F.col("_j")
-    wants_q = F.when(F.col("_forced_x").isNotNull(), F.col("_forced_x") == X_QCHARGE) \
+    col = F.col
+    billable, b = ~col("_quarantined"), col("_b")
+    idc, j = col("_id"), col("_j")
+    wants_q = F.when(col("_forced_x").isNotNull(), col("_forced_x") == X_QCHARGE) \
         .otherwise(_unit(seed, "q-charge", idc) < params.quarantined_charge_rate)
-    qcharge = (j == 0) & billable & (b == B_OK) & wants_q
-    per_rated = rated.select(
-        "*",
-        F.explode(F.filter(F.array(
-            F.when(billable & (b != B_NOT_BILLED), F.lit(CH_MAIN)),
-            F.when(billable & (b == B_DUP), F.lit(CH_DUP)),
-            F.when(qcharge, F.lit(CH_QUARANTINED))), lambda x: x.isNotNull())).alias("kind"),
-    )
-    kind = F.col("kind")
-    # quarantined extra charge: 0 null charge_id, 1 null amount, 2 a repeated charge_id (copy billed later)
-    q_variant = F.when(idc < len(FORCED), F.pmod(idc, F.lit(3).cast("long"))) \
-        .otherwise(_below(seed, "q-charge-variant", 3, idc))
-    main_id = F.format_string("CH%013d", (idc * 2 + j) * 4 + CH_MAIN)
+    df = _emit(rated, "kind", [
+        (CH_MAIN, billable & (b != B_NOT_BILLED)),
+        (CH_DUP, billable & (b == B_DUP)),
+        (CH_QUARANTINED, (j == 0) & billable & (b == B_OK) & wants_q),
+    ])
+    # quarantined extra charge: 0 null charge_id, 1 null amount, 2 a repeated charge_id (a copy billed later)
+    df = df.withColumns({
+        "q_variant": F.when(idc < len(FORCED), F.pmod(idc, F.lit(3).cast("long")))
+        .otherwise(_below(seed, "q-charge-variant", 3, idc)),
+        "main_billed": F.lit(bill_run) + _below(seed, "billed", 6 * 3600, idc, j),
+    })
+    kind, q_variant, amount = col("kind"), col("q_variant"), col("amount")
     charge_id = (
         F.when((kind == CH_QUARANTINED) & (q_variant == 0), F.lit(None).cast("string"))
-        .when((kind == CH_QUARANTINED) & (q_variant == 2), main_id)
-        .otherwise(F.format_string("CH%013d", (idc * 2 + j) * 4 + kind))
+        .when((kind == CH_QUARANTINED) & (q_variant == 2), _code("CH", (idc * 2 + j) * 4 + CH_MAIN, 13))
+        .otherwise(_code("CH", (idc * 2 + j) * 4 + kind, 13))
     )
-    amount = F.col("amount")
     mismatched = (
         F.when((amount >= _money("0.10")) & (_unit(seed, "mismatch-down", idc, j) < 0.5),
                F.round(amount * Decimal("0.5"), 6))
@@ -849,47 +897,43 @@ def _charges_labeled(rated: DataFrame, slots: DataFrame, params: GeneratorParams
         .when((kind == CH_MAIN) & (b == B_MISMATCH), mismatched)
         .otherwise(amount)
     )
-    main_billed = F.lit(bill_run) + _below(seed, "billed", 6 * 3600, idc, j)
-    billed_at = main_billed + F.when(kind == CH_DUP, 86_400).when(kind == CH_QUARANTINED, 2 * 86_400).otherwise(0)
+    billed_at = col("main_billed") + F.when(kind == CH_DUP, 86_400).when(kind == CH_QUARANTINED, 2 * 86_400) \
+        .otherwise(0)
     label = (
         F.when(kind == CH_QUARANTINED, F.lit("QUARANTINED"))
         .when(kind == CH_DUP, F.lit("DUPLICATE_CHARGE"))
         .when(b == B_MISMATCH, F.lit("CHARGE_AMOUNT_MISMATCH"))
         .otherwise(F.lit("MATCHED"))
     )
-    from_rated = per_rated.select(*_charge_row(
-        params, charge_id=charge_id, lineage=F.col("rated_event_id"), product_id=F.lit(None).cast("string"),
-        charge_type=F.lit("USAGE"), code=F.concat(F.lit("USG-"), F.col("service_type")), quantity=F.col("quantity"),
-        amount=charge_amount, billed_at=billed_at, gen_row_id=F.format_string("b-%d-%d-%d", idc, j, kind),
-        label=label, agg_service=F.col("service_type"), quarantined=kind == CH_QUARANTINED,
+    from_rated = df.select(*_charge_row(
+        params, charge_id=charge_id, lineage=col("rated_event_id"), product_id=F.lit(None).cast("string"),
+        charge_type=F.lit("USAGE"), code=F.concat(F.lit("USG-"), col("service_type")), quantity=col("quantity"),
+        amount=charge_amount, billed_at=billed_at, gen_row_id=_row_key("b", idc, j, kind),
+        label=label, agg_service=col("service_type"), quarantined=kind == CH_QUARANTINED,
     ))
     # Per slot: an orphan USAGE charge (no lineage, or lineage to a rated event that does not exist) and the
     # RECURRING charges, which are out of scope of the usage controls (no label).
-    sid = F.col("id")
-    orphan = F.when(F.col("forced_x").isNotNull(), F.col("forced_x") == X_ORPHAN) \
+    sid = col("id")
+    orphan = F.when(col("forced_x").isNotNull(), col("forced_x") == X_ORPHAN) \
         .otherwise(_unit(seed, "orphan", sid) < params.orphan_charge_rate)
-    extras = slots.select(
-        "*", F.col("nat").alias("_nat"),
-        F.explode(F.filter(F.array(
-            F.when(orphan, F.lit(CH_ORPHAN)), F.when(sid < lay.recurring_charges, F.lit(CH_RECURRING))),
-            lambda x: x.isNotNull())).alias("kind"),
-    )
+    extras = _emit(slots.withColumns({"_nat": col("nat")}), "kind",
+                   [(CH_ORPHAN, orphan), (CH_RECURRING, sid < lay.recurring_charges)])
     recurring = kind == CH_RECURRING
     orphan_amount = (F.lit(5) + _below(seed, "orphan-amount", 500, sid)).cast(DecimalType(12, 0)) \
         * F.lit(Decimal("0.01")).cast(MONEY)
-    slot_quantity = F.when(F.col("svc") == "VOICE", F.col("dur")).when(F.col("svc") == "SMS", F.lit(1)) \
-        .otherwise(F.col("vol"))
+    slot_quantity = F.when(col("svc") == "VOICE", col("dur")).when(col("svc") == "SMS", F.lit(1)) \
+        .otherwise(col("vol"))
     from_slots = extras.select(*_charge_row(
         params,
-        charge_id=F.format_string("CH%013d", (sid * 2 + 1) * 4 + kind),
-        lineage=F.when(~recurring & (_unit(seed, "orphan-ghost", sid) < 0.4), F.format_string("REX%011d", sid)),
-        product_id=F.when(recurring, F.format_string("PRD-%09d", sid)),
+        charge_id=_code("CH", (sid * 2 + 1) * 4 + kind, 13),
+        lineage=F.when(~recurring & (_unit(seed, "orphan-ghost", sid) < 0.4), _code("REX", sid, 11)),
+        product_id=F.when(recurring, _code("PRD-", sid, 9)),
         charge_type=F.when(recurring, F.lit("RECURRING")).otherwise(F.lit("USAGE")),
-        code=F.when(recurring, F.lit("PLAN-BUSINESS-50")).otherwise(F.concat(F.lit("USG-"), F.col("svc"))),
+        code=F.when(recurring, F.lit("PLAN-BUSINESS-50")).otherwise(F.concat(F.lit("USG-"), col("svc"))),
         quantity=F.when(recurring, F.lit(1)).otherwise(slot_quantity),
         amount=F.when(recurring, _money("50.000000")).otherwise(orphan_amount),
         billed_at=F.lit(bill_run) + _below(seed, "billed-extra", 6 * 3600, sid),
-        gen_row_id=F.format_string("b-%d-s-%d", sid, kind),
+        gen_row_id=_row_key("b", sid, "s", kind),
         label=F.when(~recurring, F.lit("CHARGE_WITHOUT_RATED_EVENT")),
         agg_service=F.lit(None).cast("string"),
         quarantined=F.lit(False),
@@ -967,7 +1011,9 @@ def generate_month(ids: DataFrame, params: GeneratorParams) -> dict[str, DataFra
 
     `ids` must be `spark.range(params.rows)` (one long column `id`, values 0 .. rows-1): each id is one slot of the
     time grid, so other ids would break the layout. Nothing is computed here; every frame is a lazy plan derived
-    from `ids`, and the same params always give the same rows.
+    from `ids`, and the same params always give the same rows. The plans are wide: at scale, run them with
+    `spark.sql.codegen.hugeMethodLimit=8000` (as `jobs.generate` does), else whole-stage codegen builds methods
+    too big for the JVM's JIT and generation runs several times slower.
 
     Example::
 
