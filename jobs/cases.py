@@ -57,6 +57,9 @@ class Transition:
     approved_by: str | None
 
 
+REPRODUCTION_MARK = ".rerun-"
+
+
 def case_history(spark: SparkSession, ra_case_ref: str, control_run_ref: str) -> DataFrame:
     """ra_case rows of committed runs and manual transitions (empty, with RA_CASE's schema, before the first run)."""
     if not exists(spark, ra_case_ref):
@@ -65,7 +68,9 @@ def case_history(spark: SparkSession, ra_case_ref: str, control_run_ref: str) ->
     manual = rows.where(F.col("run_id").startswith(MANUAL_PREFIX))
     if not exists(spark, control_run_ref):
         return manual
-    committed = read_output(spark, control_run_ref).select("run_id").distinct()
+    # Reproductions (`telco-ra rerun`) re-derive an old run's statuses; they never move a case's current state.
+    committed = (read_output(spark, control_run_ref).select("run_id").distinct()
+                 .where(~F.col("run_id").contains(REPRODUCTION_MARK)))
     return rows.join(committed, "run_id", "left_semi").unionByName(manual)
 
 

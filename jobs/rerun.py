@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -39,7 +40,8 @@ class Reproduction:
 def rerun(spark: SparkSession, conf: EnvConf, run_id: str) -> Reproduction:
     ref = table_ref(conf.output, "control_run")
     rows = (read_output(spark, ref).where(F.col("run_id") == run_id)
-            .select("cycle_id", "input_tables", "input_versions", "ruleset_text", "ruleset_name", "partition_scope")
+            .select("cycle_id", "input_tables", "input_versions", "ruleset_text", "ruleset_name", "partition_scope",
+                    "started_at")
             .limit(1).collect()) if exists(spark, ref) else []
     if not rows:
         raise ConfigError("--run-id", "run_id", f"{run_id!r}: no committed run under {conf.output}")
@@ -57,7 +59,12 @@ def rerun(spark: SparkSession, conf: EnvConf, run_id: str) -> Reproduction:
     while existing.where(F.col("run_id") == f"{run_id}.rerun-{attempt}").limit(1).count():
         attempt += 1
     new_id = f"{run_id}.rerun-{attempt}"
-    result = execute(spark, as_of, ruleset, row["cycle_id"], new_id, versions=versions)
+    bucket = None
+    if row["partition_scope"].startswith("account_bucket="):
+        bucket = int(row["partition_scope"].split("=", 1)[1])
+    started = row["started_at"].replace(tzinfo=UTC)
+    result = execute(spark, as_of, ruleset, row["cycle_id"], new_id, versions=versions, bucket=bucket,
+                     history_before=started)
     hashes = {}
     for table in COMPARED:
         out = read_output(spark, table_ref(conf.output, table))

@@ -152,7 +152,8 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
 
 
 def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None = None,
-            versions: Mapping[str, int] | None = None, bucket: int | None = None) -> RunResult:
+            versions: Mapping[str, int] | None = None, bucket: int | None = None,
+            history_before: datetime | None = None) -> RunResult:
     """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed)."""
     started_at = datetime.now(UTC)
     cycle = conf.cycle(cycle_id)
@@ -304,6 +305,8 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     # with their status, and AUTO_CLEARED closures of open cases of its scope it no longer finds).
     recorded_at = datetime.now(UTC)
     history = case_history(spark, refs["ra_case"], refs["control_run"]).where(F.col("cycle_id") == cycle_id)
+    if history_before is not None:        # a reproduction sees the case history as the original run saw it
+        history = history.where(F.col("recorded_at") < F.lit(history_before).cast("timestamp"))
     cases = materialize(apply_lifecycle(
         cases, current_state(history), run_id, recorded_at, cycle_id=cycle_id, ruleset_version=ruleset.version,
         control_points=list(cps), bucket=bucket,
