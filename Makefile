@@ -26,7 +26,7 @@ demo: setup
 	$(VENV)/bin/telco-ra demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jobs transforms tests bench
+	$(VENV)/bin/ruff check jobs transforms tests $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
