@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export TZ := UTC
 
-.PHONY: setup jars demo test lint typecheck bench clean
+.PHONY: setup jars demo test lint typecheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,6 @@ typecheck: $(STAMP)
 
 test: setup lint typecheck
 	$(PY) -m pytest -q tests
-
-bench: setup
-	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf lakehouse spark-warehouse metastore_db derby.log .pytest_cache
