@@ -292,9 +292,9 @@ def layout(params: GeneratorParams) -> Layout:
     per_number = month_s // MIN_SLOT_S
     hot_fit = max(3, math.ceil(hot_calls / per_number))
     cold_fit = max(1, math.ceil(cold_calls / per_number))
-    # Two numbers per account; the hot ones are skew_numbers_share of them but at least 3, and at least as many as
-    # it takes to fit the hot calls into the month (likewise for the cold ones).
-    subscribers = max(2 * params.account_count, hot_fit + cold_fit + 1)
+    # Two numbers per account (as many as the number space holds); the hot ones are skew_numbers_share of them but
+    # at least 3, and at least as many as it takes to fit the hot calls into the month (likewise for the cold ones).
+    subscribers = max(min(2 * params.account_count, SUBSCRIBER_SPACE), hot_fit + cold_fit + 1)
     hot = max(hot_fit, round(subscribers * params.skew_numbers_share))
     subscribers = max(subscribers, hot + cold_fit + 1)
     if subscribers > SUBSCRIBER_SPACE:
