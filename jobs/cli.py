@@ -20,7 +20,6 @@ from jobs.run import ConservationError
 
 LOG = logging.getLogger("telco_ra")
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _run(args: argparse.Namespace) -> int:

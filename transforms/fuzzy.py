@@ -31,7 +31,7 @@ class QuantityTolerance:
     rel: str
 
 
-def _tolerance(service_type: Column, left_qty: Column, tolerances: Mapping[str, QuantityTolerance]) -> Column:
+def quantity_tolerance(service_type: Column, left_qty: Column, tolerances: Mapping[str, QuantityTolerance]) -> Column:
     """Allowed |Δquantity| for a pair: max(abs, rel * left quantity) of the pair's service type; 0 if unknown."""
     expr: Column = F.lit(0).cast("decimal(38,6)")
     for service, tol in tolerances.items():
@@ -75,7 +75,7 @@ def candidate_pairs(
         F.col("r._key").alias("r_key"),
         F.abs(F.col("l._ms") - F.col("r._ms")).alias("dt"),
         F.abs(F.col("l._qty") - F.col("r._qty")).alias("dq"),
-        _tolerance(F.col("l.service_type"), F.col("l._qty"), tolerances).alias("_tol"),
+        quantity_tolerance(F.col("l.service_type"), F.col("l._qty"), tolerances).alias("_tol"),
     )
     return pairs.where((F.col("dt") <= width) & (F.col("dq").cast("decimal(38,6)") <= F.col("_tol"))).drop("_tol")
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from transforms.fuzzy import QuantityTolerance, _tolerance, candidate_pairs, confidence, resolve_one_to_one
+from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
 from transforms.keys import materialize
 from transforms.outcomes import outcome_frame
 from transforms.tariff import TariffJoin, unrated_tariff_id
@@ -158,7 +158,7 @@ def usage_to_rating(
                    .join(originals.select(F.col("_key").alias("l_key"), F.col("service_type").alias("_fst"),
                                           F.col("_qty").alias("_fqty")), "l_key"))
     fuzzy_pairs = fuzzy_pairs.withColumn(
-        "_conf", confidence(F.col("dt"), F.col("dq"), p.window_s, _tolerance(F.col("_fst"), F.col("_fqty"),
+        "_conf", confidence(F.col("dt"), F.col("dq"), p.window_s, quantity_tolerance(F.col("_fst"), F.col("_fqty"),
                                                                               p.tolerances)))
     right_fuzzy = fuzzy_pairs.select(F.col("r_key").alias("_key"), F.col("_l_id").alias("_fz_id"),
                                      F.col("_l_hash").alias("_fz_hash"), F.col("l_key").alias("_fz_root"),
@@ -187,7 +187,7 @@ def usage_to_rating(
         .when((F.col("_outcome") == "DUPLICATE_RATED_EVENT") & (F.col("_exact_rank") > 1),
               F.concat(F.lit("further rated event for usage "), F.col("_lroot._rid"), F.lit(" (lineage)")))
         .when(F.col("_outcome") == "DUPLICATE_RATED_EVENT",
-              F.concat(F.lit("further rated event for usage "), F.col("_probe_id"), F.lit(" (" ), lineage_note,
+              F.concat(F.lit("further rated event for usage "), F.col("_probe_id"), F.lit(" ("), lineage_note,
                        F.lit("; fits a matched usage record)")))
         .when(F.col("_outcome") == "MATCHED", F.when(F.col("_fz_id").isNotNull(), lineage_note))
         .when(F.col("_outcome") == "AMBIGUOUS_MATCH", F.col("_amb_reason"))
