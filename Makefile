@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export TZ := UTC
 
-.PHONY: setup jars demo test lint typecheck clean
+.PHONY: setup jars demo test lint typecheck clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,18 @@ jars: $(STAMP)
 demo: setup
 	$(VENV)/bin/telco-ra demo
 
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+# make bench ROWS=1000000 (ROWS="1000000 10000000" for the linearity pair); BENCH_ARGS for more (see --help).
+ROWS ?= 1000000
+bench: setup $(BENCH_STAMP)
+	$(PY) bench/run_bench.py $(foreach r,$(ROWS),--rows $(r)) $(BENCH_ARGS)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jobs transforms tests $(wildcard bench)
+	$(VENV)/bin/ruff check jobs transforms tests bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

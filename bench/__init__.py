@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` (see run_bench.py)."""
