@@ -25,6 +25,7 @@ from jobs.cases import case_history
 from jobs.config import ConfigError, ControlPoint, Cycle, EnvConf, Ruleset
 from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
+from jobs.phases import phase
 from transforms.cases import aggregate_cases, record_cases
 from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
@@ -199,27 +200,29 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     scoped = scope_inputs(raw, cycle, ruleset, bucket)
     cdr, rated, usage_charges = scoped["cdr"], scoped["rated_event"], scoped["bill_charge"]
 
-    # Prepared sides: identity, normalized phones, and a quarantine reason per control point that reads them.
-    u2r, acc, r2b = cps["usage-to-rating"], cps["rating-accuracy"], cps["rating-to-billing"]
-    cdr_cols = INPUT_SCHEMAS["cdr"].fieldNames()
-    rated_cols = INPUT_SCHEMAS["rated_event"].fieldNames()
-    cdr_p = (cdr.transform(with_record_identity(*IDENTITY["cdr"]))
-             .transform(normalize_phone_columns(["msisdn", "other_party"], region))
-             .withColumn("_q", quarantine_reason(u2r.left.required, cdr_cols, phone_column="msisdn")))
-    cdr_p = materialize(cdr_p)
-    rated_p = (rated.transform(with_record_identity(*IDENTITY["rated_event"]))
-               .transform(normalize_phone_columns(["msisdn", "other_party"], region))
-               .withColumn("_q_u2r", quarantine_reason(u2r.right.required if u2r.right else (), rated_cols,
-                                                       phone_column="msisdn", repeated_id="rated_event_id"))
-               .withColumn("_q_acc", quarantine_reason(acc.left.required, rated_cols, repeated_id="rated_event_id"))
-               .withColumn("_q_r2b", quarantine_reason(r2b.left.required, rated_cols, repeated_id="rated_event_id")))
-    rated_p = materialize(rated_p)
-    charges_p = (usage_charges.transform(with_record_identity(*IDENTITY["bill_charge"]))
-                 .transform(normalize_phone_columns(["msisdn"], region))
-                 .withColumn("_q", quarantine_reason(r2b.right.required if r2b.right else (),
-                                                     INPUT_SCHEMAS["bill_charge"].fieldNames(),
-                                                     repeated_id="charge_id")))
-    charges_p = materialize(charges_p)
+    with phase(spark, "prepare", run_id):
+        # Prepared sides: identity, normalized phones, and a quarantine reason per control point that reads them.
+        u2r, acc, r2b = cps["usage-to-rating"], cps["rating-accuracy"], cps["rating-to-billing"]
+        cdr_cols = INPUT_SCHEMAS["cdr"].fieldNames()
+        rated_cols = INPUT_SCHEMAS["rated_event"].fieldNames()
+        cdr_p = (cdr.transform(with_record_identity(*IDENTITY["cdr"]))
+                 .transform(normalize_phone_columns(["msisdn", "other_party"], region))
+                 .withColumn("_q", quarantine_reason(u2r.left.required, cdr_cols, phone_column="msisdn")))
+        cdr_p = materialize(cdr_p)
+        rated_p = (rated.transform(with_record_identity(*IDENTITY["rated_event"]))
+                   .transform(normalize_phone_columns(["msisdn", "other_party"], region))
+                   .withColumn("_q_u2r", quarantine_reason(u2r.right.required if u2r.right else (), rated_cols,
+                                                           phone_column="msisdn", repeated_id="rated_event_id"))
+                   .withColumn("_q_acc", quarantine_reason(acc.left.required, rated_cols, repeated_id="rated_event_id"))
+                   .withColumn("_q_r2b", quarantine_reason(r2b.left.required, rated_cols,
+                                                           repeated_id="rated_event_id")))
+        rated_p = materialize(rated_p)
+        charges_p = (usage_charges.transform(with_record_identity(*IDENTITY["bill_charge"]))
+                     .transform(normalize_phone_columns(["msisdn"], region))
+                     .withColumn("_q", quarantine_reason(r2b.right.required if r2b.right else (),
+                                                         INPUT_SCHEMAS["bill_charge"].fieldNames(),
+                                                         repeated_id="charge_id")))
+        charges_p = materialize(charges_p)
 
     assert u2r.fuzzy is not None
     params = UsageToRatingParams(
@@ -234,21 +237,27 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     def exemptions(cp: ControlPoint) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
         return [(e.id, e.column, e.values, e.outcomes) for e in cp.exemptions]
 
-    per_cp = {
-        "usage-to-rating": usage_to_rating(cdr_p, rated_p.withColumn("_q", F.col("_q_u2r")), raw["suspense"],
-                                           raw["tariff"], params),
-        "rating-accuracy": rating_accuracy(rated_p.withColumn("_q", F.col("_q_acc")), raw["tariff"], *_tol(acc)),
-        "rating-to-billing": rating_to_billing(rated_p.withColumn("_q", F.col("_q_r2b")), charges_p,
-                                               r2b.duplicates.get("order", ("billed_at", "charge_id")), *_tol(r2b)),
+    # Built lazily (some transforms checkpoint as they go): each control point runs in its own phase, so its
+    # cost shows under its name in the Spark UI and in bench/.
+    per_cp: dict[str, Callable[[], DataFrame]] = {
+        "usage-to-rating": lambda: usage_to_rating(cdr_p, rated_p.withColumn("_q", F.col("_q_u2r")),
+                                                   raw["suspense"], raw["tariff"], params),
+        "rating-accuracy": lambda: rating_accuracy(rated_p.withColumn("_q", F.col("_q_acc")), raw["tariff"],
+                                                   *_tol(acc)),
+        "rating-to-billing": lambda: rating_to_billing(rated_p.withColumn("_q", F.col("_q_r2b")), charges_p,
+                                                       r2b.duplicates.get("order", ("billed_at", "charge_id")),
+                                                       *_tol(r2b)),
     }
-    outcome_parts = [df.transform(finalize_outcomes(tags, cp_id, buckets, exemptions(cps[cp_id])))
-                     for cp_id, df in per_cp.items()]
+    outcome_parts = []
+    for cp_id, build in per_cp.items():
+        with phase(spark, cp_id, run_id):
+            outcome_parts.append(materialize(
+                build().transform(finalize_outcomes(tags, cp_id, buckets, exemptions(cps[cp_id])))))
     outcomes = outcome_parts[0]
     for part in outcome_parts[1:]:
         outcomes = outcomes.unionByName(part)
     if OUTCOME_FAULT is not None:
-        outcomes = OUTCOME_FAULT(outcomes)
-    outcomes = materialize(outcomes)
+        outcomes = materialize(OUTCOME_FAULT(outcomes))
 
     agg_cp = cps["usage-aggregate"]
     variances = usage_aggregate(rated_p.withColumn("_q", F.col("_q_r2b")), charges_p, *_tol(agg_cp))
@@ -260,81 +269,86 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     variances = variances.withColumn(
         "case_id", F.when(F.col("beyond_tolerance"), case_id(F.col("control_point_id"), F.lit("AGGREGATE_VARIANCE"),
                                                              variance_key)))
-    variances = materialize(variances.select(*AGGREGATE_VARIANCE.fieldNames()))
+    with phase(spark, agg_cp.id, run_id):
+        variances = materialize(variances.select(*AGGREGATE_VARIANCE.fieldNames()))
 
-    # Watermark and input totals in one pass per input (the conservation law's left-hand side).
-    totals: dict[str, dict[str, Any]] = {}
-    watermark: datetime | None = None
-    for name, df in (("cdr", cdr), ("rated_event", rated), ("bill_charge", usage_charges)):
-        aggs = [F.count(F.lit(1)).alias("n"), F.max(ARRIVAL[name]).alias("w")]
-        if "amount" in df.columns:
-            aggs.append(F.sum("amount").cast(MONEY_SUM).alias("amount"))
-        row = df.agg(*aggs).first()
-        assert row is not None
-        totals[name] = {"n": int(row["n"]), "amount": row["amount"] if "amount" in df.columns else None}
-        if row["w"] is not None:
-            w = row["w"].replace(tzinfo=UTC) if row["w"].tzinfo is None else row["w"].astimezone(UTC)
-            watermark = w if watermark is None or w > watermark else watermark
-    opened_at = watermark or cycle.close
+    with phase(spark, "totals", run_id):
+        # Watermark and input totals in one pass per input (the conservation law's left-hand side).
+        totals: dict[str, dict[str, Any]] = {}
+        watermark: datetime | None = None
+        for name, df in (("cdr", cdr), ("rated_event", rated), ("bill_charge", usage_charges)):
+            aggs = [F.count(F.lit(1)).alias("n"), F.max(ARRIVAL[name]).alias("w")]
+            if "amount" in df.columns:
+                aggs.append(F.sum("amount").cast(MONEY_SUM).alias("amount"))
+            row = df.agg(*aggs).first()
+            assert row is not None
+            totals[name] = {"n": int(row["n"]), "amount": row["amount"] if "amount" in df.columns else None}
+            if row["w"] is not None:
+                w = row["w"].replace(tzinfo=UTC) if row["w"].tzinfo is None else row["w"].astimezone(UTC)
+                watermark = w if watermark is None or w > watermark else watermark
+        opened_at = watermark or cycle.close
 
-    metric_rows = (outcomes.groupBy("control_point_id", "side", "outcome")
-                   .agg(F.count(F.lit(1)).alias("count"), F.sum("amount").cast(MONEY_SUM).alias("amount"),
-                        F.sum("exposure").cast(MONEY_SUM).alias("exposure")).collect())   # bounded: vocabulary size
-    metrics = [r.asDict() for r in metric_rows]
-    agg_metrics = (variances.groupBy(F.when(F.col("beyond_tolerance"), "AGGREGATE_VARIANCE").otherwise("MATCHED")
-                                     .alias("outcome"))
-                   .agg(F.count(F.lit(1)).alias("count"), F.sum("difference").cast(MONEY_SUM).alias("amount"),
-                        F.sum(F.when(F.col("beyond_tolerance"), F.col("difference"))).cast(MONEY_SUM)
-                        .alias("exposure")).collect())
-    metrics += [{"control_point_id": agg_cp.id, "side": "AGGREGATE", **r.asDict()} for r in agg_metrics]
-    _check_conservation(metrics, totals)
+        metric_rows = (outcomes.groupBy("control_point_id", "side", "outcome")
+                       .agg(F.count(F.lit(1)).alias("count"), F.sum("amount").cast(MONEY_SUM).alias("amount"),
+                            F.sum("exposure").cast(MONEY_SUM).alias("exposure")).collect())   # bounded: vocabulary size
+        metrics = [r.asDict() for r in metric_rows]
+        agg_metrics = (variances.groupBy(F.when(F.col("beyond_tolerance"), "AGGREGATE_VARIANCE").otherwise("MATCHED")
+                                         .alias("outcome"))
+                       .agg(F.count(F.lit(1)).alias("count"), F.sum("difference").cast(MONEY_SUM).alias("amount"),
+                            F.sum(F.when(F.col("beyond_tolerance"), F.col("difference"))).cast(MONEY_SUM)
+                            .alias("exposure")).collect())
+        metrics += [{"control_point_id": agg_cp.id, "side": "AGGREGATE", **r.asDict()} for r in agg_metrics]
+        _check_conservation(metrics, totals)
 
-    versions_for_evidence = dict(input_versions)
-    case_parts = [record_cases(outcomes.where(F.col("control_point_id") == cp_id), _policies(cps[cp_id]),
-                               ruleset.owners, opened_at, versions_for_evidence) for cp_id in per_cp]
-    case_parts.append(aggregate_cases(variances, _policies(agg_cp)["AGGREGATE_VARIANCE"], ruleset.owners, opened_at,
-                                      versions_for_evidence))
-    cases = case_parts[0]
-    for part in case_parts[1:]:
-        cases = cases.unionByName(part)
-    cases = materialize(cases)
-    case_counts = {r["control_point_id"]: int(r["n"]) for r in
-                   cases.groupBy("control_point_id").agg(F.count(F.lit(1)).alias("n")).collect()}
-    # --- case lifecycle (transforms/lifecycle.py): this run's findings against each case's current state, read
-    # from the committed ra_case history before writing; `cases` becomes the rows this run appends (its findings
-    # with their status, and AUTO_CLEARED closures of open cases of its scope it no longer finds).
-    recorded_at = datetime.now(UTC)
-    history = case_history(spark, refs["ra_case"], refs["control_run"]).where(F.col("cycle_id") == cycle_id)
-    if history_before is not None:        # a reproduction sees the case history as the original run saw it
-        history = history.where(F.col("recorded_at") < F.lit(history_before).cast("timestamp"))
-    cases = materialize(apply_lifecycle(
-        cases, current_state(history), run_id, recorded_at, cycle_id=cycle_id, ruleset_version=ruleset.version,
-        control_points=list(cps), bucket=bucket,
-        evidence_refs=[f"{name}@v{version}" for name, version in sorted(input_versions.items())]))
-    # --- end case lifecycle
+    with phase(spark, "cases", run_id):
+        versions_for_evidence = dict(input_versions)
+        case_parts = [record_cases(outcomes.where(F.col("control_point_id") == cp_id), _policies(cps[cp_id]),
+                                   ruleset.owners, opened_at, versions_for_evidence) for cp_id in per_cp]
+        case_parts.append(aggregate_cases(variances, _policies(agg_cp)["AGGREGATE_VARIANCE"], ruleset.owners, opened_at,
+                                          versions_for_evidence))
+        cases = case_parts[0]
+        for part in case_parts[1:]:
+            cases = cases.unionByName(part)
+        cases = materialize(cases)
+        case_counts = {r["control_point_id"]: int(r["n"]) for r in
+                       cases.groupBy("control_point_id").agg(F.count(F.lit(1)).alias("n")).collect()}
+        # --- case lifecycle (transforms/lifecycle.py): this run's findings against each case's current state, read
+        # from the committed ra_case history before writing; `cases` becomes the rows this run appends (its findings
+        # with their status, and AUTO_CLEARED closures of open cases of its scope it no longer finds).
+        recorded_at = datetime.now(UTC)
+        history = case_history(spark, refs["ra_case"], refs["control_run"]).where(F.col("cycle_id") == cycle_id)
+        if history_before is not None:        # a reproduction sees the case history as the original run saw it
+            history = history.where(F.col("recorded_at") < F.lit(history_before).cast("timestamp"))
+        cases = materialize(apply_lifecycle(
+            cases, current_state(history), run_id, recorded_at, cycle_id=cycle_id, ruleset_version=ruleset.version,
+            control_points=list(cps), bucket=bucket,
+            evidence_refs=[f"{name}@v{version}" for name, version in sorted(input_versions.items())]))
+        # --- end case lifecycle
 
     digest = _inputs_digest(ruleset, input_versions, conf)
     if BEFORE_WRITE is not None:
         BEFORE_WRITE(run_id)
-    record_outcome = outcomes.withColumnRenamed("exposure", "exposure_amount").drop(
-        "counterpart_key", "counterpart_hash", "counterpart_table")
-    write_run_slice(record_outcome, refs["record_outcome"], "record_outcome", cycle_id, run_id,
-                    f"telco-ra:record_outcome:{run_id}:{digest}", bucket)
-    write_run_slice(cases, refs["ra_case"], "ra_case", cycle_id, run_id, f"telco-ra:ra_case:{run_id}:{digest}",
-                    bucket)
-    write_run_slice(variances, refs["aggregate_variance"], "aggregate_variance", cycle_id, run_id,
-                    f"telco-ra:aggregate_variance:{run_id}:{digest}", bucket)
-    write_run_slice(correction_requests(cases), refs["correction_request"], "correction_request", cycle_id, run_id,
-                    f"telco-ra:correction_request:{run_id}:{digest}", bucket)
-    u2r_left = outcomes.where((F.col("control_point_id") == u2r.id) & (F.col("side") == "LEFT")).withColumnRenamed(
-        "exposure", "exposure_amount")
-    suspense_owner = (u2r.outcomes["SUSPENSE_AGED"].owner or "") if "SUSPENSE_AGED" in u2r.outcomes else ""
-    aging = suspense_aging(raw["suspense"], u2r_left, cycle.close, suspense_owner, only_with_usage=bucket is not None)
-    aging = (aging.withColumn("run_id", F.lit(run_id)).withColumn("control_point_id", F.lit(u2r.id))
-             .withColumn("ruleset_version", F.lit(ruleset.version)).withColumn("cycle_id", F.lit(cycle_id))
-             .select(*SUSPENSE_AGING.fieldNames()))
-    write_run_slice(aging, refs["suspense_aging"], "suspense_aging", cycle_id, run_id,
-                    f"telco-ra:suspense_aging:{run_id}:{digest}", bucket)
+    with phase(spark, "write", run_id):
+        record_outcome = outcomes.withColumnRenamed("exposure", "exposure_amount").drop(
+            "counterpart_key", "counterpart_hash", "counterpart_table")
+        write_run_slice(record_outcome, refs["record_outcome"], "record_outcome", cycle_id, run_id,
+                        f"telco-ra:record_outcome:{run_id}:{digest}", bucket)
+        write_run_slice(cases, refs["ra_case"], "ra_case", cycle_id, run_id, f"telco-ra:ra_case:{run_id}:{digest}",
+                        bucket)
+        write_run_slice(variances, refs["aggregate_variance"], "aggregate_variance", cycle_id, run_id,
+                        f"telco-ra:aggregate_variance:{run_id}:{digest}", bucket)
+        write_run_slice(correction_requests(cases), refs["correction_request"], "correction_request", cycle_id, run_id,
+                        f"telco-ra:correction_request:{run_id}:{digest}", bucket)
+        u2r_left = outcomes.where((F.col("control_point_id") == u2r.id) & (F.col("side") == "LEFT")).withColumnRenamed(
+            "exposure", "exposure_amount")
+        suspense_owner = (u2r.outcomes["SUSPENSE_AGED"].owner or "") if "SUSPENSE_AGED" in u2r.outcomes else ""
+        aging = suspense_aging(raw["suspense"], u2r_left, cycle.close, suspense_owner,
+                               only_with_usage=bucket is not None)
+        aging = (aging.withColumn("run_id", F.lit(run_id)).withColumn("control_point_id", F.lit(u2r.id))
+                 .withColumn("ruleset_version", F.lit(ruleset.version)).withColumn("cycle_id", F.lit(cycle_id))
+                 .select(*SUSPENSE_AGING.fieldNames()))
+        write_run_slice(aging, refs["suspense_aging"], "suspense_aging", cycle_id, run_id,
+                        f"telco-ra:suspense_aging:{run_id}:{digest}", bucket)
 
     fault_point("before-control-run")
     close_run_id = _closed_by(spark, conf.output, cycle_id)

@@ -1,0 +1,205 @@
+"""What the job is measured against: floors (the least any reconciliation of these inputs must do) and baselines
+(how a plain approach would do the job's hardest parts).
+
+- scan floor: read every input's needed columns, write to the `noop` sink.
+- join floor: one exact-key full outer join per input pair (cdr-rated_event on lineage, rated_event-bill_charge on
+  lineage), written to Delta.
+- exact stage: our rating-to-billing control (identity, quarantine, exact lineage match, duplicates, amount
+  tolerance, one outcome per record) vs datacompy's `SparkSQLCompare` on the same two tables.
+- fuzzy: our bucketed range join + one-to-one selection vs Spark's plain non-equi join
+  (`l.msisdn = r.msisdn and abs(l.t - r.t) <= window`) followed by the same selection, on the same prepared
+  records; both must find the same matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.config import Cycle, EnvConf, Ruleset
+from jobs.inputs import conform, in_cycle
+from jobs.run import IDENTITY
+from jobs.spark_status import JOIN_OPERATORS, last_execution_id, metric_count, sql_executions
+from transforms.fuzzy import QuantityTolerance, candidate_pairs, quantity_tolerance, resolve_one_to_one
+from transforms.keys import with_record_identity
+from transforms.phone import normalize_phone_columns
+from transforms.quarantine import quarantine_reason
+from transforms.rating_to_billing import rating_to_billing
+from transforms.schema import INPUT_SCHEMAS
+from transforms.usage_to_rating import prepare_cdr, prepare_rated
+
+INPUTS = ("cdr", "rated_event", "bill_charge", "suspense", "tariff")
+
+
+def cycle_inputs(spark: SparkSession, conf: EnvConf, cycle: Cycle) -> dict[str, DataFrame]:
+    """Each input at its latest version, needed columns only, scoped to the cycle as the job scopes it."""
+    out = {}
+    for name in INPUTS:
+        df = conform(name, spark.read.format("delta").load(conf.tables[name]))
+        out[name] = df.select(*INPUT_SCHEMAS[name].fieldNames())
+    out["cdr"] = out["cdr"].where(in_cycle(cycle, "start_time"))
+    out["rated_event"] = out["rated_event"].where(in_cycle(cycle, "start_time"))
+    out["bill_charge"] = out["bill_charge"].where(in_cycle(cycle, None) & (F.col("charge_type") == "USAGE"))
+    return out
+
+
+def scan_floor(inputs: dict[str, DataFrame]) -> None:
+    for df in inputs.values():
+        df.write.format("noop").mode("overwrite").save()
+
+
+def _prefixed(df: DataFrame, prefix: str) -> DataFrame:
+    return df.select(*[F.col(c).alias(prefix + c) for c in df.columns])
+
+
+def join_floor(inputs: dict[str, DataFrame], folder: Path) -> None:
+    pairs = (("cdr", "record_id", "rated_event", "source_record_id"),
+             ("rated_event", "rated_event_id", "bill_charge", "source_rated_event_id"))
+    for left, lkey, right, rkey in pairs:
+        lhs, rhs = _prefixed(inputs[left], "l_"), _prefixed(inputs[right], "r_")
+        joined = lhs.join(rhs, lhs[f"l_{lkey}"] == rhs[f"r_{rkey}"], "full_outer")
+        joined.write.format("delta").mode("overwrite").save(str(folder / f"{left}-{right}"))
+
+
+# ------------------------------------------------------------------------------------------------- exact stage
+
+
+def _rated_for_billing(inputs: dict[str, DataFrame], ruleset: Ruleset, region: str) -> tuple[DataFrame, DataFrame]:
+    r2b = ruleset.control_points["rating-to-billing"]
+    rated = (inputs["rated_event"].transform(with_record_identity(*IDENTITY["rated_event"]))
+             .transform(normalize_phone_columns(["msisdn"], region)).withColumn(
+        "_q", quarantine_reason(r2b.left.required, INPUT_SCHEMAS["rated_event"].fieldNames(),
+                                repeated_id="rated_event_id")))
+    charges = (inputs["bill_charge"].transform(with_record_identity(*IDENTITY["bill_charge"]))
+               .transform(normalize_phone_columns(["msisdn"], region)).withColumn(
+        "_q", quarantine_reason(r2b.right.required if r2b.right else (), INPUT_SCHEMAS["bill_charge"].fieldNames(),
+                                repeated_id="charge_id")))
+    return rated, charges
+
+
+def exact_stage_ours(inputs: dict[str, DataFrame], ruleset: Ruleset, region: str) -> dict[str, Any]:
+    """Rating-to-billing as the job runs it (both sides' outcomes), written to the noop sink."""
+    r2b = ruleset.control_points["rating-to-billing"]
+    assert r2b.tolerance is not None
+    rated, charges = _rated_for_billing(inputs, ruleset, region)
+    outcomes = rating_to_billing(rated, charges, r2b.duplicates.get("order", ("billed_at", "charge_id")),
+                                 str(r2b.tolerance.abs), str(r2b.tolerance.rel))
+    outcomes.write.format("noop").mode("overwrite").save()
+    return {"outputs": "one outcome per rated event and per charge, with reason, exposure and counterpart"}
+
+
+def datacompy_available() -> bool:
+    try:
+        import datacompy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def exact_stage_datacompy(spark: SparkSession, inputs: dict[str, DataFrame]) -> dict[str, Any]:
+    """datacompy's Spark comparison of rated_event and bill_charge on the lineage key (amount and currency)."""
+    from datacompy.spark import SparkSQLCompare
+
+    rated = inputs["rated_event"].select("rated_event_id", "amount", "currency")
+    charges = inputs["bill_charge"].select(F.col("source_rated_event_id").alias("rated_event_id"), "amount",
+                                           "currency")
+    compare = SparkSQLCompare(spark, rated, charges, join_columns=["rated_event_id"], abs_tol=0.01, rel_tol=0.001,
+                              df1_name="rated_event", df2_name="bill_charge")
+    matches = compare.matches()
+    return {"matches": matches, "outputs": "row overlap and per-column mismatch counts"}
+
+
+# ------------------------------------------------------------------------------------------------------- fuzzy
+
+
+@dataclass
+class Prepared:
+    left: DataFrame
+    right: DataFrame
+    left_rows: int
+    right_rows: int
+    window_s: int
+    tolerances: dict[str, QuantityTolerance]
+    max_rounds: int
+
+
+@dataclass
+class FuzzyResult:
+    matched: DataFrame
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+FUZZY_KEY = "msisdn_e164"
+
+
+def fuzzy_inputs(spark: SparkSession, inputs: dict[str, DataFrame], conf: EnvConf, ruleset: Ruleset,
+                 folder: Path) -> Prepared:
+    """Every valid cdr and rated event, normalized and keyed as the fuzzy stage sees them, stored as Parquet so
+    both contenders start from the same materialized records (normalization is not part of the comparison)."""
+    u2r = ruleset.control_points["usage-to-rating"]
+    assert u2r.fuzzy is not None and u2r.right is not None
+    cols = ["_key", "_t", "_qty", "service_type", FUZZY_KEY]
+    cdr = (inputs["cdr"].transform(with_record_identity(*IDENTITY["cdr"]))
+           .transform(normalize_phone_columns(["msisdn", "other_party"], conf.phone_region))
+           .withColumn("_q", quarantine_reason(u2r.left.required, INPUT_SCHEMAS["cdr"].fieldNames(),
+                                               phone_column="msisdn")))
+    rated = (inputs["rated_event"].transform(with_record_identity(*IDENTITY["rated_event"]))
+             .transform(normalize_phone_columns(["msisdn", "other_party"], conf.phone_region))
+             .withColumn("_q", quarantine_reason(u2r.right.required, INPUT_SCHEMAS["rated_event"].fieldNames(),
+                                                 phone_column="msisdn", repeated_id="rated_event_id")))
+    prepare_cdr(cdr).where(F.col("_q").isNull()).select(*cols).write.mode("overwrite").parquet(str(folder / "l"))
+    prepare_rated(rated).where(F.col("_q").isNull()).select(*cols).write.mode("overwrite").parquet(
+        str(folder / "r"))
+    left, right = spark.read.parquet(str(folder / "l")), spark.read.parquet(str(folder / "r"))
+    tolerances = {k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in u2r.fuzzy.quantity_tolerance.items()}
+    return Prepared(left, right, left.count(), right.count(), u2r.fuzzy.time_window_s, tolerances,
+                    u2r.fuzzy.max_rounds)
+
+
+def _select(spark: SparkSession, pairs: DataFrame, p: Prepared, after: int) -> FuzzyResult:
+    resolution = resolve_one_to_one(pairs, p.max_rounds)
+    matched = resolution.matched
+    figures: dict[str, Any] = {"matched": matched.count(), "ambiguous": resolution.ambiguous.count(),
+                               "rounds": resolution.rounds}
+    # The candidate pairs are the first thing materialized: its plan holds the join and its output-row metric.
+    for execution in sql_executions(spark, after):
+        joins = [n for n in execution.nodes if n.name in JOIN_OPERATORS]
+        if joins:
+            figures["join_output_rows"] = sum(metric_count(n.metrics.get("number of output rows")) for n in joins)
+            figures["join_plan"] = [n.name for n in execution.nodes if n.name not in ("WholeStageCodegen",)
+                                    and not n.name.startswith("WholeStageCodegen")]
+            break
+    return FuzzyResult(matched, figures)
+
+
+def fuzzy_ours(p: Prepared) -> FuzzyResult:
+    spark = p.left.sparkSession
+    after = last_execution_id(spark)
+    pairs = candidate_pairs(p.left, p.right, [FUZZY_KEY], p.window_s, p.tolerances)
+    return _select(spark, pairs, p, after)
+
+
+def fuzzy_naive(p: Prepared) -> FuzzyResult:
+    spark = p.left.sparkSession
+    after = last_execution_id(spark)
+    width = p.window_s * 1000
+    lhs = p.left.select(*[F.col(c).alias("l" + c) for c in p.left.columns])
+    rhs = p.right.select(*[F.col(c).alias("r" + c) for c in p.right.columns])
+    l_ms, r_ms = F.unix_millis(F.col("l_t")), F.unix_millis(F.col("r_t"))
+    joined = lhs.join(rhs, (F.col("l" + FUZZY_KEY) == F.col("r" + FUZZY_KEY)) & (F.abs(l_ms - r_ms) <= width))
+    pairs = joined.select(
+        F.col("l_key").alias("l_key"), F.col("r_key").alias("r_key"), F.abs(l_ms - r_ms).alias("dt"),
+        F.abs(F.col("l_qty") - F.col("r_qty")).alias("dq"),
+        quantity_tolerance(F.col("lservice_type"), F.col("l_qty"), p.tolerances).alias("_tol"))
+    pairs = pairs.where(F.col("dq").cast("decimal(38,6)") <= F.col("_tol")).drop("_tol")
+    return _select(spark, pairs, p, after)
+
+
+def same_matches(a: FuzzyResult, b: FuzzyResult) -> bool:
+    """Both selections matched exactly the same (cdr, rated event) pairs."""
+    ka, kb = a.matched.select("l_key", "r_key"), b.matched.select("l_key", "r_key")
+    return ka.exceptAll(kb).isEmpty() and kb.exceptAll(ka).isEmpty()

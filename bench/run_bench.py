@@ -1,0 +1,365 @@
+"""`make bench`: the usage-to-bill job against its floors and baselines, all in one Spark session.
+
+Why ratios: the machine is shared and noisy, so lone seconds say little; the job measured against a scan of the
+same inputs (scan floor), one exact-key join per input pair (join floor), a naive non-equi fuzzy join and
+datacompy's Spark comparison, each run in the same session right before or after it, says how much work the job
+does beyond the unavoidable. Stage figures (task time, shuffle bytes, spill) come from Spark's status store (the
+data the REST API serves), attributed to control points by the job groups `jobs.phases` sets.
+
+    python bench/run_bench.py --rows 1000000                  # generate (or reuse) 1M, bench, write JSON
+    python bench/run_bench.py --rows 1000000 --rows 10000000  # both sizes in one process: linearity ratios
+    python bench/run_bench.py --rows 10000000 --scenario seed004
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pyspark.sql import SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+from bench import baselines  # noqa: E402
+from jobs import phases  # noqa: E402
+from jobs.config import load_conf, load_ruleset  # noqa: E402
+from jobs.outputs import read_output  # noqa: E402
+from jobs.run import execute  # noqa: E402
+from jobs.spark_status import HeapSampler, StageFigures, stage_figures  # noqa: E402
+
+LOG = logging.getLogger("bench")
+RULESET = ROOT / "rulesets" / "usage_to_bill.yaml"
+CYCLE = "2026-06"
+MIB = 1 << 20
+# Phases of a run (jobs.run) and the input rows each one processes (for rows per second per core).
+PHASE_ROWS = {
+    "prepare": ("cdr", "rated_event", "bill_charge"),
+    "usage-to-rating": ("cdr", "rated_event"),
+    "rating-accuracy": ("rated_event",),
+    "rating-to-billing": ("rated_event", "bill_charge"),
+    "usage-aggregate": ("rated_event", "bill_charge"),
+    "totals": ("cdr", "rated_event", "bill_charge"),
+    "cases": ("cdr", "rated_event", "bill_charge"),
+    "write": ("cdr", "rated_event", "bill_charge"),
+}
+
+
+@dataclass
+class Step:
+    """One measured piece of work: wall time, the rows it processed and Spark's stage figures for it."""
+
+    name: str
+    seconds: float
+    rows: int
+    figures: StageFigures
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rows_per_core_s(self, cores: int) -> float:
+        return self.rows / self.seconds / cores if self.seconds > 0 else 0.0
+
+
+@dataclass
+class SizeResult:
+    rows: int
+    scenario: str
+    data_dir: str
+    generate_s: float | None
+    input_rows: dict[str, int]
+    steps: list[Step]
+    peak_heap_bytes: int
+    peak_heap_after_gc_bytes: int
+    ratios: dict[str, float | None]
+    checks: dict[str, Any]
+
+    def step(self, name: str) -> Step | None:
+        return next((s for s in self.steps if s.name == name), None)
+
+
+class Bench:
+    """Holds the session, the heap sampler and the list of steps of the size being measured."""
+
+    def __init__(self, spark: SparkSession, tag: str) -> None:
+        self.spark = spark
+        self.tag = tag
+        self.cores = spark.sparkContext.defaultParallelism
+        self.heap = HeapSampler(spark).start()
+        self.steps: list[Step] = []
+
+    @contextmanager
+    def step(self, name: str, rows: int) -> Iterator[dict[str, Any]]:
+        """Time the block under its own job group; yields a dict for extra figures."""
+        group = f"bench:{self.tag}:{name}"
+        self.spark.sparkContext.setJobGroup(group, f"bench {name}")
+        extra: dict[str, Any] = {}
+        started = time.monotonic()
+        try:
+            yield extra
+        finally:
+            seconds = time.monotonic() - started
+            self.spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+            figures = stage_figures(self.spark, lambda g: g == group)
+            self.steps.append(Step(name, seconds, rows, figures, extra))
+            LOG.info("%s: %.1f s", name, seconds)
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+
+def dataset(spark: SparkSession, data_root: Path, rows: int, scenario: str, seed: int) -> tuple[Path, float | None]:
+    """The generated month for (scenario, rows, seed): reused when already there, else generated now."""
+    from jobs.generate import generate
+    from transforms.synthetic import GeneratorParams
+
+    folder = data_root / f"{scenario}-{rows}-s{seed}"
+    if (folder / "ground_truth" / "_delta_log").is_dir():
+        LOG.info("reusing %s", folder)
+        return folder, None
+    if scenario == "seed004":
+        preset = getattr(GeneratorParams, "seed004", None)
+        if preset is None:
+            raise SystemExit("bench: this generator has no seed004 preset")
+        params = preset(rows=rows, seed=seed)
+    else:
+        params = GeneratorParams.for_cycle(CYCLE, rows=rows, seed=seed)
+    started = time.monotonic()
+    generate(spark, str(folder), params)
+    return folder, time.monotonic() - started
+
+
+def write_conf(folder: Path, output: Path) -> Path:
+    tables = {name: str(folder / name) for name in ("cdr", "rated_event", "bill_charge", "suspense", "tariff")}
+    lines = ["tables:"] + [f"  {k}: {v}" for k, v in tables.items()]
+    lines += [f"output: {output}", "cycles:",
+              f'  "{CYCLE}": {{start: "2026-06-01T00:00:00Z", end: "2026-07-01T00:00:00Z", '
+              f'close: "2026-07-03T00:00:00Z"}}', "phone_region: US"]
+    path = folder / "bench-conf.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------ steps
+
+
+def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
+               generate_s: float | None) -> SizeResult:
+    spark = bench.spark
+    conf_path = write_conf(folder, folder / "output")
+    shutil.rmtree(folder / "output", ignore_errors=True)
+    shutil.rmtree(folder / "floor", ignore_errors=True)
+    conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
+    cycle = conf.cycle(CYCLE)
+    inputs = baselines.cycle_inputs(spark, conf, cycle)
+    input_rows = {name: int(df.count()) for name, df in inputs.items()}
+    all_rows = sum(input_rows[t] for t in ("cdr", "rated_event", "bill_charge"))
+    bench.heap.reset()
+
+    with bench.step("scan floor", all_rows):
+        baselines.scan_floor(inputs)
+    with bench.step("join floor", all_rows):
+        baselines.join_floor(inputs, folder / "floor")
+
+    run_id = f"bench-{bench.tag}-{int(time.time())}"
+    phases.RECORDED.clear()
+    with bench.step("job (other)", all_rows):
+        started = time.monotonic()
+        execute(spark, conf, ruleset, CYCLE, run_id)
+        job_s = time.monotonic() - started
+    other = bench.steps.pop()
+    phase_steps = []
+    for timing in phases.RECORDED:
+        figures = stage_figures(spark, timing.group.__eq__)
+        phase_rows = sum(input_rows[t] for t in PHASE_ROWS.get(timing.name, ("cdr", "rated_event", "bill_charge")))
+        phase_steps.append(Step(f"  {timing.name}", timing.seconds, phase_rows, figures))
+    in_phases = sum(s.seconds for s in phase_steps)
+    total = other.figures
+    for s in phase_steps:
+        total = total.add(s.figures)
+    bench.steps.append(Step("job", job_s, all_rows, total))
+    bench.steps.extend(phase_steps)
+    bench.steps.append(Step("  outside phases", job_s - in_phases, all_rows, other.figures))
+    heap_job, heap_job_gc = bench.heap.peak_bytes, bench.heap.peak_after_gc_bytes
+
+    checks: dict[str, Any] = {"run_id": run_id, "outcomes": outcome_counts(spark, conf.output, run_id)}
+    if not args.skip_exact:
+        with bench.step("exact stage (ours)", input_rows["rated_event"] + input_rows["bill_charge"]) as extra:
+            extra.update(baselines.exact_stage_ours(inputs, ruleset, conf.phone_region))
+        if baselines.datacompy_available():
+            with bench.step("exact stage (datacompy)", input_rows["rated_event"] + input_rows["bill_charge"]) as extra:
+                extra.update(baselines.exact_stage_datacompy(spark, inputs))
+        else:
+            LOG.warning("datacompy is not installed: `pip install -e .[bench]` (make bench does)")
+    if args.rows_naive >= input_rows["cdr"]:
+        prepared = baselines.fuzzy_inputs(spark, inputs, conf, ruleset, folder / "floor" / "fuzzy")
+        fuzzy_rows = prepared.left_rows + prepared.right_rows
+        with bench.step("fuzzy (ours)", fuzzy_rows) as extra:
+            ours = baselines.fuzzy_ours(prepared)
+            extra.update(ours.figures)
+        with bench.step("fuzzy (naive)", fuzzy_rows) as extra:
+            naive = baselines.fuzzy_naive(prepared)
+            extra.update(naive.figures)
+        checks["fuzzy_same_matches"] = baselines.same_matches(ours, naive)
+        checks["fuzzy_candidates"] = ours.figures.get("join_output_rows")
+        checks["fuzzy_matched"] = ours.figures.get("matched")
+        checks["fuzzy_plan"] = ours.figures.get("join_plan")
+    return SizeResult(rows=rows, scenario=args.scenario, data_dir=str(folder), generate_s=generate_s,
+                      input_rows=input_rows, steps=list(bench.steps), peak_heap_bytes=heap_job,
+                      peak_heap_after_gc_bytes=heap_job_gc, ratios=ratios(bench.steps, checks), checks=checks)
+
+
+def outcome_counts(spark: SparkSession, output: str, run_id: str) -> dict[str, int]:
+    """control point/side/outcome -> count, from the committed control_run (bounded by the vocabulary)."""
+    row = read_output(spark, f"{output}/control_run").where(F.col("run_id") == run_id).select(
+        F.collect_list(F.struct("control_point_id", "metrics")).alias("m")).first()
+    out: dict[str, int] = {}
+    for cp in (row["m"] if row else []):
+        for m in cp["metrics"]:
+            out[f"{cp['control_point_id']}/{m['side']}/{m['outcome']}"] = int(m["count"])
+    return dict(sorted(out.items()))
+
+
+def ratios(steps: list[Step], checks: dict[str, Any]) -> dict[str, float | None]:
+    by = {s.name: s.seconds for s in steps}
+
+    def ratio(a: str, b: str) -> float | None:
+        return round(by[a] / by[b], 2) if a in by and b in by and by[b] > 0 else None
+
+    cand, matched = checks.get("fuzzy_candidates"), checks.get("fuzzy_matched")
+    return {
+        "job / scan floor (goal <= 5)": ratio("job", "scan floor"),
+        "job / join floor (goal <= 2)": ratio("job", "join floor"),
+        "naive fuzzy / ours (goal >= 20)": ratio("fuzzy (naive)", "fuzzy (ours)"),
+        "datacompy / our exact stage (goal >= 3)": ratio("exact stage (datacompy)", "exact stage (ours)"),
+        "candidate / matched pairs (goal <= 3)": round(cand / matched, 3) if cand and matched else None,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def render(results: list[SizeResult], cores: int, cross: dict[str, float | None]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"\n== {r.scenario} {r.rows:,} usage slots: inputs " +
+                     ", ".join(f"{k} {v:,}" for k, v in r.input_rows.items()) +
+                     (f"; generated in {r.generate_s:.1f} s" if r.generate_s else "; dataset reused"))
+        head = (f"{'step':<28}{'wall s':>9}{'rows':>13}{'rows/s/core':>13}{'task s':>9}{'shuffle MB':>12}"
+                f"{'spill MB':>10}{'jobs':>6}{'stages':>7}")
+        lines += [head, "-" * len(head)]
+        for s in r.steps:
+            f = s.figures
+            lines.append(f"{s.name:<28}{s.seconds:>9.1f}{s.rows:>13,}{s.rows_per_core_s(cores):>13,.0f}"
+                         f"{f.run_time_ms / 1000:>9.1f}{f.shuffle_write_bytes / MIB:>12.1f}"
+                         f"{(f.memory_spilled_bytes + f.disk_spilled_bytes) / MIB:>10.1f}{f.jobs:>6}{f.stages:>7}")
+        lines.append(f"peak driver heap during the job: {r.peak_heap_bytes / MIB:,.0f} MiB "
+                     f"(after GC: {r.peak_heap_after_gc_bytes / MIB:,.0f} MiB); "
+                     f"python driver max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+        for name, value in r.ratios.items():
+            lines.append(f"{name:<44}{'n/a' if value is None else value}")
+        if "fuzzy_same_matches" in r.checks:
+            lines.append(f"{'fuzzy: same matches as naive':<44}{r.checks['fuzzy_same_matches']}")
+    for name, value in cross.items():
+        lines.append(f"{name:<44}{'n/a' if value is None else value}")
+    return "\n".join(lines)
+
+
+def cross_ratios(results: list[SizeResult]) -> dict[str, float | None]:
+    if len(results) < 2:
+        return {}
+    small, large = results[0], results[-1]
+    s_job, l_job = small.step("job"), large.step("job")
+    scale = large.rows / small.rows
+    return {
+        f"time({large.rows:,}) / time({small.rows:,}) (x{scale:g} rows, goal <= {1.2 * scale:g})":
+            round(l_job.seconds / s_job.seconds, 2) if s_job and l_job else None,
+        f"peak heap({large.rows:,}) / peak heap({small.rows:,}) (goal <= 1.3)":
+            round(large.peak_heap_bytes / small.peak_heap_bytes, 2) if small.peak_heap_bytes else None,
+        f"heap after GC({large.rows:,}) / heap after GC({small.rows:,})":
+            round(large.peak_heap_after_gc_bytes / small.peak_heap_after_gc_bytes, 2)
+            if small.peak_heap_after_gc_bytes else None,
+    }
+
+
+def build_spark(args: argparse.Namespace, rows: int) -> SparkSession:
+    from jobs.session import build_session
+
+    partitions = args.shuffle_partitions or max(8, rows // 250_000)
+    return build_session({"master": args.master, "settings": {
+        "spark.driver.memory": args.driver_memory,
+        "spark.sql.shuffle.partitions": partitions,
+        "spark.ui.retainedJobs": 100_000, "spark.ui.retainedStages": 100_000,
+        "spark.sql.ui.retainedExecutions": 100_000, "spark.ui.retainedTasks": 1_000,
+        "spark.local.dir": args.local_dir or str(ROOT / "bench" / "data" / "spark-local"),
+    }}, app_name="telco-ra-bench")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, action="append", help="usage slots (repeat for a linearity pair)")
+    parser.add_argument("--scenario", choices=("default", "seed004"), default="default")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--data-dir", default=str(ROOT / "bench" / "data"))
+    parser.add_argument("--results-dir", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--driver-memory", default="8g")
+    parser.add_argument("--shuffle-partitions", type=int, default=None, help="default max(8, rows / 250k)")
+    parser.add_argument("--local-dir", default=None, help="spark.local.dir (spill, shuffle, checkpoints)")
+    parser.add_argument("--rows-naive", type=int, default=1_100_000,
+                        help="run the naive fuzzy baseline when the cdr input has at most this many rows")
+    parser.add_argument("--skip-exact", action="store_true", help="skip the exact-stage vs datacompy comparison")
+    args = parser.parse_args(argv)
+    sizes = sorted(args.rows or [1_000_000])
+    spark = build_spark(args, sizes[-1])
+    results: list[SizeResult] = []
+    for rows in sizes:
+        folder, generate_s = dataset(spark, Path(args.data_dir), rows, args.scenario, args.seed)
+        bench = Bench(spark, f"{rows}")
+        try:
+            results.append(bench_size(bench, rows, folder, args, generate_s))
+        finally:
+            bench.heap.stop()
+    cores = spark.sparkContext.defaultParallelism
+    cross = cross_ratios(results)
+    print(render(results, cores, cross))
+    stamp = datetime.now(UTC)
+    label = "+".join(_size_label(r) for r in sizes)
+    out = Path(args.results_dir) / f"{stamp:%Y-%m-%d}-{args.scenario}-{label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "at": stamp.isoformat(), "host": platform.node(), "cores": cores, "master": args.master,
+        "driver_memory": args.driver_memory, "spark": spark.version,
+        "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+        "sizes": [{**asdict(r), "steps": [{**asdict(s), "rows_per_core_s": s.rows_per_core_s(cores)}
+                                          for s in r.steps]} for r in results],
+        "cross_ratios": cross,
+    }, indent=2, default=str) + "\n")
+    print(f"\nfigures written to {out}")
+    spark.stop()
+    return 0
+
+
+def _size_label(rows: int) -> str:
+    for unit, scale in (("B", 1_000_000_000), ("M", 1_000_000), ("k", 1_000)):
+        if rows >= scale and rows % scale == 0:
+            return f"{rows // scale}{unit}"
+    return str(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
