@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from jobs.spark_status import last_execution_id, metric_count, sql_executions
 from transforms.phone import mask_phone, mask_phone_str, normalize_phone_columns, to_e164
 
 RAW_SCHEMA = StructType(
@@ -197,6 +198,21 @@ def test_normalize_phone_columns_plan_has_no_row_at_a_time_udf(spark: SparkSessi
 
     assert "BatchEvalPython" not in plan
     assert "ArrowEvalPython" in plan  # the vectorized pandas UDF is what parses
+
+
+def test_rows_sent_to_python_are_the_distinct_raw_values(spark: SparkSession) -> None:
+    """600 rows holding 5 distinct raw values (over both columns) send 5 rows to each Python UDF call."""
+    values = ["+1 555-123-4567", "(555) 123-4567", "BANK", "5551234568", None, "+44 20 7946 0958"]
+    rows = [(i, values[i % 6], values[(i + 1) % 3]) for i in range(600)]
+    df = spark.createDataFrame(rows, RAW_SCHEMA)
+    before = last_execution_id(spark)
+
+    df.transform(normalize_phone_columns(["msisdn", "other_party"], "US")).write.format("noop").mode(
+        "overwrite").save()
+
+    sent = [metric_count(node.metrics.get("number of output rows"))
+            for e in sql_executions(spark, before) for node in e.nodes if node.name == "ArrowEvalPython"]
+    assert sent and all(n == 5 for n in sent), sent
 
 
 def test_normalize_phone_columns_rejects_bad_arguments(spark: SparkSession) -> None:

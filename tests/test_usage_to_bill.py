@@ -17,10 +17,14 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from factories import RULESET, write_inputs
+from factories import DEFAULTS, RULESET, write_inputs
 from jobs.config import load_conf, load_ruleset
 from jobs.run import ConservationError, RunResult, _check_conservation, execute
+from jobs.spark_status import FORBIDDEN_OPERATORS, SqlExecution, last_execution_id, metric_count, sql_executions
 from scenario import CDR, CHARGES, DST_GAP, EXPECTED, RATED, SUSPENSE, H
+
+# The SQL executions of the module's run (plans as Spark executed them, with metrics), for the plan checks.
+EXECUTIONS: list[SqlExecution] = []
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,9 @@ def run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     root = tmp_path_factory.mktemp("scenario")
     conf_path = write_inputs(spark, root, {"cdr": CDR, "rated_event": RATED, "bill_charge": CHARGES,
                                             "suspense": SUSPENSE})
+    before = last_execution_id(spark)
     result = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06")
+    EXECUTIONS[:] = sql_executions(spark, before)
     outputs = {name: spark.read.format("delta").load(ref).where(F.col("run_id") == result.run_id)
                for name, ref in result.output_refs.items()}
     yield result, outputs
@@ -216,3 +222,25 @@ def test_suspense_ages_by_bucket_with_exposure(spark: SparkSession, run: Any) ->
     got = {r["age_bucket"]: (r["records"], r["exposure"], r["owner_team"]) for r in aging.collect()}
     assert got == {"0-2": (1, Decimal("0.600000"), "charging-operations"),
                    "8-30": (1, Decimal("0.600000"), "charging-operations")}
+
+
+def test_plans_have_no_pair_explosion_and_no_row_at_a_time_python(spark: SparkSession, run: Any) -> None:
+    """Every plan the run executed: no Cartesian product, no nested-loop join, no row-at-a-time Python UDF; the
+    only Python is phone normalization, and each call gets one table's distinct raw phone values, not its rows."""
+    assert len(EXECUTIONS) > 10
+    for execution in EXECUTIONS:
+        found = {op for op in FORBIDDEN_OPERATORS if op in execution.operators() or op in execution.plan}
+        assert not found, (execution.execution_id, execution.description, found)
+    python_rows = [metric_count(node.metrics.get("number of output rows"))
+                   for e in EXECUTIONS for node in e.nodes if node.name == "ArrowEvalPython"]
+    distinct = {}
+    for table, rows, columns in (("cdr", CDR, ("msisdn", "other_party")),
+                                 ("rated_event", RATED, ("msisdn", "other_party")),
+                                 ("bill_charge", CHARGES, ("msisdn",))):
+        scoped = [r for r in rows if r.get("charge_type", "USAGE") == "USAGE"]   # the job's bill_charge filter
+        values = {row.get(c, DEFAULTS[table][c]) for row in scoped for c in columns}
+        distinct[table] = len({str(v) for v in values if v is not None})
+    assert python_rows, "phone normalization ran no pandas UDF"
+    assert set(python_rows) <= set(distinct.values()), (python_rows, distinct)
+    total_rows = len(CDR) + len(RATED) + len(CHARGES)
+    assert sum(python_rows) < 2 * total_rows
