@@ -5,6 +5,7 @@ Why: demos, benchmarks and end-to-end tests need a month whose right answer is k
 and writes each table as `<out>/<name>` (overwrite), so re-running with the same arguments gives the same tables.
 
     python -m jobs.generate --out lakehouse/input --rows 200000 --seed 42 --cycle 2026-06
+    python -m jobs.generate --out lakehouse/input --scenario seed004    # 10M rows, exact counts (see SCENARIOS)
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from transforms.synthetic import TABLES, GeneratorParams, generate_month, layout
+from transforms.synthetic import SEED004_ROWS, TABLES, GeneratorParams, generate_month, layout
 
 LOG = logging.getLogger(__name__)
+
+# Named scenarios: a fault mix stated as exact outcome counts, and the size it is stated at (the default --rows).
+SCENARIOS = {"seed004": (GeneratorParams.seed004, SEED004_ROWS)}
 
 ROWS_PER_PARTITION = 2_000_000
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
@@ -40,6 +44,10 @@ def generate(spark: SparkSession, out_dir: str, params: GeneratorParams) -> dict
     LOG.info("generating %s rows (seed %s, cycle %s): %s subscriber numbers (%s hot), %s accounts, %s partitions",
              params.rows, params.seed, params.cycle_id, lay.subscribers, lay.hot_numbers, params.account_count,
              partitions)
+    if params.exact is not None:
+        LOG.info("exact counts: %s rejected (IN_SUSPENSE + SUSPENSE_AGED), %s LATE_USAGE, %s DUPLICATE_USAGE, "
+                 "%s TARIFF_MISMATCH", params.exact.rejected, params.exact.late, params.exact.duplicates,
+                 params.exact.tariff_mismatches)
     paths: dict[str, str] = {}
     # The generator's projections are wide: whole-stage codegen fuses them into methods beyond the JVM's 8 KB JIT
     # limit, which then run interpreted (measured 5-10x slower). This limit makes Spark fall back to per-operator
@@ -65,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telco-ra generate",
                                      description="write a synthetic month with planted faults and its ground truth")
     parser.add_argument("--out", default="lakehouse/input", help="folder of the Delta tables (default %(default)s)")
-    parser.add_argument("--rows", type=int, default=GeneratorParams.rows, help="usage slots (about one cdr each)")
+    parser.add_argument("--rows", type=int, default=None,
+                        help=f"usage slots, about one cdr each (default {GeneratorParams.rows}, or the scenario's "
+                             f"size: seed004 {SEED004_ROWS})")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default=None,
+                        help="a named fault mix with exact outcome counts, scaled to --rows (seed004: 50K rejected, "
+                             "20K late, 5K duplicates, 3K tariff mismatches per 10M rows)")
     parser.add_argument("--seed", type=int, default=GeneratorParams.seed)
     parser.add_argument("--cycle", default=GeneratorParams.cycle_id,
                         help="billing month YYYY-MM (close = end + 2 days)")
@@ -83,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                             stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
-        params = GeneratorParams.for_cycle(args.cycle, rows=args.rows, seed=args.seed, skew_share=args.skew_share,
-                                           accounts=args.accounts)
+        options = {"seed": args.seed, "skew_share": args.skew_share, "accounts": args.accounts}
+        if args.scenario is None:
+            rows = GeneratorParams.rows if args.rows is None else args.rows
+            params = GeneratorParams.for_cycle(args.cycle, rows=rows, **options)
+        else:
+            preset, preset_rows = SCENARIOS[args.scenario]
+            params = preset(rows=preset_rows if args.rows is None else args.rows, cycle_id=args.cycle, **options)
         layout(params)
     except ValueError as exc:
         sys.stderr.write(f"telco-ra generate: {exc}\n")

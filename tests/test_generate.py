@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, LongType, StringType, TimestampType
 
 from jobs.generate import generate, main
-from transforms.synthetic import GeneratorParams, generate_month
+from transforms.synthetic import ExactCounts, GeneratorParams, generate_month
 
 ROWS = 5_000
 SEED = 42
@@ -183,3 +183,50 @@ def test_rating_accuracy_labels_agree_with_the_tariff_table(month: dict[str, Dat
 
 def test_main_rejects_a_bad_cycle_before_starting_spark() -> None:
     assert main(["--cycle", "2026-13", "--out", "/nonexistent"]) == 2
+
+
+def test_seed004_preset_states_the_scenario_at_10m_and_scales_it() -> None:
+    assert GeneratorParams.seed004().rows == 10_000_000
+    assert GeneratorParams.seed004().exact == ExactCounts(rejected=50_000, late=20_000, duplicates=5_000,
+                                                          tariff_mismatches=3_000)
+    assert GeneratorParams.seed004(rows=200_000).exact == ExactCounts(1_000, 400, 100, 60)
+    assert GeneratorParams.seed004(rows=20_000, seed=3).exact == ExactCounts(100, 40, 10, 6)
+
+
+@pytest.mark.parametrize("counts, message", [
+    (ExactCounts(late=900, duplicates=900), "need 1800 slots"),
+    (ExactCounts(rejected=600), "more than 0.5"),
+])
+def test_exact_counts_that_cannot_be_planted_are_refused(counts: ExactCounts, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GeneratorParams(rows=1_000, exact=counts)
+    with pytest.raises(ValueError, match="non-negative int"):
+        ExactCounts(late=-1)
+
+
+def test_exact_counts_come_out_exactly_and_every_other_outcome_is_still_planted(spark: SparkSession) -> None:
+    """The four counted outcomes equal the requested numbers to the record (on an odd partitioning: the placement
+    must not depend on it); the rest of the vocabulary is still planted from the rates."""
+    rows = 20_000
+    params = GeneratorParams.seed004(rows=rows, seed=11)
+    assert params.exact is not None
+    gt = generate_month(spark.range(0, rows, 1, 3), params)["ground_truth"]
+    counts = {(r.control_point_id, r.side, r.expected_outcome): r["count"]
+              for r in gt.groupBy("control_point_id", "side", "expected_outcome").count().collect()}
+
+    def u2r(outcome: str) -> int:
+        return counts.get(("usage-to-rating", "LEFT", outcome), 0)
+
+    measured = ExactCounts(rejected=u2r("IN_SUSPENSE") + u2r("SUSPENSE_AGED"), late=u2r("LATE_USAGE"),
+                           duplicates=u2r("DUPLICATE_USAGE"),
+                           tariff_mismatches=counts.get(("rating-accuracy", "LEFT", "TARIFF_MISMATCH"), 0))
+    assert measured == params.exact == ExactCounts(100, 40, 10, 6)
+    assert u2r("IN_SUSPENSE") > 0 and u2r("SUSPENSE_AGED") > 0
+    planted: dict[tuple[str, str | None], set[str]] = {}
+    for cp, side, outcome in counts:
+        planted.setdefault((cp, side), set()).add(outcome)
+    assert planted == VOCABULARY
+
+
+def test_main_rejects_a_scenario_too_small_for_its_counts_before_starting_spark() -> None:
+    assert main(["--scenario", "seed004", "--rows", "500", "--out", "/nonexistent"]) == 2

@@ -10,8 +10,10 @@ a *slot*: one (subscriber number, time) cell of a per-number time grid. Pseudo-r
 `xxhash64(seed, id[, sub-record], salt)`, each hash split into three 21-bit draws, so the same seed gives the same
 month on any cluster and any partitioning; there are no UDFs, no `rand()`, no collects and no Python loops over
 rows. A slot's role (matched, in suspense, duplicate, ...) decides which records it emits; each table is one
-`explode` over the slots, so memory never grows with `rows`. Expressions are kept compact on purpose (integer
-thresholds, lookup arrays, one regexp per phone format): whole-stage codegen then stays within the JVM's JIT limit.
+`explode` over the slots, so memory never grows with `rows`. Exact outcome counts (`ExactCounts`, the seed-004
+scenario) are placed the same way: by rank in a fixed permutation of the ids, not by sorting or numbering rows.
+Expressions are kept compact on purpose (integer thresholds, lookup arrays, one regexp per phone format): whole-stage
+codegen then stays within the JVM's JIT limit.
 
 Why a grid: the ground truth is only exact if unrelated records never become fuzzy candidates of each other. Call k
 of a number starts at `cycle_start + k * slot + offset` with `12 <= offset <= slot - 12` and `slot >= 40 s`, so two
@@ -21,6 +23,7 @@ which keeps every cross-slot pair further apart than the 10 s fuzzy window.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -124,9 +127,80 @@ def _forced_rows() -> list[tuple[str, str | None, str | None, str | None]]:
 
 FORCED = _forced_rows()
 
+# What exact counts pin (ExactCounts): usage roles whose only LEFT outcome is one of the counted ones, and the accuracy
+# roles that make a rated event a TARIFF_MISMATCH. In exact mode none of them is drawn from a rate or pinned by FORCED.
+EXACT_USAGE_ROLES = (IN_SUSPENSE, AGED, LATE, DUP_RESENT, DUP_RESENT_RERATED, DUP_CONTENT, DUP_CONTENT_RERATED)
+EXACT_ACCURACY_ROLES = (A_HIGH, A_LOW, A_WRONG_VERSION)
+
 
 def _utc(year: int, month: int, day: int = 1) -> datetime:
     return datetime(year, month, day, tzinfo=UTC)
+
+
+def _apportion(total: int, weights: Sequence[float]) -> list[int]:
+    """`total` split in proportion to `weights` (largest remainder, ties to the first), summing to `total` exactly.
+
+    All-zero weights split evenly: an exact count must be planted even if the rates that shape it are all 0.
+    """
+    if sum(weights) <= 0:
+        weights = [1.0] * len(weights)
+    quotas = [total * w / sum(weights) for w in weights]
+    parts = [math.floor(q) for q in quotas]
+    by_remainder = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - parts[i]), i))
+    for i in by_remainder[:total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+@dataclass(frozen=True)
+class ExactCounts:
+    """Exact numbers of four outcomes, instead of shares drawn from their rates.
+
+    Why: a scenario such as seed-004 (10M usage records with 50K rejected, 20K late, 5K duplicates and 3K tariff
+    mismatches) is stated in counts, and the engine's report is checked against them to the record; hash draws only
+    come near a rate. Each count is what the run reports in `record_outcome`:
+
+    - rejected: usage-to-rating LEFT IN_SUSPENSE + SUSPENSE_AGED (rejected to suspense, still OPEN; RESOLVED suspense
+      is matched usage and not counted here),
+    - late: usage-to-rating LEFT LATE_USAGE,
+    - duplicates: usage-to-rating LEFT DUPLICATE_USAGE (one copy per duplicated usage record),
+    - tariff_mismatches: rating-accuracy LEFT TARIFF_MISMATCH.
+    """
+
+    rejected: int = 0
+    late: int = 0
+    duplicates: int = 0
+    tariff_mismatches: int = 0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"exact count {f.name} must be a non-negative int, got {value!r}")
+
+    @property
+    def total(self) -> int:
+        """Slots the counts take: one per counted outcome."""
+        return self.rejected + self.late + self.duplicates + self.tariff_mismatches
+
+    def scaled(self, rows: int, at_rows: int) -> ExactCounts:
+        """These counts (stated for `at_rows` usage records) scaled to `rows`, each rounded half up.
+
+        Lets a scenario stated at 10M records be generated, and checked, at test size with the same mix.
+        """
+        if rows < 1 or at_rows < 1:
+            raise ValueError(f"rows and at_rows must be positive, got {rows} and {at_rows}")
+
+        def scale(count: int) -> int:
+            return (2 * count * rows + at_rows) // (2 * at_rows)
+
+        return ExactCounts(scale(self.rejected), scale(self.late), scale(self.duplicates),
+                           scale(self.tariff_mismatches))
+
+
+SEED004_ROWS = 10_000_000
+SEED004 = ExactCounts(rejected=50_000, late=20_000, duplicates=5_000, tariff_mismatches=3_000)
+MAX_EXACT_ROWS = 3_000_000_000   # the rank permutation multiplies two ids below rows in a signed 64-bit long
 
 
 @dataclass(frozen=True)
@@ -150,9 +224,16 @@ class GeneratorParams:
     Rates are shares of slots (one slot is about one usage record). Defaults give 0.2-3 % per fault at 200k rows;
     the first ids are pinned so every outcome appears at least twice whatever the size.
 
+    With `exact` set (ExactCounts), rejected (IN_SUSPENSE + SUSPENSE_AGED), late, duplicate-usage and tariff-mismatch
+    outcomes come out in exactly those numbers: they are placed on that many slots instead of drawn. Their rates then
+    only split a count between the roles producing it (in_suspense vs suspense_aged, resent vs content duplicates);
+    late_usage_rate, tariff_mismatch_rate and wrong_version_rate (a wrong version is a tariff mismatch too) are not
+    used, and the pinned first ids leave these outcomes out. Every other fault keeps its rate.
+
     Example::
 
         params = GeneratorParams.for_cycle("2026-06", rows=1_000_000, seed=7)
+        seed004 = GeneratorParams.seed004(rows=200_000)   # 1000 rejected, 400 late, 100 duplicates, 60 mismatches
     """
 
     rows: int = 200_000
@@ -192,6 +273,8 @@ class GeneratorParams:
     duplicate_charge_rate: float = 0.008
     orphan_charge_rate: float = 0.004
     quarantined_charge_rate: float = 0.004
+    # exact counts of four outcomes instead of their rates (ExactCounts); None: every fault drawn from its rate
+    exact: ExactCounts | None = None
 
     def __post_init__(self) -> None:
         if self.rows < 1000:
@@ -217,8 +300,19 @@ class GeneratorParams:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
         if not 0.0 < self.skew_numbers_share < 1.0:
             raise ValueError(f"skew_numbers_share must be within (0, 1), got {self.skew_numbers_share}")
-        if sum(rate for _, rate in self.usage_roles()) > 0.5:
-            raise ValueError("usage fault rates add up to more than 0.5 of all slots")
+        exact_share = 0.0
+        if self.exact is not None:
+            if not isinstance(self.exact, ExactCounts):
+                raise ValueError(f"exact must be ExactCounts or None, got {self.exact!r}")
+            if self.rows > MAX_EXACT_ROWS:
+                raise ValueError(f"exact counts support at most {MAX_EXACT_ROWS} rows, got {self.rows}")
+            free = self.rows - len(self.pinned_rows())
+            if self.exact.total > free:
+                raise ValueError(f"exact counts need {self.exact.total} slots, only {free} of {self.rows} rows are "
+                                 f"free (the first {len(self.pinned_rows())} are pinned)")
+            exact_share = (self.exact.rejected + self.exact.late + self.exact.duplicates) / self.rows
+        if sum(rate for _, rate in self.usage_roles()) + exact_share > 0.5:
+            raise ValueError("usage fault rates (and exact usage counts) add up to more than 0.5 of all slots")
 
     @classmethod
     def for_cycle(cls, cycle_id: str, **overrides: Any) -> GeneratorParams:
@@ -231,6 +325,17 @@ class GeneratorParams:
         return cls(cycle_id=cycle_id, cycle_start=start, cycle_end=end, cycle_close=end + timedelta(days=2),
                    **overrides)
 
+    @classmethod
+    def seed004(cls, rows: int = SEED004_ROWS, cycle_id: str = "2026-06", **overrides: Any) -> GeneratorParams:
+        """The seed-004 scenario: exactly 50K rejected, 20K late, 5K duplicate and 3K tariff-mismatch outcomes at 10M
+        usage records (scaled in proportion, rounded, at other sizes), every other fault at its default rate.
+
+        Example::
+
+            GeneratorParams.seed004(rows=200_000).exact   # ExactCounts(1000, 400, 100, 60)
+        """
+        return cls.for_cycle(cycle_id, rows=rows, exact=SEED004.scaled(rows, SEED004_ROWS), **overrides)
+
     @property
     def account_count(self) -> int:
         return self.accounts if self.accounts is not None else max(50, self.rows // 40)
@@ -240,8 +345,68 @@ class GeneratorParams:
         """When VOICE-STD v2 replaces v1: the 15th of the cycle's month."""
         return self.cycle_start.replace(day=15, hour=0, minute=0, second=0, microsecond=0)
 
+    @property
+    def drawn_tariff_mismatch_rate(self) -> float:
+        """The share of rated events drawn HIGH or LOW: 0 when exact counts place the tariff mismatches."""
+        return self.tariff_mismatch_rate if self.exact is None else 0.0
+
+    @property
+    def drawn_wrong_version_rate(self) -> float:
+        """The share of VOICE events near the tariff change drawn WRONG_VERSION (a TARIFF_MISMATCH too): 0 in exact
+        mode."""
+        return self.wrong_version_rate if self.exact is None else 0.0
+
+    def pinned_rows(self) -> list[tuple[str, str | None, str | None, str | None]]:
+        """Roles pinned on the first ids (FORCED); in exact mode without those that plant a counted outcome."""
+        if self.exact is None:
+            return FORCED
+        return [row for row in FORCED if row[0] not in EXACT_USAGE_ROLES and row[1] not in EXACT_ACCURACY_ROLES]
+
+    def exact_roles(self) -> list[tuple[str, str | None, int]]:
+        """(usage role, accuracy role of r0, slots) placed by exact counts, in rank order (`_exact_rank`).
+
+        A count is split over the roles that produce its outcome in proportion to their rates; tariff mismatches are
+        MATCH slots whose one rated event is priced too high or too low, half each.
+        """
+        if self.exact is None:
+            return []
+        rerated = self.rerated_duplicate_share
+        resent, content = self.resent_duplicate_rate, self.content_duplicate_rate
+        rejected = _apportion(self.exact.rejected, [self.in_suspense_rate, self.suspense_aged_rate])
+        duplicates = _apportion(self.exact.duplicates, [resent * (1 - rerated), resent * rerated,
+                                                        content * (1 - rerated), content * rerated])
+        mismatches = _apportion(self.exact.tariff_mismatches, [1.0, 1.0])
+        return [
+            (IN_SUSPENSE, None, rejected[0]), (AGED, None, rejected[1]), (LATE, None, self.exact.late),
+            (DUP_RESENT, None, duplicates[0]), (DUP_RESENT_RERATED, None, duplicates[1]),
+            (DUP_CONTENT, None, duplicates[2]), (DUP_CONTENT_RERATED, None, duplicates[3]),
+            (MATCH, A_HIGH, mismatches[0]), (MATCH, A_LOW, mismatches[1]),
+        ]
+
+    def exact_permutation(self) -> tuple[int, int, int]:
+        """(A, B, n) of the rank `((id - pinned) * A + B) mod n` over the n ids after the pinned ones.
+
+        A is coprime with n, so the map is a bijection of [0, n): ranks [0, exact.total) are exactly that many slots.
+        A near n / golden ratio spreads consecutive ranks evenly over the id range (so over the month, and over hot
+        and cold numbers alike); B moves the choice with the seed.
+        """
+        n = self.rows - len(self.pinned_rows())
+        a = max(1, round(n * (math.sqrt(5) - 1) / 2))
+        while math.gcd(a, n) != 1:
+            a += 1
+        return a, (self.seed * 2_654_435_761) % n, n
+
     def usage_roles(self) -> list[tuple[str, float]]:
-        """Hash-drawn usage-to-rating roles and their shares of slots (the rest is MATCH by lineage)."""
+        """Hash-drawn usage-to-rating roles and their shares of slots (the rest is MATCH by lineage).
+
+        In exact mode the roles of EXACT_USAGE_ROLES are not drawn (their slots are placed by rank instead).
+        """
+        roles = self._usage_roles_by_rate()
+        if self.exact is None:
+            return roles
+        return [(role, share) for role, share in roles if role not in EXACT_USAGE_ROLES]
+
+    def _usage_roles_by_rate(self) -> list[tuple[str, float]]:
         resent, content, rerated = self.resent_duplicate_rate, self.content_duplicate_rate, self.rerated_duplicate_share
         q_rated = self.quarantined_rated_rate / 3
         return [
@@ -364,6 +529,15 @@ def _choose(draw: Column, options: Sequence[tuple[str, float]], default: str) ->
     return F.lit(default) if expr is None else expr.otherwise(F.lit(default))
 
 
+def _by_rank(rank: Column, cuts: Sequence[tuple[int, str | None]]) -> Column:
+    """The value of the first (cut, value) with rank < cut (cuts ascending), else null (also for a null rank)."""
+    expr: Column | None = None
+    for cut, value in cuts:
+        literal = F.lit(value).cast("string")
+        expr = F.when(rank < cut, literal) if expr is None else expr.when(rank < cut, literal)
+    return F.lit(None).cast("string") if expr is None else expr
+
+
 def _weighted_int(draw: Column, weights: Sequence[float]) -> Column:
     """Index i with probability weights[i] (resolved to 1/1024) from a 21-bit draw: a lookup in a constant array,
     not a CASE chain, to keep generated code small."""
@@ -468,12 +642,29 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
     cold_numbers = lay.subscribers - lay.hot_numbers
     cold_accounts = params.account_count - lay.hot_accounts
     number_offset = (seed * 104_729) % SUBSCRIBER_SPACE
-    forced = len(FORCED)
+    pinned = params.pinned_rows()
+    forced = len(pinned)
     forced_index = (F.least(idc, F.lit(forced - 1)) + 1).cast("int")
 
     def forced_col(position: int) -> Column:
-        values = _const_array([row[position] for row in FORCED])
+        values = _const_array([row[position] for row in pinned])
         return F.when(idc < forced, F.element_at(values, forced_index))
+
+    # Exact counts: the slots of rank [0, exact.total) in a permutation of the ids after the pinned ones take the
+    # counted roles, in `exact_roles` order (a bijection, so each count is met exactly on any partitioning).
+    exact = params.exact is not None and params.exact.total > 0
+    exact_rank: list[Column] = []
+    exact_roles: list[Column] = []
+    if exact:
+        mult, shift, n = params.exact_permutation()
+        exact_rank = [F.when(idc >= forced, F.pmod((idc - forced) * mult + shift, F.lit(n).cast("long")))
+                      .alias("exact_rank")]
+        roles = params.exact_roles()
+        cuts = itertools.accumulate(count for _, _, count in roles)
+        placed = [(cut, usage, accuracy) for cut, (usage, accuracy, count) in zip(cuts, roles, strict=True) if count]
+        exact_roles = [_by_rank(col("exact_rank"), [(cut, usage) for cut, usage, _ in placed]).alias("exact_usage"),
+                       _by_rank(col("exact_rank"), [(cut, accuracy) for cut, _, accuracy in placed])
+                       .alias("exact_accuracy")]
 
     # Where the slot sits: hot or cold number, which number, which cell of that number's grid.
     df = ids.select(
@@ -481,6 +672,7 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
         _idiv(idc * lay.share_ppm, 1_000_000).alias("hot_before"),
         _idiv((idc + 1) * lay.share_ppm, 1_000_000).alias("hot_through"),
         *[_hash(seed, f"draw-{n}", idc).alias(f"h{n}") for n in range(_DRAW_HASHES)],
+        *exact_rank,
     )
     df = df.select(
         "*",
@@ -489,7 +681,8 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
         .alias("ordinal"),
         # three 21-bit draws per hash: one hash per draw made the generated code too big for the JIT
         *[_field(col(f"h{n // 3}"), n % 3).alias(name) for n, name in enumerate(_DRAWS)],
-    ).drop("hot_before", "hot_through", *[f"h{n}" for n in range(_DRAW_HASHES)])
+        *exact_roles,
+    ).drop("hot_before", "hot_through", "exact_rank", *[f"h{n}" for n in range(_DRAW_HASHES)])
     df = df.select(
         "*",
         F.when(col("hot"), F.pmod(col("ordinal"), F.lit(lay.hot_numbers).cast("long")))
@@ -518,6 +711,7 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
         _choose(col("d_role"), params.usage_roles(), MATCH).alias("role_drawn"),
     ).drop("hot", "num", "k", "cell", "d_offset", "d_service", "d_role")
     svc = col("svc")
+    role_pinned = F.when(idc < forced, forced_col(0))
     op_index = F.pmod(col("d_other_party"), F.lit(100 * len(_OTHER_PARTY_NPAS)).cast("long"))
     alpha = F.element_at(_const_array(_ALPHA_SENDERS),
                          (F.pmod(col("d_sender"), F.lit(len(_ALPHA_SENDERS)).cast("long")) + 1).cast("int"))
@@ -544,12 +738,14 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
         _weighted_int(col("d_fmt_r"), _MSISDN_WEIGHTS).alias("fmt_r_draw"),
         _weighted_int(col("d_fmt_op_c"), _OTHER_PARTY_WEIGHTS).alias("fmt_op_c"),
         _weighted_int(col("d_fmt_op_r"), _OTHER_PARTY_WEIGHTS).alias("fmt_op_r_draw"),
-        forced_col(1).alias("forced_a"),
+        # a tariff mismatch placed by exact counts rides on forced_a: both are the accuracy role of r0
+        (F.coalesce(col("exact_accuracy"), forced_col(1)) if exact else forced_col(1)).alias("forced_a"),
         forced_col(2).alias("forced_b"),
         forced_col(3).alias("forced_x"),
-        # pinned for the first ids; the test account's calls 1..3 are never rated; else drawn from the rates
-        F.when(idc < forced, forced_col(0)).when(col("test_call"), F.lit(NOT_RATED)).otherwise(col("role_drawn"))
-        .alias("role_pinned"),
+        # pinned for the first ids; then placed by exact counts (before the test account's override, which would
+        # take a counted slot away); the test account's calls 1..3 are never rated; else drawn from the rates
+        (role_pinned.when(col("exact_usage").isNotNull(), col("exact_usage")) if exact else role_pinned)
+        .when(col("test_call"), F.lit(NOT_RATED)).otherwise(col("role_drawn")).alias("role_pinned"),
         (col("d_written_off") < _scaled(0.2)).alias("written_off"),
         F.pmod(col("d_q_variant"), F.lit(7).cast("long")).alias("q_variant"),
         col("d_ghost"),
@@ -560,7 +756,7 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
         (F.lit(3_600) + F.pmod(col("d_rated1"), F.lit(20 * 3600).cast("long"))).alias("rerated_delay"),
         (col("d_alpha") < _scaled(0.10)).alias("alpha_draw"),
         alpha.alias("alpha"),
-    ).drop("test_call", "role_drawn",
+    ).drop("test_call", "role_drawn", "exact_usage", "exact_accuracy",
            *[d for d in _DRAWS if d not in ("d_offset", "d_service", "d_role", "d_ghost", "d_qdelta")])
     # AGED needs a rejection more than the SLA before close; a call too late in the month is IN_SUSPENSE instead.
     aged_limit = close - params.suspense_sla_days * 86_400 - 3_600
@@ -708,6 +904,7 @@ def _rated_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
     usage-to-rating, rating-accuracy and rating-to-billing, plus what billing needs (`_quarantined`, `_b`)."""
     seed = params.seed
     change = _epoch(params.tariff_change_at)
+    mismatch_rate = params.drawn_tariff_mismatch_rate
     col, idc, role, svc = F.col, F.col("id"), F.col("role"), F.col("svc")
     df = _emit(slots, "j", [(0, ~_role_in(NO_RATED)), (1, _role_in(TWO_RATED))])
     # A repeated-id copy is r0 again: it is derived as jj = 0, then only rated_at moves.
@@ -735,10 +932,10 @@ def _rated_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
         "_version": F.when(svc != "VOICE", "v1").when(col("r_start") < change, "v1").otherwise("v2"),
         "_a": F.when((jj == 0) & col("forced_a").isNotNull(), col("forced_a"))
         .when(col("d_a") < _scaled(params.tariff_not_found_rate), F.lit(A_NOT_FOUND))
-        .when(col("d_a") < _scaled(params.tariff_not_found_rate + params.tariff_mismatch_rate / 2), F.lit(A_HIGH))
-        .when(col("d_a") < _scaled(params.tariff_not_found_rate + params.tariff_mismatch_rate), F.lit(A_LOW))
+        .when(col("d_a") < _scaled(params.tariff_not_found_rate + mismatch_rate / 2), F.lit(A_HIGH))
+        .when(col("d_a") < _scaled(params.tariff_not_found_rate + mismatch_rate), F.lit(A_LOW))
         .when((svc == "VOICE") & (F.abs(col("r_start") - F.lit(change)) < 86_400)
-              & (col("d_version") < _scaled(params.wrong_version_rate)), F.lit(A_WRONG_VERSION))
+              & (col("d_version") < _scaled(params.drawn_wrong_version_rate)), F.lit(A_WRONG_VERSION))
         .otherwise(F.lit(A_OK)),
         "_u2r": F.when(col("repeat_copy") | ((role == Q_RE_NULL_ID) & (jj == 0)), F.lit("QUARANTINED"))
         .when(role.isin(AMBIG_CDR, AMBIG_RATED), F.lit("AMBIGUOUS_MATCH"))
@@ -877,7 +1074,7 @@ def _charges_labeled(rated: DataFrame, slots: DataFrame, params: GeneratorParams
     ])
     # quarantined extra charge: 0 null charge_id, 1 null amount, 2 a repeated charge_id (a copy billed later)
     df = df.withColumns({
-        "q_variant": F.when(idc < len(FORCED), F.pmod(idc, F.lit(3).cast("long")))
+        "q_variant": F.when(idc < len(params.pinned_rows()), F.pmod(idc, F.lit(3).cast("long")))
         .otherwise(_below(seed, "q-charge-variant", 3, idc)),
         "main_billed": F.lit(bill_run) + _below(seed, "billed", 6 * 3600, idc, j),
     })
