@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export TZ := UTC
 
-.PHONY: setup jars demo test lint typecheck clean bench
+.PHONY: setup jars demo test cluster-test lint typecheck clean bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,13 +36,18 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/run_bench.py $(foreach r,$(ROWS),--rows $(r)) $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jobs transforms tests bench
+	$(VENV)/bin/ruff check jobs transforms tests bench cluster
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: setup lint typecheck
 	$(PY) -m pytest -q tests
+
+# A standalone master and two workers on 127.0.0.1 from the pyspark install; the job spark-submitted to them as a
+# user would (wheel via --py-files, Delta via --jars) must write exactly the local run's rows. Also part of `test`.
+cluster-test: setup
+	$(PY) -m pytest -q -m cluster tests
 
 clean:
 	rm -rf lakehouse spark-warehouse metastore_db derby.log .pytest_cache

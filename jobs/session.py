@@ -50,11 +50,36 @@ def _as_str(value: Any) -> str:
     return str(value)
 
 
-def session_settings(spark_conf: Mapping[str, Any] | None) -> tuple[str, dict[str, str], bool]:
-    """Resolve (master, settings, delta_provided) from a conf `spark:` block, defaults filled in, pins last."""
+def launcher_settings() -> dict[str, str]:
+    """What spark-submit was told (--master, --conf, --jars, ...) when it started this interpreter, else {}.
+
+    Under spark-submit the driver JVM exists before this code runs and holds the launcher's settings; a builder
+    setting silently overrides them (observed: `.master("local[*]")` beat `--master spark://...` and the whole job
+    ran in the driver), so build_session must know them.
+    """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:     # set only when a JVM (spark-submit) started this interpreter
+        return {}
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return {str(k): str(v) for k, v in SparkConf().getAll()}
+
+
+def session_settings(spark_conf: Mapping[str, Any] | None,
+                     launcher: Mapping[str, str] | None = None) -> tuple[str, dict[str, str], bool]:
+    """Resolve (master, settings, delta_provided) from a conf `spark:` block.
+
+    Settings, lowest precedence first: LOCAL_DEFAULTS, spark-submit's (`launcher`), the conf's, the pins. The
+    master is spark-submit's when there is one: it has already placed the driver, and a `master` left in the conf
+    must not turn a cluster job into a local one.
+    """
     block = dict(spark_conf or {})
-    master = str(block.get("master", "local[*]"))
+    launcher = dict(launcher or {})
+    master = launcher.get("spark.master") or str(block.get("master", "local[*]"))
+    if launcher and block.get("master") not in (None, master):
+        LOG.warning("spark.master %r of the conf ignored: spark-submit said %r", block.get("master"), master)
     settings = dict(LOCAL_DEFAULTS)
+    settings.update(launcher)
     settings.update({str(k): _as_str(v) for k, v in (block.get("settings") or {}).items()})
     settings.update(PINNED)
     return master, settings, bool(block.get("delta_provided", False))
@@ -71,7 +96,7 @@ def build_session(spark_conf: Mapping[str, Any] | None = None, app_name: str = "
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("TZ", "UTC")
-    master, settings, delta_provided = session_settings(spark_conf)
+    master, settings, delta_provided = session_settings(spark_conf, launcher_settings())
     builder = SparkSession.builder.master(master).appName(app_name)
     if not delta_provided and "spark.jars.packages" not in settings:
         jar_paths = [str(p) for p in jars.ensure_jars()]
