@@ -80,7 +80,10 @@ def write_run_slice(df: DataFrame, ref: str, table: str, cycle_id: str, run_id: 
         raise ValueError(f"unsafe cycle_id/run_id {cycle_id!r}/{run_id!r}")
     spark = df.sparkSession
     partitions = PARTITIONS[table]
-    writer = (df.repartition(*[F.col(c) for c in partitions]).write.format("delta")
+    # No repartition by the partition columns: with one cycle and a handful of buckets it would funnel the run
+    # into as many tasks as buckets (and shuffle every wide output row once more). Each task writes its own rows
+    # to the slices it holds; compact with OPTIMIZE later if file counts matter.
+    writer = (df.write.format("delta")
               .option("txnAppId", txn_app_id).option("txnVersion", 1).option("mergeSchema", "true"))
     if exists(spark, ref) and table not in APPEND_ONLY:
         predicate = f"cycle_id = '{cycle_id}'"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -60,6 +61,24 @@ def materialize(df: DataFrame) -> DataFrame:
     reliable checkpoint is used where a checkpoint directory is configured (clusters: survives executor loss),
     else a local checkpoint (executor storage, memory and disk).
     """
-    if df.sparkSession.sparkContext.getCheckpointDir():
+    spark = df.sparkSession
+    if spark.sparkContext.getCheckpointDir():
         return df.checkpoint(eager=True)
-    return df.localCheckpoint(eager=True)
+    level = spark.conf.get(STORAGE_LEVEL_KEY, None)
+    if level is None:
+        return df.localCheckpoint(eager=True)
+    return df.localCheckpoint(eager=True, storageLevel=_storage_level(level))
+
+
+# Session setting: how local checkpoints are kept. Unset: Spark's default (MEMORY_AND_DISK, deserialized). On a
+# small driver holding large intermediates, DISK_ONLY (or MEMORY_AND_DISK_SER) keeps the heap flat and GC low.
+STORAGE_LEVEL_KEY = "spark.telcora.materialize.storageLevel"
+_LEVELS = {"DISK_ONLY": StorageLevel.DISK_ONLY, "MEMORY_AND_DISK_SER": StorageLevel.MEMORY_AND_DISK,
+           "MEMORY_AND_DISK": StorageLevel(True, True, False, True), "MEMORY_ONLY_SER": StorageLevel.MEMORY_ONLY}
+
+
+def _storage_level(name: str) -> StorageLevel:
+    try:
+        return _LEVELS[name.upper()]
+    except KeyError:
+        raise ValueError(f"{STORAGE_LEVEL_KEY}={name!r}: expected one of {sorted(_LEVELS)}") from None

@@ -26,7 +26,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
+from transforms.keys import materialize
+
 LOG = logging.getLogger(__name__)
+# Session setting: the most distinct raw phone values whose E.164 mapping is broadcast (0: never broadcast).
+BROADCAST_LIMIT_KEY = "spark.telcora.phone.broadcastMaxValues"
+BROADCAST_LIMIT_DEFAULT = 1_000_000
 
 _TEL_SCHEME = re.compile(r"^tel:", re.IGNORECASE)
 # The number proper starts at the first digit or plus sign; letters before it mean an alphanumeric sender
@@ -138,11 +143,17 @@ def normalize_phone_columns(
             raw_values = values if raw_values is None else raw_values.unionByName(values)
         assert raw_values is not None
         to_e164_col = _e164_pandas_udf(region)
-        mapping = (
+        mapping = materialize(
             raw_values.where(F.col(raw_key).isNotNull())
             .distinct()
             .select(F.col(raw_key), to_e164_col(F.col(raw_key)).alias(e164_key))
         )
+        # Distinct numbers grow with subscribers, not with usage: a month's mapping is usually small enough to
+        # broadcast, which spares one shuffle of the whole (wide) table per phone column. Past the limit (a huge
+        # subscriber base) it is a shuffle join, which scales without the driver holding the mapping.
+        limit = int(df.sparkSession.conf.get(BROADCAST_LIMIT_KEY, str(BROADCAST_LIMIT_DEFAULT)) or 0)
+        if limit > 0 and mapping.count() <= limit:
+            mapping = F.broadcast(mapping)
 
         out = df
         for i, c in enumerate(cols):
