@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_support import StandaloneCluster, Submission, build_code_zip, cluster_python, submit_command, tail
+from cluster_support import (
+    QUICK_JVM,
+    StandaloneCluster,
+    Submission,
+    build_code_zip,
+    cluster_python,
+    submit_command,
+    tail,
+)
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -110,8 +118,8 @@ def test_spark_submit_on_standalone_cluster_equals_local_run(spark: SparkSession
     # The cluster run goes first, in the background; the local run uses the cores while it waits on scheduling.
     standalone.wait_ready()
     command = submit_command(standalone.master_url, code_zip, jars.ensure_jars(), cluster_py, name=APP_NAME,
-                             app_args=["run", "--conf", str(cluster_conf), "--ruleset", RULESET, "--cycle", CYCLE,
-                                       "--run-id", RUN_ID])
+                             conf=QUICK_JVM, app_args=["run", "--conf", str(cluster_conf), "--ruleset", RULESET,
+                                                       "--cycle", CYCLE, "--run-id", RUN_ID])
     submission = Submission(command, {**standalone.env(), "PYSPARK_DRIVER_PYTHON": str(cluster_py)}, cwd=tmp_path,
                             log=tmp_path / "spark-submit.log")
     try:
