@@ -286,11 +286,33 @@ def render(results: list[SizeResult], cores: int, cross: dict[str, float | None]
                      f"python driver max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
         for name, value in r.ratios.items():
             lines.append(f"{name:<44}{'n/a' if value is None else value}")
+        if r.scenario == "seed004":
+            lines.append(seed004_line(r))
         if "fuzzy_same_matches" in r.checks:
             lines.append(f"{'fuzzy: same matches as naive':<44}{r.checks['fuzzy_same_matches']}")
     for name, value in cross.items():
         lines.append(f"{name:<44}{'n/a' if value is None else value}")
     return "\n".join(lines)
+
+
+def seed004_line(r: SizeResult) -> str:
+    """The four counts seed 004 states, as the job reported them, against what the generator planted."""
+    from transforms.synthetic import GeneratorParams
+
+    want = GeneratorParams.seed004(rows=r.rows).exact
+    got = r.checks.get("outcomes", {})
+    u2r = "usage-to-rating/LEFT/"
+    counts = {
+        "rejected": (got.get(u2r + "IN_SUSPENSE", 0) + got.get(u2r + "SUSPENSE_AGED", 0),
+                     want.rejected if want else None),
+        "late": (got.get(u2r + "LATE_USAGE", 0), want.late if want else None),
+        "duplicates": (got.get(u2r + "DUPLICATE_USAGE", 0), want.duplicates if want else None),
+        "tariff mismatches": (got.get("rating-accuracy/LEFT/TARIFF_MISMATCH", 0),
+                              want.tariff_mismatches if want else None),
+    }
+    r.checks["seed004"] = {k: {"reported": a, "planted": b} for k, (a, b) in counts.items()}
+    return "seed-004 counts reported (planted): " + ", ".join(f"{k} {a:,} ({b:,})" if b is not None else f"{k} {a:,}"
+                                                             for k, (a, b) in counts.items())
 
 
 def cross_ratios(results: list[SizeResult]) -> dict[str, float | None]:
@@ -346,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(args.rows or [1_000_000])
     spark = build_spark(args, sizes[-1])
     results: list[SizeResult] = []
+    cores = spark.sparkContext.defaultParallelism
+    stamp = datetime.now(UTC)
+    label = "+".join(_size_label(r) for r in sizes)
+    out = Path(args.results_dir) / f"{stamp:%Y-%m-%d}-{args.scenario}-{label}.json"
     for rows in sizes:
         folder, generate_s = dataset(spark, Path(args.data_dir), rows, args.scenario, args.seed)
         bench = Bench(spark, f"{rows}")
@@ -353,22 +379,19 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench_size(bench, rows, folder, args, generate_s))
         finally:
             bench.heap.stop()
-    cores = spark.sparkContext.defaultParallelism
-    cross = cross_ratios(results)
-    print(render(results, cores, cross))
-    stamp = datetime.now(UTC)
-    label = "+".join(_size_label(r) for r in sizes)
-    out = Path(args.results_dir) / f"{stamp:%Y-%m-%d}-{args.scenario}-{label}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "at": stamp.isoformat(), "host": platform.node(), "cores": cores, "master": args.master,
-        "driver_memory": args.driver_memory, "spark": spark.version,
-        "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
-        "sizes": [{**asdict(r), "steps": [{**asdict(s), "rows_per_core_s": s.rows_per_core_s(cores)}
-                                          for s in r.steps]} for r in results],
-        "cross_ratios": cross,
-    }, indent=2, default=str) + "\n")
-    print(f"\nfigures written to {out}")
+        # Written after every size, so a long run that is stopped keeps what it measured.
+        cross = cross_ratios(results)
+        print(render(results[-1:], cores, cross), flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "at": stamp.isoformat(), "host": platform.node(), "cores": cores, "master": args.master,
+            "driver_memory": args.driver_memory, "spark": spark.version,
+            "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+            "sizes": [{**asdict(r), "steps": [{**asdict(s), "rows_per_core_s": s.rows_per_core_s(cores)}
+                                              for s in r.steps]} for r in results],
+            "cross_ratios": cross,
+        }, indent=2, default=str) + "\n")
+        print(f"\nfigures written to {out}", flush=True)
     spark.stop()
     return 0
 
