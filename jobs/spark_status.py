@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 
 # Plan operators that must never appear: a pair explosion, or Python called once per row.
 FORBIDDEN_OPERATORS = ("CartesianProduct", "BroadcastNestedLoopJoin", "BatchEvalPython")
+HEAP_POOLS = ("Eden", "Survivor", "Old", "Tenured")     # heap pools of G1, Parallel and Serial collectors
 JOIN_OPERATORS = ("SortMergeJoin", "ShuffledHashJoin", "BroadcastHashJoin", "BroadcastNestedLoopJoin",
                   "CartesianProduct")
 
@@ -165,7 +166,9 @@ class HeapSampler:
             info = collector.getLastGcInfo()
             if info is not None and int(info.getEndTime()) > latest:
                 latest = int(info.getEndTime())
-                used = sum(int(u.getUsed()) for u in info.getMemoryUsageAfterGc().values())
+                after = info.getMemoryUsageAfterGc()   # every pool: keep the heap's (not metaspace, code cache)
+                used = sum(int(after[name].getUsed()) for name in after.keySet()
+                           if any(part in str(name) for part in HEAP_POOLS))
         return used
 
     def start(self) -> HeapSampler:
