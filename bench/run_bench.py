@@ -41,7 +41,7 @@ from jobs.config import load_conf, load_ruleset  # noqa: E402
 from jobs.outputs import read_output  # noqa: E402
 from jobs.run import execute  # noqa: E402
 from jobs.spark_status import HeapSampler, StageFigures, stage_figures  # noqa: E402
-from transforms.keys import STORAGE_LEVEL_KEY  # noqa: E402
+from transforms.checkpoints import STORAGE_LEVEL_KEY  # noqa: E402
 
 LOG = logging.getLogger("bench")
 RULESET = ROOT / "rulesets" / "usage_to_bill.yaml"
@@ -364,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the job once per value (default, DISK_ONLY, MEMORY_AND_DISK_SER, ...): how its "
                              "intermediate results are kept; the first one is the job the ratios use")
     parser.add_argument("--skip-exact", action="store_true", help="skip the exact-stage vs datacompy comparison")
+    parser.add_argument("--generate-only", action="store_true",
+                        help="generate (or find) the datasets and stop: a long generation need not share a session "
+                             "with the measurements")
     args = parser.parse_args(argv)
     sizes = sorted(args.rows or [1_000_000])
     spark = build_spark(args, sizes[-1])
@@ -374,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.results_dir) / f"{stamp:%Y-%m-%d}-{args.scenario}-{label}.json"
     for rows in sizes:
         folder, generate_s = dataset(spark, Path(args.data_dir), rows, args.scenario, args.seed)
+        if args.generate_only:
+            print(f"{folder}: " + ("reused" if generate_s is None else f"generated in {generate_s:.1f} s"), flush=True)
+            continue
         bench = Bench(spark, f"{rows}")
         try:
             results.append(bench_size(bench, rows, folder, args, generate_s))

@@ -27,9 +27,10 @@ from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
 from transforms.cases import aggregate_cases, record_cases
+from transforms.checkpoints import materialize
 from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
-from transforms.keys import account_bucket, case_id, materialize, with_record_identity
+from transforms.keys import account_bucket, case_id, with_record_identity
 from transforms.lifecycle import apply_lifecycle, current_state
 from transforms.outcomes import finalize_outcomes
 from transforms.phone import normalize_phone_columns

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from transforms.keys import materialize
+from transforms.checkpoints import materialize
 
 LOG = logging.getLogger(__name__)
 

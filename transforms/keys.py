@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -51,34 +50,3 @@ def account_bucket(account: Column, buckets: int) -> Column:
 def case_id(control_point: Column, case_type: Column, business_key: Column) -> Column:
     """`RA-` + 24 hex of sha256(control point | case type | business key): the same problem next run, same case."""
     return F.concat(F.lit("RA-"), F.substring(F.sha2(F.concat_ws("|", control_point, case_type, business_key), 256), 1, 24))
-
-
-def materialize(df: DataFrame) -> DataFrame:
-    """Compute `df` once and cut its lineage.
-
-    The controls reuse intermediate results many times (originals, exact matches, outcomes); without a cut, every
-    reuse re-inlines the whole upstream plan, and Catalyst's plan for the run grows beyond the driver's heap. A
-    reliable checkpoint is used where a checkpoint directory is configured (clusters: survives executor loss),
-    else a local checkpoint (executor storage, memory and disk).
-    """
-    spark = df.sparkSession
-    if spark.sparkContext.getCheckpointDir():
-        return df.checkpoint(eager=True)
-    level = spark.conf.get(STORAGE_LEVEL_KEY, None)
-    if level is None:
-        return df.localCheckpoint(eager=True)
-    return df.localCheckpoint(eager=True, storageLevel=_storage_level(level))
-
-
-# Session setting: how local checkpoints are kept. Unset: Spark's default (MEMORY_AND_DISK, deserialized). On a
-# small driver holding large intermediates, DISK_ONLY (or MEMORY_AND_DISK_SER) keeps the heap flat and GC low.
-STORAGE_LEVEL_KEY = "spark.telcora.materialize.storageLevel"
-_LEVELS = {"DISK_ONLY": StorageLevel.DISK_ONLY, "MEMORY_AND_DISK_SER": StorageLevel.MEMORY_AND_DISK,
-           "MEMORY_AND_DISK": StorageLevel(True, True, False, True), "MEMORY_ONLY_SER": StorageLevel.MEMORY_ONLY}
-
-
-def _storage_level(name: str) -> StorageLevel:
-    try:
-        return _LEVELS[name.upper()]
-    except KeyError:
-        raise ValueError(f"{STORAGE_LEVEL_KEY}={name!r}: expected one of {sorted(_LEVELS)}") from None

@@ -26,7 +26,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from transforms.keys import materialize
+from transforms.checkpoints import materialize
 
 LOG = logging.getLogger(__name__)
 # Session setting: the most distinct raw phone values whose E.164 mapping is broadcast (0: never broadcast).

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from transforms.checkpoints import materialize
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
-from transforms.keys import materialize
 from transforms.outcomes import outcome_frame
 from transforms.tariff import TariffJoin, unrated_tariff_id
 

@@ -1,0 +1,66 @@
+"""A cut keeps its result and frees the shuffle files that computed it (spark.local.dir must not fill up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from transforms.checkpoints import RELEASE_SHUFFLES_KEY, STORAGE_LEVEL_KEY, materialize, registered_shuffles
+
+
+def _shuffle_files(spark: SparkSession, shuffle_ids: frozenset[int]) -> list[Path]:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    dirs = jvm.org.apache.spark.SparkEnv.get().blockManager().diskBlockManager().localDirs()
+    return [f for d in dirs for f in Path(d.getPath()).rglob("shuffle_*")
+            if int(f.name.split("_")[1]) in shuffle_ids]
+
+
+def _grouped(spark: SparkSession) -> DataFrame:
+    """Two shuffles: a repartition and an aggregation."""
+    return (spark.range(2000).repartition(3, "id").withColumn("k", F.col("id") % 7)
+            .groupBy("k").agg(F.count(F.lit(1)).alias("n"), F.sum("id").alias("s")))
+
+
+def test_a_cut_keeps_its_result_and_releases_the_shuffles_it_created(spark: SparkSession) -> None:
+    before = registered_shuffles(spark)
+    cut = materialize(_grouped(spark))
+    created = registered_shuffles(spark) - before
+    assert created == frozenset(), f"shuffles left registered by the cut: {sorted(created)}"
+    expected = spark.createDataFrame([(k, len(range(k, 2000, 7)), sum(range(k, 2000, 7))) for k in range(7)],
+                                     "k bigint, n bigint, s bigint")
+    assert_df_equality(cut, expected, ignore_row_order=True, ignore_nullable=True)
+    # and the cut stays usable after its producers are gone
+    assert cut.where(F.col("k") == 3).select("n").first()[0] == len(range(3, 2000, 7))
+
+
+def test_without_release_the_shuffle_files_stay(spark: SparkSession) -> None:
+    """The other branch of the setting, so the test above can be seen to fail when the release does nothing."""
+    spark.conf.set(RELEASE_SHUFFLES_KEY, "false")
+    try:
+        before = registered_shuffles(spark)
+        materialize(_grouped(spark))
+        kept = registered_shuffles(spark) - before
+    finally:
+        spark.conf.unset(RELEASE_SHUFFLES_KEY)
+    assert len(kept) >= 2
+    assert _shuffle_files(spark, kept), "expected the kept shuffles' files on disk"
+    released = materialize(_grouped(spark))   # with release on: the new shuffles' files are deleted
+    assert released.count() == 7
+    from transforms.checkpoints import release_shuffles
+    release_shuffles(spark, kept)
+    assert _shuffle_files(spark, kept) == []
+    assert registered_shuffles(spark) & kept == frozenset()
+
+
+def test_unknown_storage_level_names_the_setting(spark: SparkSession) -> None:
+    spark.conf.set(STORAGE_LEVEL_KEY, "ON_THE_MOON")
+    try:
+        with pytest.raises(ValueError, match="spark.telcora.materialize.storageLevel='ON_THE_MOON'"):
+            materialize(spark.range(3))
+    finally:
+        spark.conf.unset(STORAGE_LEVEL_KEY)

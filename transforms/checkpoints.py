@@ -1,0 +1,80 @@
+"""Where the controls cut lineage: compute an intermediate result once, keep it, and free what produced it.
+
+The controls reuse intermediate results many times (originals, exact matches, outcomes); without a cut, every reuse
+re-inlines the whole upstream plan, and Catalyst's plan for the run grows beyond the driver's heap. A cut also ends
+the life of the shuffles that produced the result: nothing reads them again, but Spark keeps their files until the
+driver's garbage collector notices (it did not, in a probe: the files of five dead shuffles stayed until the
+session ended). At 10M usage records a run left 48 GB of such files in spark.local.dir; at 100M that is more than
+the disk of a small box. So each cut releases the shuffles its own computation created, and only those.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+
+LOG = logging.getLogger(__name__)
+
+# Session setting: how local checkpoints are kept. Unset: Spark's default (MEMORY_AND_DISK, deserialized). On a
+# small driver holding large intermediates, DISK_ONLY (or MEMORY_AND_DISK_SER) keeps the heap flat and GC low.
+STORAGE_LEVEL_KEY = "spark.telcora.materialize.storageLevel"
+# Session setting: release the shuffle files a cut's computation created once the cut is stored (default true).
+# Turn it off only when other threads share this SparkContext and re-execute a DataFrame object they hold: their
+# shuffle would be recomputed (correct, slower).
+RELEASE_SHUFFLES_KEY = "spark.telcora.materialize.releaseShuffles"
+
+_LEVELS = {"DISK_ONLY": StorageLevel.DISK_ONLY, "MEMORY_AND_DISK_SER": StorageLevel.MEMORY_AND_DISK,
+           "MEMORY_AND_DISK": StorageLevel(True, True, False, True), "MEMORY_ONLY_SER": StorageLevel.MEMORY_ONLY}
+
+
+def materialize(df: DataFrame) -> DataFrame:
+    """Compute `df` once, cut its lineage, and release the shuffles that computing it created.
+
+    A reliable checkpoint is used where a checkpoint directory is configured (clusters: survives executor loss),
+    else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says).
+    """
+    spark = df.sparkSession
+    release = (spark.conf.get(RELEASE_SHUFFLES_KEY, "true") or "true").strip().lower() == "true"
+    before = registered_shuffles(spark) if release else frozenset()
+    if spark.sparkContext.getCheckpointDir():
+        result = df.checkpoint(eager=True)
+    else:
+        level = spark.conf.get(STORAGE_LEVEL_KEY, None)
+        result = (df.localCheckpoint(eager=True) if level is None
+                  else df.localCheckpoint(eager=True, storageLevel=_storage_level(level)))
+    if release:
+        release_shuffles(spark, registered_shuffles(spark) - before)
+    return result
+
+
+def registered_shuffles(spark: SparkSession) -> frozenset[int]:
+    """Ids of the shuffles whose outputs the driver's MapOutputTracker knows of (empty when it cannot be asked)."""
+    try:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        tracker = jvm.org.apache.spark.SparkEnv.get().mapOutputTracker()
+        keys = jvm.scala.jdk.javaapi.CollectionConverters.asJava(tracker.shuffleStatuses().keySet())
+        return frozenset(int(k) for k in keys)
+    except Exception as err:  # noqa: BLE001 - a driver without the tracker (Spark Connect) keeps Spark's own cleanup
+        LOG.debug("shuffle ids unavailable: %s", err)
+        return frozenset()
+
+
+def release_shuffles(spark: SparkSession, shuffle_ids: frozenset[int]) -> None:
+    """Unregister the shuffles and delete their files on every executor (blocking: the disk is free on return)."""
+    if not shuffle_ids:
+        return
+    cleaner = spark.sparkContext._jsc.sc().cleaner()   # type: ignore[union-attr]
+    if cleaner.isEmpty():                               # spark.cleaner.referenceTracking=false: nothing to ask
+        return
+    for shuffle_id in sorted(shuffle_ids):
+        cleaner.get().doCleanupShuffle(shuffle_id, True)
+
+
+def _storage_level(name: str) -> StorageLevel:
+    try:
+        return _LEVELS[name.upper()]
+    except KeyError:
+        raise ValueError(f"{STORAGE_LEVEL_KEY}={name!r}: expected one of {sorted(_LEVELS)}") from None
