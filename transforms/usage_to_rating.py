@@ -68,10 +68,13 @@ def prepare_rated(rated: DataFrame) -> DataFrame:
 
 
 def _with_roots(valid: DataFrame, p: UsageToRatingParams) -> DataFrame:
-    """Mark duplicates and give every valid usage row its original (`_root`, a struct with record_id/_hash/_key).
+    """Mark duplicates and give every valid usage row its original (`_root`, a struct with _key/_hash/_rid).
 
     An earlier copy is the minimum, in the ruleset's order, over rows sharing the record_id or the content; a copy
-    whose earlier copy is itself a copy is resolved one more level (resends of resends).
+    whose earlier copy is itself a copy is resolved one more level (resends of resends). Adds `_is_dup`, `_dup_by`
+    ('record_id' | 'content'), `_first_of_id` (the row is the first carrying its record_id: the one its lineage
+    leads to) and `_root`. The wide order structs the windows compare are dropped before returning: kept, they
+    were most of the bytes of every later shuffle of usage rows.
     """
     ord_struct = F.struct(*[F.col(c) for c in p.order_columns], F.col("_hash"), F.col("_key"),
                           F.col("record_id").alias("_rid"))
@@ -83,8 +86,9 @@ def _with_roots(valid: DataFrame, p: UsageToRatingParams) -> DataFrame:
         .withColumn("_first_by_content", F.min("_ord").over(by_content))
         .withColumn("_dup_of", F.least("_first_by_id", "_first_by_content"))
         .withColumn("_is_dup", F.col("_dup_of._key") != F.col("_key"))
-        .withColumn("_dup_by", F.when(F.col("_first_by_id._key") != F.col("_key"), F.lit("record_id"))
-                    .otherwise(F.lit("content")))
+        .withColumn("_first_of_id", F.col("_first_by_id._key") == F.col("_key"))
+        .withColumn("_dup_by", F.when(~F.col("_first_of_id"), F.lit("record_id")).otherwise(F.lit("content")))
+        .drop("_first_by_id", "_first_by_content")
     )
     dup_parents = marked.where(F.col("_is_dup")).select(F.col("_key").alias("_pk"), F.col("_dup_of").alias("_p_dup_of"))
     dups = (
@@ -94,7 +98,22 @@ def _with_roots(valid: DataFrame, p: UsageToRatingParams) -> DataFrame:
         .drop("_pk", "_p_dup_of")
     )
     originals = marked.where(~F.col("_is_dup")).withColumn("_root", F.col("_ord"))
-    return originals.unionByName(dups)
+    narrow_root = F.struct(F.col("_root._key").alias("_key"), F.col("_root._hash").alias("_hash"),
+                           F.col("_root._rid").alias("_rid"))
+    return (originals.unionByName(dups).withColumn("_root", narrow_root).drop("_ord", "_dup_of"))
+
+
+def _needed(*groups: Sequence[str]) -> list[str]:
+    """Columns in first-seen order, once each."""
+    return list(dict.fromkeys(c for group in groups for c in group))
+
+
+# What the control reads of each side besides the ruleset's key, content and order columns: the matching works on
+# these only, so no shuffle carries a column nothing reads (raw phone strings, other control points' reasons).
+LEFT_COLUMNS = ("_key", "_hash", "_q", "record_id", "account_id", "msisdn_e164", "service_type", "start_time",
+                "received_at", "_t", "_qty")
+RIGHT_COLUMNS = ("_key", "_hash", "_q", "rated_event_id", "source_record_id", "rated_at", "amount", "currency",
+                 "account_id", "msisdn_e164", "service_type", "start_time", "_t", "_qty")
 
 
 def usage_to_rating(
@@ -105,14 +124,15 @@ def usage_to_rating(
     `cdr` carries `_key`, `_hash`, `_q` (quarantine reason), `msisdn_e164`, `other_party_e164`; `rated` the same
     with `_q` for this control point.
     """
-    left = prepare_cdr(cdr)
-    right = prepare_rated(rated)
     fuzzy_keys = _normalized(p.fuzzy_keys)
+    left = prepare_cdr(cdr).select(*_needed(LEFT_COLUMNS, fuzzy_keys, _normalized(p.content_columns),
+                                            p.order_columns))
+    right = prepare_rated(rated).select(*_needed(RIGHT_COLUMNS, fuzzy_keys))
 
     valid_left = materialize(_with_roots(left.where(F.col("_q").isNull()), p))
 
     # Lineage: each record_id (of an original or a copy) leads to the original of the first row carrying it.
-    lineage = valid_left.where(F.col("_first_by_id._key") == F.col("_key")).select(
+    lineage = valid_left.where(F.col("_first_of_id")).select(
         F.col("record_id").alias("_lineage_id"),
         F.col("_root").alias("_lroot"),
         (F.col("_root._key") == F.col("_key")).alias("_own"),
