@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import resource
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +43,7 @@ from jobs.config import load_conf, load_ruleset  # noqa: E402
 from jobs.outputs import read_output  # noqa: E402
 from jobs.run import execute  # noqa: E402
 from jobs.spark_status import HeapSampler, StageFigures, stage_figures  # noqa: E402
-from transforms.checkpoints import STORAGE_LEVEL_KEY  # noqa: E402
+from transforms.checkpoints import CUT_DIR_KEY, STORAGE_LEVEL_KEY  # noqa: E402
 
 LOG = logging.getLogger("bench")
 RULESET = ROOT / "rulesets" / "usage_to_bill.yaml"
@@ -91,14 +93,54 @@ class SizeResult:
         return next((s for s in self.steps if s.name == name), None)
 
 
-class Bench:
-    """Holds the session, the heap sampler and the list of steps of the size being measured."""
+class DiskSampler:
+    """Peak bytes under some folders (spark.local.dir: shuffle files, spilled blocks; the Parquet cut folder).
 
-    def __init__(self, spark: SparkSession, tag: str) -> None:
+    What a run needs of the disk besides its inputs and outputs: on a small box, whether 100M fits.
+    """
+
+    def __init__(self, folders: list[Path], interval_s: float = 5.0) -> None:
+        self.folders, self._interval = folders, interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-sampler", daemon=True)
+
+    @staticmethod
+    def _size(folder: Path) -> int:
+        total = 0
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(root, name)).st_size
+                except OSError:      # deleted while walking
+                    pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.peak = max(self.peak, sum(self._size(f) for f in self.folders))
+
+    def start(self) -> DiskSampler:
+        self._thread.start()
+        return self
+
+    def reset(self) -> None:
+        self.peak = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+class Bench:
+    """Holds the session, the heap and disk samplers and the list of steps of the size being measured."""
+
+    def __init__(self, spark: SparkSession, tag: str, scratch: list[Path]) -> None:
         self.spark = spark
         self.tag = tag
         self.cores = spark.sparkContext.defaultParallelism
         self.heap = HeapSampler(spark).start()
+        self.disk = DiskSampler(scratch).start()
         self.steps: list[Step] = []
 
     @contextmanager
@@ -177,14 +219,17 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
     heap_job = heap_job_gc = 0
     for index, level in enumerate(args.storage_level or ["default"]):
         # Each variant is a separate run (own run id) of the same job over the same inputs, in this session.
-        if level == "default":
-            spark.conf.unset(STORAGE_LEVEL_KEY)
-        else:
+        spark.conf.unset(STORAGE_LEVEL_KEY)
+        spark.conf.unset(CUT_DIR_KEY)
+        if level == "PARQUET":
+            spark.conf.set(CUT_DIR_KEY, str(cut_dir(args)))
+        elif level != "default":
             spark.conf.set(STORAGE_LEVEL_KEY, level)
         suffix = "" if index == 0 else f" [{level}]"
         variant_run = f"bench-{bench.tag}-{int(time.time())}-{index}"
         phases.RECORDED.clear()
         bench.heap.reset()
+        bench.disk.reset()
         with bench.step("job (other)", all_rows):
             started = time.monotonic()
             execute(spark, conf, ruleset, CYCLE, variant_run)
@@ -201,13 +246,15 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
         bench.steps.append(Step("job" + suffix, job_s, all_rows, total,
                                 {"storage_level": level, "run_id": variant_run,
                                  "peak_heap_bytes": bench.heap.peak_bytes,
-                                 "peak_heap_after_gc_bytes": bench.heap.peak_after_gc_bytes}))
+                                 "peak_heap_after_gc_bytes": bench.heap.peak_after_gc_bytes,
+                                 "peak_scratch_disk_bytes": bench.disk.peak}))
         if index == 0:
             run_id, heap_job, heap_job_gc = variant_run, bench.heap.peak_bytes, bench.heap.peak_after_gc_bytes
             bench.steps.extend(phase_steps)
             bench.steps.append(Step("  outside phases", job_s - sum(s.seconds for s in phase_steps), all_rows,
                                     other.figures))
     spark.conf.unset(STORAGE_LEVEL_KEY)
+    spark.conf.unset(CUT_DIR_KEY)
 
     checks: dict[str, Any] = {"run_id": run_id, "outcomes": outcome_counts(spark, conf.output, run_id)}
     if args.scenario == "seed004":
@@ -285,6 +332,10 @@ def render(results: list[SizeResult], cores: int, cross: dict[str, float | None]
         lines.append(f"peak driver heap during the job: {r.peak_heap_bytes / MIB:,.0f} MiB "
                      f"(after GC: {r.peak_heap_after_gc_bytes / MIB:,.0f} MiB); "
                      f"python driver max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+        for s in r.steps:
+            if s.name.startswith("job") and "peak_scratch_disk_bytes" in s.extra:
+                lines.append(f"peak scratch disk ({s.name}): {s.extra['peak_scratch_disk_bytes'] / MIB:,.0f} MiB "
+                             "(spark.local.dir + Parquet cuts, sampled every 5 s)")
         for name, value in r.ratios.items():
             lines.append(f"{name:<44}{'n/a' if value is None else value}")
         if "seed004" in r.checks:
@@ -332,6 +383,14 @@ def cross_ratios(results: list[SizeResult]) -> dict[str, float | None]:
     }
 
 
+def local_dir(args: argparse.Namespace) -> Path:
+    return Path(args.local_dir) if args.local_dir else ROOT / "bench" / "data" / "spark-local"
+
+
+def cut_dir(args: argparse.Namespace) -> Path:
+    return Path(args.data_dir) / "cuts"
+
+
 def build_spark(args: argparse.Namespace, rows: int) -> SparkSession:
     from jobs.session import build_session
 
@@ -341,7 +400,7 @@ def build_spark(args: argparse.Namespace, rows: int) -> SparkSession:
         "spark.sql.shuffle.partitions": partitions,
         "spark.ui.retainedJobs": 100_000, "spark.ui.retainedStages": 100_000,
         "spark.sql.ui.retainedExecutions": 100_000, "spark.ui.retainedTasks": 1_000,
-        "spark.local.dir": args.local_dir or str(ROOT / "bench" / "data" / "spark-local"),
+        "spark.local.dir": str(local_dir(args)),
     }}, app_name="telco-ra-bench")
 
 
@@ -361,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-naive", type=int, default=1_100_000,
                         help="run the naive fuzzy baseline when the cdr input has at most this many rows")
     parser.add_argument("--storage-level", action="append",
-                        help="run the job once per value (default, DISK_ONLY, MEMORY_AND_DISK_SER, ...): how its "
-                             "intermediate results are kept; the first one is the job the ratios use")
+                        help="run the job once per value (default, DISK_ONLY, MEMORY_AND_DISK_SER, ..., or PARQUET: "
+                             "files under <data-dir>/cuts): how its intermediate results are kept; the first one is "
+                             "the job the ratios use")
     parser.add_argument("--skip-exact", action="store_true", help="skip the exact-stage vs datacompy comparison")
     parser.add_argument("--generate-only", action="store_true",
                         help="generate (or find) the datasets and stop: a long generation need not share a session "
@@ -380,11 +440,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.generate_only:
             print(f"{folder}: " + ("reused" if generate_s is None else f"generated in {generate_s:.1f} s"), flush=True)
             continue
-        bench = Bench(spark, f"{rows}")
+        bench = Bench(spark, f"{rows}", [local_dir(args), cut_dir(args)])
         try:
             results.append(bench_size(bench, rows, folder, args, generate_s))
         finally:
             bench.heap.stop()
+            bench.disk.stop()
         # Written after every size, so a long run that is stopped keeps what it measured.
         cross = cross_ratios(results)
         print(render(results[-1:], cores, cross), flush=True)

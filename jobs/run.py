@@ -7,6 +7,7 @@ load (outputs, control_run last). The transforms are pure and live in `transform
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
 from transforms.cases import aggregate_cases, record_cases
-from transforms.checkpoints import materialize
+from transforms.checkpoints import cut_scope, materialize
 from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
 from transforms.keys import account_bucket, case_id, with_record_identity
@@ -156,7 +157,19 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
 def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None = None,
             versions: Mapping[str, int] | None = None, bucket: int | None = None,
             history_before: datetime | None = None) -> RunResult:
-    """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed)."""
+    """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed).
+
+    Intermediate results written as files (spark.telcora.materialize.dir) live only as long as the run.
+    """
+    with cut_scope(spark, f"{spark.sparkContext.applicationId}-run{next(_RUN_NUMBERS)}"):
+        return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before)
+
+
+_RUN_NUMBERS = itertools.count()
+
+
+def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None,
+             versions: Mapping[str, int] | None, bucket: int | None, history_before: datetime | None) -> RunResult:
     started_at = datetime.now(UTC)
     cycle = conf.cycle(cycle_id)
     if not SAFE.match(cycle_id):

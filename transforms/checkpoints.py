@@ -10,7 +10,10 @@ the disk of a small box. So each cut releases the shuffles its own computation c
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -25,6 +28,14 @@ STORAGE_LEVEL_KEY = "spark.telcora.materialize.storageLevel"
 # shuffle would be recomputed (correct, slower).
 RELEASE_SHUFFLES_KEY = "spark.telcora.materialize.releaseShuffles"
 
+# Session setting: a directory (local path, or a shared filesystem's URI on a cluster) where cuts are written as
+# Parquet instead of kept as checkpoint blocks. Columnar and compressed: later reads take only the columns they
+# use, and a 100M-record run's intermediates fit a small disk. Each run writes under <dir>/<run scope>/ and
+# deletes that folder when it ends.
+CUT_DIR_KEY = "spark.telcora.materialize.dir"
+_SCOPE_KEY = "spark.telcora.materialize.scope"
+_CUT_NUMBERS = itertools.count()
+
 _LEVELS = {"DISK_ONLY": StorageLevel.DISK_ONLY, "MEMORY_AND_DISK_SER": StorageLevel.MEMORY_AND_DISK,
            "MEMORY_AND_DISK": StorageLevel(True, True, False, True), "MEMORY_ONLY_SER": StorageLevel.MEMORY_ONLY}
 
@@ -38,7 +49,10 @@ def materialize(df: DataFrame) -> DataFrame:
     spark = df.sparkSession
     release = (spark.conf.get(RELEASE_SHUFFLES_KEY, "true") or "true").strip().lower() == "true"
     before = registered_shuffles(spark) if release else frozenset()
-    if spark.sparkContext.getCheckpointDir():
+    cut_dir = spark.conf.get(CUT_DIR_KEY, None)
+    if cut_dir:
+        result = _parquet_cut(df, cut_dir)
+    elif spark.sparkContext.getCheckpointDir():
         result = df.checkpoint(eager=True)
     else:
         level = spark.conf.get(STORAGE_LEVEL_KEY, None)
@@ -47,6 +61,45 @@ def materialize(df: DataFrame) -> DataFrame:
     if release:
         release_shuffles(spark, registered_shuffles(spark) - before)
     return result
+
+
+def _parquet_cut(df: DataFrame, cut_dir: str) -> DataFrame:
+    spark = df.sparkSession
+    scope = spark.conf.get(_SCOPE_KEY, None) or spark.sparkContext.applicationId
+    path = f"{cut_dir.rstrip('/')}/{scope}/cut-{next(_CUT_NUMBERS):06d}"
+    df.write.mode("overwrite").parquet(path)
+    return spark.read.schema(df.schema).parquet(path)
+
+
+@contextmanager
+def cut_scope(spark: SparkSession, scope: str) -> Iterator[None]:
+    """Cuts written inside the block go under <spark.telcora.materialize.dir>/<scope>/, deleted on the way out.
+
+    Only for Parquet cuts; checkpoint blocks live as long as Spark keeps them. The caller must not use a cut
+    DataFrame after the block (its files are gone).
+    """
+    previous = spark.conf.get(_SCOPE_KEY, None)
+    spark.conf.set(_SCOPE_KEY, scope)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(_SCOPE_KEY)
+        else:
+            spark.conf.set(_SCOPE_KEY, previous)
+        cut_dir = spark.conf.get(CUT_DIR_KEY, None)
+        if cut_dir:
+            _delete(spark, f"{cut_dir.rstrip('/')}/{scope}")
+
+
+def _delete(spark: SparkSession, path: str) -> None:
+    """Recursive delete through Hadoop's FileSystem: the same code for a local path, HDFS, S3 or DBFS."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    if fs.exists(hadoop_path):
+        fs.delete(hadoop_path, True)
 
 
 def registered_shuffles(spark: SparkSession) -> frozenset[int]:
