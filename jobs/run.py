@@ -28,7 +28,7 @@ from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
 from transforms.cases import aggregate_cases, record_cases
-from transforms.checkpoints import cut_scope, materialize
+from transforms.checkpoints import cut_scope, materialize, release
 from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
 from transforms.keys import account_bucket, case_id, with_record_identity
@@ -267,6 +267,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         with phase(spark, cp_id, run_id):
             outcome_parts.append(materialize(
                 build().transform(finalize_outcomes(tags, cp_id, buckets, exemptions(cps[cp_id])))))
+        if cp_id == "usage-to-rating":
+            release(cdr_p)          # read by no later control point
     outcomes = outcome_parts[0]
     for part in outcome_parts[1:]:
         outcomes = outcomes.unionByName(part)
@@ -285,6 +287,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                                                              variance_key)))
     with phase(spark, agg_cp.id, run_id):
         variances = materialize(variances.select(*AGGREGATE_VARIANCE.fieldNames()))
+    release(rated_p)                # the last reader of the prepared rated events and charges is done
+    release(charges_p)
 
     with phase(spark, "totals", run_id):
         # Watermark and input totals in one pass per input (the conservation law's left-hand side).

@@ -64,3 +64,27 @@ def test_unknown_storage_level_names_the_setting(spark: SparkSession) -> None:
             materialize(spark.range(3))
     finally:
         spark.conf.unset(STORAGE_LEVEL_KEY)
+
+
+def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_path: Path) -> None:
+    from transforms.checkpoints import CUT_DIR_KEY, cut_scope, release
+
+    sc = spark.sparkContext._jsc.sc()  # type: ignore[union-attr]
+    kept_before = sc.getPersistentRDDs().size()
+    cut = materialize(_grouped(spark))
+    assert sc.getPersistentRDDs().size() == kept_before + 1
+    release(cut)
+    assert sc.getPersistentRDDs().size() == kept_before
+
+    spark.conf.set(CUT_DIR_KEY, str(tmp_path / "cuts"))
+    try:
+        with cut_scope(spark, "scope-a"):
+            first, second = materialize(_grouped(spark)), materialize(spark.range(5))
+            folders = sorted(p.name for p in (tmp_path / "cuts" / "scope-a").iterdir())
+            assert len(folders) == 2
+            release(first)
+            assert sorted(p.name for p in (tmp_path / "cuts" / "scope-a").iterdir()) == folders[1:]
+            assert second.count() == 5
+        assert not (tmp_path / "cuts" / "scope-a").exists()
+    finally:
+        spark.conf.unset(CUT_DIR_KEY)

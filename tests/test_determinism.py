@@ -12,8 +12,8 @@ from factories import RULESET, write_inputs
 from jobs.config import load_conf, load_ruleset
 from jobs.outputs import content_hash, read_output
 from jobs.run import execute
-from transforms.checkpoints import CUT_DIR_KEY
 from scenario import CDR, CHARGES, RATED, SUSPENSE
+from transforms.checkpoints import CUT_DIR_KEY
 
 TABLES = ("record_outcome", "ra_case", "aggregate_variance")
 

@@ -71,6 +71,28 @@ def _parquet_cut(df: DataFrame, cut_dir: str) -> DataFrame:
     return spark.read.schema(df.schema).parquet(path)
 
 
+def release(df: DataFrame) -> None:
+    """Free a cut that nothing will read again (its files or kept blocks) before the run ends.
+
+    A run holds its prepared inputs until the last control point that reads them is done; on a long run they are
+    the largest intermediates, so they are freed then rather than at the end. A DataFrame that is not a cut is
+    left alone.
+    """
+    spark = df.sparkSession
+    plan = df._jdf.queryExecution().analyzed()
+    if plan.getClass().getSimpleName() == "LogicalRDD":          # a checkpoint: unpersist its blocks
+        plan.rdd().unpersist(True)
+        return
+    cut_dir = spark.conf.get(CUT_DIR_KEY, None)
+    scope = spark.conf.get(_SCOPE_KEY, None) or spark.sparkContext.applicationId
+    if not cut_dir:
+        return
+    marker = f"/{scope}/cut-"            # input file URIs may spell the cut folder as file:/..., file:///..., s3a://...
+    for folder in {f.rsplit("/", 1)[0] for f in df.inputFiles()}:
+        if marker in folder and "/" not in folder.split(marker, 1)[1]:
+            _delete(spark, folder)
+
+
 @contextmanager
 def cut_scope(spark: SparkSession, scope: str) -> Iterator[None]:
     """Cuts written inside the block go under <spark.telcora.materialize.dir>/<scope>/, deleted on the way out.
