@@ -58,9 +58,20 @@ def materialize(df: DataFrame) -> DataFrame:
         level = spark.conf.get(STORAGE_LEVEL_KEY, None)
         result = (df.localCheckpoint(eager=True) if level is None
                   else df.localCheckpoint(eager=True, storageLevel=_storage_level(level)))
-    if release:
+    if release and not _other_jobs_running(spark):
         release_shuffles(spark, registered_shuffles(spark) - before)
     return result
+
+
+def _other_jobs_running(spark: SparkSession) -> bool:
+    """Whether any job is running now (ours are done when the cut returns, so it is another thread's).
+
+    Shuffles are registered per SparkContext, not per thread: when runs share a context (partition reruns side by
+    side), a shuffle new since the cut began may belong to a neighbour's running stage, and unregistering it under
+    a running stage stops the DAG scheduler. So a cut releases only while nothing else runs; concurrent runs keep
+    their files, as Spark would.
+    """
+    return len(spark.sparkContext.statusTracker().getActiveJobsIds()) > 0
 
 
 def _parquet_cut(df: DataFrame, cut_dir: str) -> DataFrame:
