@@ -9,7 +9,16 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from transforms.checkpoints import RELEASE_SHUFFLES_KEY, STORAGE_LEVEL_KEY, materialize, registered_shuffles
+from transforms.checkpoints import (
+    CUT_DIR_KEY,
+    RELEASE_SHUFFLES_KEY,
+    STORAGE_LEVEL_KEY,
+    cut_scope,
+    materialize,
+    registered_shuffles,
+    release,
+    release_shuffles,
+)
 
 
 def _shuffle_files(spark: SparkSession, shuffle_ids: frozenset[int]) -> list[Path]:
@@ -51,7 +60,6 @@ def test_without_release_the_shuffle_files_stay(spark: SparkSession) -> None:
     assert _shuffle_files(spark, kept), "expected the kept shuffles' files on disk"
     released = materialize(_grouped(spark))   # with release on: the new shuffles' files are deleted
     assert released.count() == 7
-    from transforms.checkpoints import release_shuffles
     release_shuffles(spark, kept)
     assert _shuffle_files(spark, kept) == []
     assert registered_shuffles(spark) & kept == frozenset()
@@ -67,8 +75,6 @@ def test_unknown_storage_level_names_the_setting(spark: SparkSession) -> None:
 
 
 def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_path: Path) -> None:
-    from transforms.checkpoints import CUT_DIR_KEY, cut_scope, release
-
     sc = spark.sparkContext._jsc.sc()  # type: ignore[union-attr]
     kept_before = sc.getPersistentRDDs().size()
     cut = materialize(_grouped(spark))

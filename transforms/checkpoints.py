@@ -47,8 +47,8 @@ def materialize(df: DataFrame) -> DataFrame:
     else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says).
     """
     spark = df.sparkSession
-    release = (spark.conf.get(RELEASE_SHUFFLES_KEY, "true") or "true").strip().lower() == "true"
-    before = registered_shuffles(spark) if release else frozenset()
+    free_shuffles = (spark.conf.get(RELEASE_SHUFFLES_KEY, "true") or "true").strip().lower() == "true"
+    before = registered_shuffles(spark) if free_shuffles else frozenset()
     cut_dir = spark.conf.get(CUT_DIR_KEY, None)
     if cut_dir:
         result = _parquet_cut(df, cut_dir)
@@ -58,7 +58,7 @@ def materialize(df: DataFrame) -> DataFrame:
         level = spark.conf.get(STORAGE_LEVEL_KEY, None)
         result = (df.localCheckpoint(eager=True) if level is None
                   else df.localCheckpoint(eager=True, storageLevel=_storage_level(level)))
-    if release and not _other_jobs_running(spark):
+    if free_shuffles and not _other_jobs_running(spark):
         release_shuffles(spark, registered_shuffles(spark) - before)
     return result
 
@@ -74,10 +74,18 @@ def _other_jobs_running(spark: SparkSession) -> bool:
     return len(spark.sparkContext.statusTracker().getActiveJobsIds()) > 0
 
 
+def _scope(spark: SparkSession) -> str:
+    """The folder name of the current run's cuts (the application's, outside a run)."""
+    return spark.conf.get(_SCOPE_KEY, None) or spark.sparkContext.applicationId
+
+
+def _scope_folder(cut_dir: str, scope: str) -> str:
+    return f"{cut_dir.rstrip('/')}/{scope}"
+
+
 def _parquet_cut(df: DataFrame, cut_dir: str) -> DataFrame:
     spark = df.sparkSession
-    scope = spark.conf.get(_SCOPE_KEY, None) or spark.sparkContext.applicationId
-    path = f"{cut_dir.rstrip('/')}/{scope}/cut-{next(_CUT_NUMBERS):06d}"
+    path = f"{_scope_folder(cut_dir, _scope(spark))}/cut-{next(_CUT_NUMBERS):06d}"
     df.write.mode("overwrite").parquet(path)
     return spark.read.schema(df.schema).parquet(path)
 
@@ -94,11 +102,9 @@ def release(df: DataFrame) -> None:
     if plan.getClass().getSimpleName() == "LogicalRDD":          # a checkpoint: unpersist its blocks
         plan.rdd().unpersist(True)
         return
-    cut_dir = spark.conf.get(CUT_DIR_KEY, None)
-    scope = spark.conf.get(_SCOPE_KEY, None) or spark.sparkContext.applicationId
-    if not cut_dir:
+    if not spark.conf.get(CUT_DIR_KEY, None):
         return
-    marker = f"/{scope}/cut-"            # input file URIs may spell the cut folder as file:/..., file:///..., s3a://...
+    marker = f"/{_scope(spark)}/cut-"      # input file URIs may spell the cut folder as file:/..., file:///..., s3a://...
     for folder in {f.rsplit("/", 1)[0] for f in df.inputFiles()}:
         if marker in folder and "/" not in folder.split(marker, 1)[1]:
             _delete(spark, folder)
@@ -122,7 +128,7 @@ def cut_scope(spark: SparkSession, scope: str) -> Iterator[None]:
             spark.conf.set(_SCOPE_KEY, previous)
         cut_dir = spark.conf.get(CUT_DIR_KEY, None)
         if cut_dir:
-            _delete(spark, f"{cut_dir.rstrip('/')}/{scope}")
+            _delete(spark, _scope_folder(cut_dir, scope))
 
 
 def _delete(spark: SparkSession, path: str) -> None:
