@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -76,11 +77,11 @@ def test_unknown_storage_level_names_the_setting(spark: SparkSession) -> None:
 
 def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_path: Path) -> None:
     sc = spark.sparkContext._jsc.sc()  # type: ignore[union-attr]
-    kept_before = sc.getPersistentRDDs().size()
     cut = materialize(_grouped(spark))
-    assert sc.getPersistentRDDs().size() == kept_before + 1
+    rdd_id = cut._jdf.queryExecution().analyzed().rdd().id()     # the checkpoint's kept RDD
+    assert sc.getPersistentRDDs().contains(rdd_id)               # (other tests' cuts come and go with GC: by id)
     release(cut)
-    assert sc.getPersistentRDDs().size() == kept_before
+    assert not sc.getPersistentRDDs().contains(rdd_id)
 
     spark.conf.set(CUT_DIR_KEY, str(tmp_path / "cuts"))
     try:
@@ -94,3 +95,44 @@ def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_p
         assert not (tmp_path / "cuts" / "scope-a").exists()
     finally:
         spark.conf.unset(CUT_DIR_KEY)
+
+
+def test_runs_side_by_side_keep_their_shuffles_and_their_own_cut_folders(spark: SparkSession,
+                                                                         tmp_path: Path) -> None:
+    """Two runs in one process share the SparkContext: a cut of one must not free what the other may still use,
+    and neither may write into or delete the other's cut folder (partition reruns run this way)."""
+    opened, ours_open, cut_again, may_close = (threading.Event() for _ in range(4))
+    neighbour_cuts: list[DataFrame] = []
+
+    def neighbour() -> None:
+        with cut_scope(spark, "scope-b"):
+            neighbour_cuts.append(materialize(spark.range(4)))
+            opened.set()
+            ours_open.wait(timeout=120)
+            neighbour_cuts.append(materialize(spark.range(6)))     # while scope-a is open in the other thread
+            cut_again.set()
+            may_close.wait(timeout=120)
+
+    spark.conf.set(CUT_DIR_KEY, str(tmp_path / "cuts"))
+    thread = threading.Thread(target=neighbour)
+    kept: frozenset[int] = frozenset()
+    try:
+        thread.start()
+        assert opened.wait(timeout=120)
+        with cut_scope(spark, "scope-a"):
+            ours_open.set()
+            assert cut_again.wait(timeout=120)
+            before = registered_shuffles(spark)
+            materialize(_grouped(spark))
+            kept = registered_shuffles(spark) - before
+            assert len(kept) >= 2, "a cut released shuffles while another run was open"
+            assert len(list((tmp_path / "cuts" / "scope-a").iterdir())) == 1
+            assert len(list((tmp_path / "cuts" / "scope-b").iterdir())) == 2
+        assert not (tmp_path / "cuts" / "scope-a").exists()
+        assert [c.count() for c in neighbour_cuts] == [4, 6]     # the neighbour's cuts outlived our scope
+    finally:
+        may_close.set()
+        thread.join(timeout=120)
+        spark.conf.unset(CUT_DIR_KEY)
+        release_shuffles(spark, kept)
+    assert not (tmp_path / "cuts" / "scope-b").exists()

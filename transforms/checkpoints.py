@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,8 +34,20 @@ RELEASE_SHUFFLES_KEY = "spark.telcora.materialize.releaseShuffles"
 # use, and a 100M-record run's intermediates fit a small disk. Each run writes under <dir>/<run scope>/ and
 # deletes that folder when it ends.
 CUT_DIR_KEY = "spark.telcora.materialize.dir"
-_SCOPE_KEY = "spark.telcora.materialize.scope"
 _CUT_NUMBERS = itertools.count()
+
+
+class _Runs(threading.local):
+    """The cut scope of the run this thread is in (runs side by side in one process each have their own)."""
+
+    scope: str | None = None
+
+
+_THREAD = _Runs()
+# How many runs (cut scopes) are open in this process, and the lock that makes "am I alone? then release" atomic
+# with a neighbour's start: a run opens its scope before its first Spark job.
+_OPEN_RUNS = 0
+_RUNS_LOCK = threading.Lock()
 
 _LEVELS = {"DISK_ONLY": StorageLevel.DISK_ONLY, "MEMORY_AND_DISK_SER": StorageLevel.MEMORY_AND_DISK,
            "MEMORY_AND_DISK": StorageLevel(True, True, False, True), "MEMORY_ONLY_SER": StorageLevel.MEMORY_ONLY}
@@ -58,25 +71,29 @@ def materialize(df: DataFrame) -> DataFrame:
         level = spark.conf.get(STORAGE_LEVEL_KEY, None)
         result = (df.localCheckpoint(eager=True) if level is None
                   else df.localCheckpoint(eager=True, storageLevel=_storage_level(level)))
-    if free_shuffles and not _other_jobs_running(spark):
-        release_shuffles(spark, registered_shuffles(spark) - before)
+    if free_shuffles:
+        with _RUNS_LOCK:
+            if _OPEN_RUNS <= 1 and not _other_jobs_running(spark):
+                release_shuffles(spark, registered_shuffles(spark) - before)
     return result
 
 
 def _other_jobs_running(spark: SparkSession) -> bool:
     """Whether any job is running now (ours are done when the cut returns, so it is another thread's).
 
-    Shuffles are registered per SparkContext, not per thread: when runs share a context (partition reruns side by
-    side), a shuffle new since the cut began may belong to a neighbour's running stage, and unregistering it under
-    a running stage stops the DAG scheduler. So a cut releases only while nothing else runs; concurrent runs keep
-    their files, as Spark would.
+    Shuffles are registered per SparkContext, not per thread: a shuffle new since the cut began may belong to a
+    neighbour. Unregistering one that a running stage, or the neighbour's next job, still uses stops the DAG
+    scheduler (seen: "key not found" in registerMapOutput, SparkContext shut down). So a cut releases only when its
+    run is the only one open in the process (checked under the lock a run takes to open) and no job runs; runs side
+    by side keep their files, as Spark would. Threads that share the context outside runs should set
+    spark.telcora.materialize.releaseShuffles=false.
     """
     return len(spark.sparkContext.statusTracker().getActiveJobsIds()) > 0
 
 
 def _scope(spark: SparkSession) -> str:
-    """The folder name of the current run's cuts (the application's, outside a run)."""
-    return spark.conf.get(_SCOPE_KEY, None) or spark.sparkContext.applicationId
+    """The folder name of this thread's run's cuts (the application's, outside a run)."""
+    return _THREAD.scope or spark.sparkContext.applicationId
 
 
 def _scope_folder(cut_dir: str, scope: str) -> str:
@@ -114,18 +131,21 @@ def release(df: DataFrame) -> None:
 def cut_scope(spark: SparkSession, scope: str) -> Iterator[None]:
     """Cuts written inside the block go under <spark.telcora.materialize.dir>/<scope>/, deleted on the way out.
 
-    Only for Parquet cuts; checkpoint blocks live as long as Spark keeps them. The caller must not use a cut
+    The scope is the thread's, not the session's: runs side by side in one session each write and delete their own
+    folder. Only for Parquet cuts; checkpoint blocks live as long as Spark keeps them. The caller must not use a cut
     DataFrame after the block (its files are gone).
     """
-    previous = spark.conf.get(_SCOPE_KEY, None)
-    spark.conf.set(_SCOPE_KEY, scope)
+    global _OPEN_RUNS
+    previous = _THREAD.scope
+    with _RUNS_LOCK:
+        _OPEN_RUNS += 1
+    _THREAD.scope = scope
     try:
         yield
     finally:
-        if previous is None:
-            spark.conf.unset(_SCOPE_KEY)
-        else:
-            spark.conf.set(_SCOPE_KEY, previous)
+        _THREAD.scope = previous
+        with _RUNS_LOCK:
+            _OPEN_RUNS -= 1
         cut_dir = spark.conf.get(CUT_DIR_KEY, None)
         if cut_dir:
             _delete(spark, _scope_folder(cut_dir, scope))
