@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from jobs.spark_status import last_execution_id, metric_count, sql_executions
-from transforms.phone import mask_phone, mask_phone_str, normalize_phone_columns, to_e164
+from transforms.phone import BROADCAST_LIMIT_KEY, mask_phone, mask_phone_str, normalize_phone_columns, to_e164
 
 RAW_SCHEMA = StructType(
     [
@@ -217,6 +217,33 @@ def test_rows_sent_to_python_are_the_distinct_raw_values(spark: SparkSession) ->
     sent = [metric_count(node.metrics.get("number of output rows"))
             for e in sql_executions(spark, before) for node in e.nodes if node.name == "ArrowEvalPython"]
     assert sent and all(n == 5 for n in sent), sent
+
+
+@pytest.mark.parametrize(("limit", "broadcast"), [("256m", True), ("100", False), ("0", False)])
+def test_mapping_is_broadcast_only_under_the_byte_limit(spark: SparkSession, limit: str, broadcast: bool) -> None:
+    """Three raw values weigh about 300 bytes as a hash table: broadcast under 256m, a shuffle join under 100 bytes
+    or with broadcasting off; the rows are the same either way."""
+    df = spark.createDataFrame([(1, "+1 555-123-4567", "BANK"), (2, "(555) 123-4567", None),
+                                (3, "+44 20 7946 0958", "+1 555-123-4567")], RAW_SCHEMA)
+    spark.conf.set(BROADCAST_LIMIT_KEY, limit)
+    try:
+        out = df.transform(normalize_phone_columns(["msisdn", "other_party"], "US"))
+        plan = _executed_plan(out)
+        rows = sorted(tuple(r) for r in out.select("id", "msisdn_e164", "other_party_e164").collect())
+    finally:
+        spark.conf.unset(BROADCAST_LIMIT_KEY)
+    assert ("BroadcastHashJoin" in plan) is broadcast, plan
+    assert rows == [(1, "+15551234567", None), (2, "+15551234567", None), (3, "+442079460958", "+15551234567")]
+
+
+def test_broadcast_limit_must_be_a_size(spark: SparkSession) -> None:
+    df = spark.createDataFrame([(1, "+15551234567", None)], RAW_SCHEMA)
+    spark.conf.set(BROADCAST_LIMIT_KEY, "lots")
+    try:
+        with pytest.raises(ValueError, match="spark.telcora.phone.broadcastMaxBytes='lots'"):
+            df.transform(normalize_phone_columns(["msisdn"], "US"))
+    finally:
+        spark.conf.unset(BROADCAST_LIMIT_KEY)
 
 
 def test_normalize_phone_columns_rejects_bad_arguments(spark: SparkSession) -> None:

@@ -29,9 +29,12 @@ from pyspark.sql.types import StringType
 from transforms.checkpoints import materialize
 
 LOG = logging.getLogger(__name__)
-# Session setting: the most distinct raw phone values whose E.164 mapping is broadcast (0: never broadcast).
-BROADCAST_LIMIT_KEY = "spark.telcora.phone.broadcastMaxValues"
-BROADCAST_LIMIT_DEFAULT = 1_000_000
+# Session setting: the largest E.164 mapping (estimated bytes in a broadcast hash table) that is broadcast; 0: never.
+# What a broadcast costs is memory, on the driver and in every executor, so the limit is in bytes, not values.
+BROADCAST_LIMIT_KEY = "spark.telcora.phone.broadcastMaxBytes"
+BROADCAST_LIMIT_DEFAULT = "256m"
+# Per mapping entry, besides the characters: the hash table's entry and the two UnsafeRows' headers and padding.
+_ENTRY_OVERHEAD_BYTES = 64
 
 _TEL_SCHEME = re.compile(r"^tel:", re.IGNORECASE)
 # The number proper starts at the first digit or plus sign; letters before it mean an alphanumeric sender
@@ -151,8 +154,8 @@ def normalize_phone_columns(
         # Distinct numbers grow with subscribers, not with usage: a month's mapping is usually small enough to
         # broadcast, which spares one shuffle of the whole (wide) table per phone column. Past the limit (a huge
         # subscriber base) it is a shuffle join, which scales without the driver holding the mapping.
-        limit = int(df.sparkSession.conf.get(BROADCAST_LIMIT_KEY, str(BROADCAST_LIMIT_DEFAULT)) or 0)
-        if limit > 0 and mapping.count() <= limit:
+        limit = _byte_size(df.sparkSession.conf.get(BROADCAST_LIMIT_KEY, BROADCAST_LIMIT_DEFAULT) or "0")
+        if limit > 0 and _hash_table_bytes(mapping, raw_key, e164_key) <= limit:
             mapping = F.broadcast(mapping)
 
         out = df
@@ -164,6 +167,23 @@ def normalize_phone_columns(
         return out
 
     return transform
+
+
+def _hash_table_bytes(mapping: DataFrame, raw_key: str, e164_key: str) -> int:
+    """Roughly what the mapping weighs as a broadcast hash table: the raw key twice (key and row), the E.164 value,
+    and a fixed overhead per entry. One pass over the (already computed) mapping, a single row back."""
+    row = mapping.agg(F.count(F.lit(1)).alias("n"),
+                      F.sum(2 * F.length(raw_key) + F.coalesce(F.length(e164_key), F.lit(0))).alias("chars")).first()
+    assert row is not None
+    return int(row["n"]) * _ENTRY_OVERHEAD_BYTES + int(row["chars"] or 0)
+
+
+def _byte_size(text: str) -> int:
+    """'256m', '1g', '4096' (bytes) -> bytes, as Spark spells sizes; the setting's name is in the error."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)b?\s*", text.lower())
+    if not match:
+        raise ValueError(f"{BROADCAST_LIMIT_KEY}={text!r}: expected a size like 256m, 1g or a number of bytes")
+    return int(match.group(1)) * 1024 ** "bkmgt".index(match.group(2) or "b")
 
 
 def mask_phone(col: Column) -> Column:
