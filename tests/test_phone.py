@@ -236,6 +236,22 @@ def test_mapping_is_broadcast_only_under_the_byte_limit(spark: SparkSession, lim
     assert rows == [(1, "+15551234567", None), (2, "+15551234567", None), (3, "+442079460958", "+15551234567")]
 
 
+def test_each_column_is_broadcast_on_its_own_size(spark: SparkSession) -> None:
+    """msisdn holds 40 numbers (about 4 KB as a hash table), other_party one short code: under a 1 KB limit only
+    other_party's mapping is broadcast, and msisdn's is a shuffle join."""
+    rows = [(i, f"+1 555-200-{i:04d}", "611") for i in range(40)]
+    df = spark.createDataFrame(rows, RAW_SCHEMA)
+    spark.conf.set(BROADCAST_LIMIT_KEY, "1k")
+    try:
+        out = df.transform(normalize_phone_columns(["msisdn", "other_party"], "US"))
+        plan = _executed_plan(out)
+        got = out.where(F.col("id") == 7).select("msisdn_e164", "other_party_e164").first()
+    finally:
+        spark.conf.unset(BROADCAST_LIMIT_KEY)
+    assert plan.count("BroadcastHashJoin") == 1 and "SortMergeJoin" in plan, plan
+    assert got is not None and tuple(got) == ("+15552000007", None)   # '611' is not a possible full number
+
+
 def test_broadcast_limit_must_be_a_size(spark: SparkSession) -> None:
     df = spark.createDataFrame([(1, "+15551234567", None)], RAW_SCHEMA)
     spark.conf.set(BROADCAST_LIMIT_KEY, "lots")

@@ -108,8 +108,9 @@ def normalize_phone_columns(
 ) -> Callable[[DataFrame], DataFrame]:
     """Add `<col><suffix>` (nullable string, E.164 or null) for each phone column; use with `DataFrame.transform`.
 
-    The distinct raw values of all the columns are taken once (one union + distinct), parsed by a pandas UDF, and
-    the small mapping is left-joined back once per column on the raw value (cast to string). A null raw value, or
+    The distinct raw values of all the columns are taken once (one union + distinct) and parsed by a pandas UDF;
+    each column's own part of that mapping is left-joined back on the raw value (cast to string), broadcast when it
+    is small enough (spark.telcora.phone.broadcastMaxBytes). A null raw value, or
     one that is not a possible number, gives null. Rows are never dropped or duplicated (the mapping is unique on
     the raw value) but their order is not kept.
 
@@ -140,27 +141,31 @@ def normalize_phone_columns(
         if any(c.startswith("__phone_") for c in df.columns):
             raise ValueError("column names starting with '__phone_' are reserved by normalize_phone_columns")
 
+        col_key = "__phone_col"
         raw_values: DataFrame | None = None
-        for c in cols:
-            values = df.select(F.col(c).cast("string").alias(raw_key))
+        for i, c in enumerate(cols):
+            values = df.select(F.lit(i).alias(col_key), F.col(c).cast("string").alias(raw_key))
             raw_values = values if raw_values is None else raw_values.unionByName(values)
         assert raw_values is not None
+        # (column, raw value) pairs, so each column gets a mapping of its own values only: a column with few
+        # distinct values (other_party: a few thousand short codes and trunks) is broadcast even when another
+        # (msisdn: millions) is too big to be, and only the big one costs a shuffle of the wide table.
+        pairs = materialize(raw_values.where(F.col(raw_key).isNotNull()).distinct())
         to_e164_col = _e164_pandas_udf(region)
-        mapping = materialize(
-            raw_values.where(F.col(raw_key).isNotNull())
-            .distinct()
-            .select(F.col(raw_key), to_e164_col(F.col(raw_key)).alias(e164_key))
-        )
-        # Distinct numbers grow with subscribers, not with usage: a month's mapping is usually small enough to
+        parsed = materialize(pairs.select(raw_key).distinct()
+                             .select(F.col(raw_key), to_e164_col(F.col(raw_key)).alias(e164_key)))
+        # Distinct numbers grow with subscribers, not with usage: a month's mapping is often small enough to
         # broadcast, which spares one shuffle of the whole (wide) table per phone column. Past the limit (a huge
         # subscriber base) it is a shuffle join, which scales without the driver holding the mapping.
         limit = _byte_size(df.sparkSession.conf.get(BROADCAST_LIMIT_KEY, BROADCAST_LIMIT_DEFAULT) or "0")
-        if limit > 0 and _hash_table_bytes(mapping, raw_key, e164_key) <= limit:
-            mapping = F.broadcast(mapping)
 
         out = df
         for i, c in enumerate(cols):
             key = f"{raw_key}_{i}"
+            mapping = parsed if len(cols) == 1 else materialize(
+                parsed.join(pairs.where(F.col(col_key) == i).select(raw_key), raw_key, "left_semi"))
+            if limit > 0 and _hash_table_bytes(mapping, raw_key, e164_key) <= limit:
+                mapping = F.broadcast(mapping)
             side = mapping.select(F.col(raw_key).alias(key), F.col(e164_key).alias(c + suffix))
             out = out.join(side, out[c].cast("string") == side[key], "left").drop(key)
         LOG.debug("normalize_phone_columns: %s -> E.164 (region %s)", cols, region)
