@@ -42,7 +42,7 @@ from jobs import phases  # noqa: E402
 from jobs.config import load_conf, load_ruleset  # noqa: E402
 from jobs.outputs import read_output  # noqa: E402
 from jobs.run import execute  # noqa: E402
-from jobs.spark_status import HeapSampler, StageFigures, stage_figures  # noqa: E402
+from jobs.spark_status import HeapSampler, StageFigures, figures_by_description, stage_figures  # noqa: E402
 from transforms.checkpoints import CUT_DIR_KEY, STORAGE_LEVEL_KEY  # noqa: E402
 
 LOG = logging.getLogger("bench")
@@ -212,12 +212,14 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
 
     with bench.step("scan floor", all_rows):
         baselines.scan_floor(inputs)
-    with bench.step("join floor", all_rows):
-        baselines.join_floor(inputs, folder / "floor")
-    shutil.rmtree(folder / "floor", ignore_errors=True)    # measured; its disk is the job's now
+    if not args.skip_join_floor:
+        with bench.step("join floor", all_rows):
+            baselines.join_floor(inputs, folder / "floor")
+        shutil.rmtree(folder / "floor", ignore_errors=True)    # measured; its disk is the job's now
 
     run_id = ""
     heap_job = heap_job_gc = 0
+    hotspots: list[dict[str, Any]] = []
     for index, level in enumerate(args.storage_level or ["default"]):
         # Each variant is a separate run (own run id) of the same job over the same inputs, in this session.
         spark.conf.unset(STORAGE_LEVEL_KEY)
@@ -251,13 +253,15 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
                                  "peak_scratch_disk_bytes": bench.disk.peak}))
         if index == 0:
             run_id, heap_job, heap_job_gc = variant_run, bench.heap.peak_bytes, bench.heap.peak_after_gc_bytes
+            hotspots = top_descriptions(spark, variant_run)
             bench.steps.extend(phase_steps)
             bench.steps.append(Step("  outside phases", job_s - sum(s.seconds for s in phase_steps), all_rows,
                                     other.figures))
     spark.conf.unset(STORAGE_LEVEL_KEY)
     spark.conf.unset(CUT_DIR_KEY)
 
-    checks: dict[str, Any] = {"run_id": run_id, "outcomes": outcome_counts(spark, conf.output, run_id)}
+    checks: dict[str, Any] = {"run_id": run_id, "outcomes": outcome_counts(spark, conf.output, run_id),
+                              "hotspots": hotspots}
     if args.scenario == "seed004":
         checks["seed004"] = seed004_counts(rows, checks["outcomes"])
     if not args.skip_exact and rows == max(args.rows or [rows]):   # the issue measures it on the largest size
@@ -284,6 +288,16 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
     return SizeResult(rows=rows, scenario=args.scenario, data_dir=str(folder), generate_s=generate_s,
                       input_rows=input_rows, steps=list(bench.steps), peak_heap_bytes=heap_job,
                       peak_heap_after_gc_bytes=heap_job_gc, ratios=ratios(bench.steps, checks), checks=checks)
+
+
+def top_descriptions(spark: SparkSession, run_id: str, top: int = 15) -> list[dict[str, Any]]:
+    """The job's most expensive pieces by task time: each cut (named by where the code asks for it) and the
+    phases' other jobs. This is the profile the ratios are explained from."""
+    parts = figures_by_description(spark, lambda g: g.endswith(f":{run_id}"))
+    ranked = sorted(parts.items(), key=lambda kv: -kv[1].run_time_ms)[:top]
+    return [{"what": d.replace(f" ({run_id})", ""), "task_s": round(f.run_time_ms / 1000, 1),
+             "shuffle_write_mb": round(f.shuffle_write_bytes / MIB, 1), "input_mb": round(f.input_bytes / MIB, 1),
+             "output_mb": round(f.output_bytes / MIB, 1), "jobs": f.jobs} for d, f in ranked]
 
 
 def outcome_counts(spark: SparkSession, output: str, run_id: str) -> dict[str, int]:
@@ -339,6 +353,12 @@ def render(results: list[SizeResult], cores: int, cross: dict[str, float | None]
                              "(spark.local.dir + Parquet cuts, sampled every 5 s)")
         for name, value in r.ratios.items():
             lines.append(f"{name:<44}{'n/a' if value is None else value}")
+        if r.checks.get("hotspots"):
+            lines.append("where the job's task time goes (top pieces; a cut is named by the line that asks for it):")
+            lines.append(f"  {'task s':>8}{'shuffle MB':>12}{'read MB':>10}{'written MB':>12}  what")
+            for h in r.checks["hotspots"]:
+                lines.append(f"  {h['task_s']:>8.1f}{h['shuffle_write_mb']:>12.1f}{h['input_mb']:>10.1f}"
+                             f"{h['output_mb']:>12.1f}  {h['what']}")
         if "seed004" in r.checks:
             lines.append("seed-004 counts reported (planted): " + ", ".join(
                 f"{k} {v['reported']:,} ({v['planted']:,})" for k, v in r.checks["seed004"].items()))
@@ -425,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
                              "files under <data-dir>/cuts): how its intermediate results are kept; the first one is "
                              "the job the ratios use")
     parser.add_argument("--skip-exact", action="store_true", help="skip the exact-stage vs datacompy comparison")
+    parser.add_argument("--skip-join-floor", action="store_true",
+                        help="skip the join floor (at 100M it is half an hour of its own; the job/join ratio is "
+                             "then n/a)")
     parser.add_argument("--generate-only", action="store_true",
                         help="generate (or find) the datasets and stop: a long generation need not share a session "
                              "with the measurements")

@@ -82,17 +82,46 @@ def stage_figures(spark: SparkSession, group: Callable[[str], bool]) -> StageFig
             stage_ids.update(int(s) for s in _seq(job.stageIds()))
     figures = StageFigures(jobs=jobs)
     for stage_id in sorted(stage_ids):
-        try:
-            stage = store.lastStageAttempt(stage_id)
-        except Exception:  # noqa: BLE001 - a stage evicted by spark.ui.retainedStages: not counted
-            continue
-        figures = figures.add(StageFigures(
-            stages=1, tasks=int(stage.numCompleteTasks()), run_time_ms=int(stage.executorRunTime()),
-            cpu_time_ms=int(stage.executorCpuTime()) // 1_000_000, input_bytes=int(stage.inputBytes()),
-            input_records=int(stage.inputRecords()), output_bytes=int(stage.outputBytes()),
-            shuffle_read_bytes=int(stage.shuffleReadBytes()), shuffle_write_bytes=int(stage.shuffleWriteBytes()),
-            memory_spilled_bytes=int(stage.memoryBytesSpilled()), disk_spilled_bytes=int(stage.diskBytesSpilled())))
+        figures = figures.add(_stage(store, stage_id))
     return figures
+
+
+def figures_by_description(spark: SparkSession, group: Callable[[str], bool]) -> dict[str, StageFigures]:
+    """`stage_figures` split by job description (a cut's jobs are described by where it was asked for, see
+    transforms.checkpoints): which cut of a phase costs what. A stage shared by jobs counts for the first."""
+    store = spark.sparkContext._jsc.sc().statusStore()  # type: ignore[union-attr]
+    by_description: dict[str, set[int]] = {}
+    jobs: dict[str, int] = {}
+    seen: set[int] = set()
+    for job in sorted(_seq(store.jobsList(None)), key=lambda j: int(j.jobId())):
+        name = _option(job.jobGroup())
+        if name is None or not group(str(name)):
+            continue
+        description = str(_option(job.description()) or job.name())
+        stages = {int(s) for s in _seq(job.stageIds())} - seen
+        seen |= stages
+        by_description.setdefault(description, set()).update(stages)
+        jobs[description] = jobs.get(description, 0) + 1
+    out: dict[str, StageFigures] = {}
+    for description, stage_ids in by_description.items():
+        figures = StageFigures(jobs=jobs[description])
+        for stage_id in sorted(stage_ids):
+            figures = figures.add(_stage(store, stage_id))
+        out[description] = figures
+    return out
+
+
+def _stage(store: Any, stage_id: int) -> StageFigures:
+    try:
+        stage = store.lastStageAttempt(stage_id)
+    except Exception:  # noqa: BLE001 - a stage evicted by spark.ui.retainedStages: not counted
+        return StageFigures()
+    return StageFigures(
+        stages=1, tasks=int(stage.numCompleteTasks()), run_time_ms=int(stage.executorRunTime()),
+        cpu_time_ms=int(stage.executorCpuTime()) // 1_000_000, input_bytes=int(stage.inputBytes()),
+        input_records=int(stage.inputRecords()), output_bytes=int(stage.outputBytes()),
+        shuffle_read_bytes=int(stage.shuffleReadBytes()), shuffle_write_bytes=int(stage.shuffleWriteBytes()),
+        memory_spilled_bytes=int(stage.memoryBytesSpilled()), disk_spilled_bytes=int(stage.diskBytesSpilled()))
 
 
 def last_execution_id(spark: SparkSession) -> int:

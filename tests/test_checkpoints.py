@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.phases import phase
+from jobs.spark_status import figures_by_description
 from transforms.checkpoints import (
     CUT_DIR_KEY,
     RELEASE_SHUFFLES_KEY,
@@ -136,3 +139,18 @@ def test_runs_side_by_side_keep_their_shuffles_and_their_own_cut_folders(spark: 
         spark.conf.unset(CUT_DIR_KEY)
         release_shuffles(spark, kept)
     assert not (tmp_path / "cuts" / "scope-b").exists()
+
+
+def test_a_cut_is_described_by_the_line_that_asks_for_it(spark: SparkSession) -> None:
+    """Its jobs read '<phase> | cut at <file>:<line> (<function>)' so the Spark UI and the bench's profile tell
+    cuts apart; the phase's own description comes back afterwards."""
+    with phase(spark, "described", "run-x") as group:
+        line = sys._getframe().f_lineno + 1
+        materialize(_grouped(spark))
+        spark.range(3).count()
+    parts = figures_by_description(spark, group.__eq__)
+    cut = f"telco-ra described (run-x) | cut at test_checkpoints.py:{line} " \
+          "(test_a_cut_is_described_by_the_line_that_asks_for_it)"
+    assert cut in parts, sorted(parts)
+    assert parts[cut].stages >= 2 and parts[cut].shuffle_write_bytes > 0
+    assert "telco-ra described (run-x)" in parts          # the count after the cut: the phase's description again

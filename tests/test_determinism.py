@@ -14,6 +14,8 @@ from jobs.outputs import content_hash, read_output
 from jobs.run import execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE
 from transforms.checkpoints import CUT_DIR_KEY
+from transforms.phone import BROADCAST_LIMIT_KEY as PHONE_BROADCAST_KEY
+from transforms.sizing import BROADCAST_ROWS_KEY
 
 TABLES = ("record_outcome", "ra_case", "aggregate_variance")
 
@@ -24,27 +26,42 @@ def test_outputs_identical_across_partitioning_and_aqe(spark: SparkSession, tmp_
                                                 "suspense": SUSPENSE})
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
     hashes = {}
-    original = {k: spark.conf.get(k) for k in ("spark.sql.shuffle.partitions", "spark.sql.adaptive.enabled")}
     cuts = tmp_path / "cuts"
+    # Each variant changes how Spark may execute the same run: partitioning, AQE, every small side joined by a
+    # shuffle instead of a broadcast (the path a month with big fuzzy sets takes), and intermediate results kept
+    # as Parquet files instead of checkpoint blocks.
+    no_broadcast = {BROADCAST_ROWS_KEY: "0", PHONE_BROADCAST_KEY: "0", "spark.sql.autoBroadcastJoinThreshold": "-1"}
+    variants = {
+        "p4-aqe": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true"},
+        "p64-no-aqe-no-broadcast": {"spark.sql.shuffle.partitions": "64", "spark.sql.adaptive.enabled": "false",
+                                    **no_broadcast},
+        "p64-aqe": {"spark.sql.shuffle.partitions": "64", "spark.sql.adaptive.enabled": "true"},
+        "p4-aqe-parquet-cuts": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true",
+                                CUT_DIR_KEY: str(cuts)},
+    }
+    touched = {k for settings in variants.values() for k in settings}
+    original = {k: spark.conf.get(k, None) for k in touched}
     try:
-        # The last variant keeps its intermediate results as Parquet files instead of checkpoint blocks.
-        for partitions, aqe, cut_dir in ((4, "true", None), (64, "false", None), (64, "true", None),
-                                         (4, "true", cuts)):
-            spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
-            spark.conf.set("spark.sql.adaptive.enabled", aqe)
-            if cut_dir is not None:
-                spark.conf.set(CUT_DIR_KEY, str(cut_dir))
-            run_id = f"p{partitions}-aqe-{aqe}" + ("-parquet-cuts" if cut_dir else "")
+        for run_id, settings in variants.items():
+            for key, value in settings.items():
+                spark.conf.set(key, value)
             result = execute(spark, conf, ruleset, "2026-06", run_id)
-            spark.conf.unset(CUT_DIR_KEY)
+            for key in settings:
+                _restore(spark, key, original[key])
             hashes[run_id] = {t: content_hash(read_output(spark, result.output_refs[t]).where(
                 F.col("run_id") == run_id), exclude=("run_id", "recorded_at")) for t in TABLES}
     finally:
-        spark.conf.unset(CUT_DIR_KEY)
         for key, value in original.items():
-            spark.conf.set(key, str(value))
+            _restore(spark, key, value)
     assert cuts.is_dir(), "the Parquet-cut run wrote no intermediate files"
     assert list(cuts.iterdir()) == [], "a run's intermediate files outlived it"
     first, *others = hashes.values()
     assert all(h == first for h in others), hashes
     assert int(first["record_outcome"].split(":")[0]) > 0
+
+
+def _restore(spark: SparkSession, key: str, value: str | None) -> None:
+    if value is None:
+        spark.conf.unset(key)
+    else:
+        spark.conf.set(key, value)

@@ -47,11 +47,13 @@ def candidate_pairs(
     keys: Sequence[str],
     window_s: int,
     tolerances: Mapping[str, QuantityTolerance],
+    broadcast_right: bool = False,
 ) -> DataFrame:
     """All (l_key, r_key, dt, dq) within the window and tolerance, each pair once.
 
     Both sides carry `_key`, `_t` (timestamp), `_qty` (bigint), `service_type` and the `keys` columns (already
-    normalized; null keys compare equal to null). dt is |Δt| in milliseconds, dq is |Δquantity|.
+    normalized; null keys compare equal to null). dt is |Δt| in milliseconds, dq is |Δquantity|. With
+    `broadcast_right` (a right side known to be small) the left side is probed where it lies, without a shuffle.
     """
     width = window_s * 1000
     join_keys = [f"_k{i}" for i in range(len(keys))]
@@ -68,7 +70,7 @@ def candidate_pairs(
     rhs = keyed(right).withColumn(
         "_bucket", F.explode(F.array(*[F.floor(F.col("_ms") / width) + d for d in (-1, 0, 1)]))
     )
-    lft, rgt = lhs.alias("l"), rhs.alias("r")
+    lft, rgt = lhs.alias("l"), (F.broadcast(rhs) if broadcast_right else rhs).alias("r")
     cond = [F.col(f"l.{j}") == F.col(f"r.{j}") for j in join_keys] + [F.col("l._bucket") == F.col("r._bucket")]
     pairs = lft.join(rgt, cond, "inner").select(
         F.col("l._key").alias("l_key"),

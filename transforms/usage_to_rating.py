@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from transforms.checkpoints import materialize
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
 from transforms.outcomes import outcome_frame
+from transforms.sizing import is_small, small_side
 from transforms.tariff import TariffJoin, unrated_tariff_id
 
 # Ruleset column names that are compared after normalization.
@@ -155,31 +156,44 @@ def usage_to_rating(
     pairs = candidate_pairs(fuzzy_left, fuzzy_right, fuzzy_keys, p.window_s, p.tolerances)
     resolution = resolve_one_to_one(pairs, p.max_rounds)
     fuzzy_matched = resolution.matched
-    amb_left = resolution.ambiguous.where(F.col("side") == "l").select("_key", F.col("reason").alias("_amb_reason"))
-    amb_right = resolution.ambiguous.where(F.col("side") == "r").select("_key", F.col("reason").alias("_amb_reason"))
+    ambiguous = small_side(materialize(resolution.ambiguous))
+    amb_left = ambiguous.where(F.col("side") == "l").select("_key", F.col("reason").alias("_amb_reason"))
+    amb_right = ambiguous.where(F.col("side") == "r").select("_key", F.col("reason").alias("_amb_reason"))
 
     # Duplicate probe: a still-unmatched rated event that fits an already matched original is a second rating.
-    leftover_right = (fuzzy_right.join(fuzzy_matched.select(F.col("r_key").alias("_key")), "_key", "left_anti")
-                      .join(amb_right.select("_key"), "_key", "left_anti"))
+    # The sets met here are small on a healthy month and are joined to the full inputs by broadcast when they are
+    # (transforms.sizing): the originals and rated events are then read where they lie instead of shuffled.
+    leftover_right = materialize(
+        fuzzy_right.join(fuzzy_matched.select(F.col("r_key").alias("_key")), "_key", "left_anti")
+        .join(amb_right.select("_key"), "_key", "left_anti"))
     matched_keys = exact_matched.select("_key").unionByName(fuzzy_matched.select(F.col("l_key").alias("_key")))
-    matched_originals = originals.join(matched_keys, "_key", "left_semi")
-    probe = candidate_pairs(matched_originals, leftover_right, fuzzy_keys, p.window_s, p.tolerances)
+    probe = materialize(candidate_pairs(originals, leftover_right, fuzzy_keys, p.window_s, p.tolerances,
+                                        broadcast_right=is_small(leftover_right)))
+    matched_keys = matched_keys.select(F.col("_key").alias("l_key"))
+    # matched keys are unique (exact roots, then fuzzy left keys outside them): the inner join is the semi join
+    probe = small_side(materialize(matched_keys.join(F.broadcast(probe), "l_key") if is_small(probe)
+                                   else probe.join(matched_keys, "l_key", "left_semi")))
     orig_info = originals.select(F.col("_key").alias("l_key"), F.col("record_id").alias("_l_id"),
                                  F.col("_hash").alias("_l_hash"))
-    probe_best = (probe.join(orig_info, "l_key")
-                  .groupBy("r_key").agg(F.min(F.struct("dt", "dq", "_l_id", "_l_hash", "l_key")).alias("_b"))
-                  .select(F.col("r_key").alias("_key"), F.col("_b._l_id").alias("_probe_id"),
-                          F.col("_b._l_hash").alias("_probe_hash"), F.col("_b.l_key").alias("_probe_root")))
+    probe_best = small_side(materialize(
+        orig_info.join(probe, "l_key")
+        .groupBy("r_key").agg(F.min(F.struct("dt", "dq", "_l_id", "_l_hash", "l_key")).alias("_b"))
+        .select(F.col("r_key").alias("_key"), F.col("_b._l_id").alias("_probe_id"),
+                F.col("_b._l_hash").alias("_probe_hash"), F.col("_b.l_key").alias("_probe_root"))))
 
     # ------------------------------------------------------------------------------------------- RIGHT side
     re_info = right.select(F.col("_key").alias("r_key"), F.col("rated_event_id").alias("_r_id"),
                            F.col("_hash").alias("_r_hash"))
-    fuzzy_pairs = (fuzzy_matched.join(orig_info, "l_key").join(re_info, "r_key")
-                   .join(originals.select(F.col("_key").alias("l_key"), F.col("service_type").alias("_fst"),
-                                          F.col("_qty").alias("_fqty")), "l_key"))
-    fuzzy_pairs = fuzzy_pairs.withColumn(
+    left_of_pairs = materialize(
+        originals.select(F.col("_key").alias("l_key"), F.col("record_id").alias("_l_id"),
+                         F.col("_hash").alias("_l_hash"), F.col("service_type").alias("_fst"),
+                         F.col("_qty").alias("_fqty"))
+        .join(small_side(fuzzy_matched), "l_key"))
+    fuzzy_pairs = re_info.join(small_side(left_of_pairs), "r_key")
+    fuzzy_pairs = materialize(fuzzy_pairs.withColumn(
         "_conf", confidence(F.col("dt"), F.col("dq"), p.window_s, quantity_tolerance(F.col("_fst"), F.col("_fqty"),
-                                                                              p.tolerances)))
+                                                                              p.tolerances))))
+    fuzzy_pairs = small_side(fuzzy_pairs)
     right_fuzzy = fuzzy_pairs.select(F.col("r_key").alias("_key"), F.col("_l_id").alias("_fz_id"),
                                      F.col("_l_hash").alias("_fz_hash"), F.col("l_key").alias("_fz_root"),
                                      F.col("_conf").alias("_fz_conf"))
@@ -229,15 +243,16 @@ def usage_to_rating(
     )
 
     # -------------------------------------------------------------------------------------------- LEFT side
-    further = (right_decided.where(F.col("_outcome") == "DUPLICATE_RATED_EVENT")
-               .select(F.coalesce(F.col("_lroot._key"), F.col("_probe_root")).alias("_rk"))
-               .groupBy("_rk").agg(F.count(F.lit(1)).alias("_further")))
+    further = small_side(materialize(
+        right_decided.where(F.col("_outcome") == "DUPLICATE_RATED_EVENT")
+        .select(F.coalesce(F.col("_lroot._key"), F.col("_probe_root")).alias("_rk"))
+        .groupBy("_rk").agg(F.count(F.lit(1)).alias("_further"))))
     left_fuzzy = fuzzy_pairs.select(F.col("l_key").alias("_key"), F.col("_r_id").alias("_lf_id"),
                                     F.col("_r_hash").alias("_lf_hash"), F.col("r_key").alias("_lf_key"),
                                     F.col("_conf").alias("_lf_conf"))
-    open_suspense = (suspense.where(F.col("status") == "OPEN").where(F.col("record_id").isNotNull())
-                     .groupBy("record_id").agg(F.min("rejected_at").alias("_rejected_at"),
-                                               F.min("reason").alias("_suspense_reason")))
+    open_suspense = small_side(materialize(
+        suspense.where(F.col("status") == "OPEN").where(F.col("record_id").isNotNull())
+        .groupBy("record_id").agg(F.min("rejected_at").alias("_rejected_at"), F.min("reason").alias("_suspense_reason"))))
     aged_before = p.cycle_close - timedelta(days=p.suspense_sla_days)
     default_tariff = tariff.groupBy(F.col("service_type").alias("_dst")).agg(F.min("tariff_id").alias("_dtid"))
     priced_originals = (
