@@ -72,25 +72,17 @@ def _option(scala_option: Any) -> Any:
 
 def stage_figures(spark: SparkSession, group: Callable[[str], bool]) -> StageFigures:
     """Stage metrics summed over the jobs whose job group satisfies `group` (see jobs.phases for the names)."""
-    store = spark.sparkContext._jsc.sc().statusStore()  # type: ignore[union-attr]
-    stage_ids: set[int] = set()
-    jobs = 0
-    for job in _seq(store.jobsList(None)):
-        name = _option(job.jobGroup())
-        if name is not None and group(str(name)):
-            jobs += 1
-            stage_ids.update(int(s) for s in _seq(job.stageIds()))
-    figures = StageFigures(jobs=jobs)
-    for stage_id in sorted(stage_ids):
-        figures = figures.add(_stage(store, stage_id))
-    return figures
+    total = StageFigures()
+    for figures in figures_by_description(spark, group).values():
+        total = total.add(figures)
+    return total
 
 
 def figures_by_description(spark: SparkSession, group: Callable[[str], bool]) -> dict[str, StageFigures]:
     """`stage_figures` split by job description (a cut's jobs are described by where it was asked for, see
-    transforms.checkpoints): which cut of a phase costs what. A stage shared by jobs counts for the first."""
+    transforms.checkpoints): which cut of a phase costs what. A stage shared by jobs counts once, for the first."""
     store = spark.sparkContext._jsc.sc().statusStore()  # type: ignore[union-attr]
-    by_description: dict[str, set[int]] = {}
+    stages_of: dict[str, set[int]] = {}
     jobs: dict[str, int] = {}
     seen: set[int] = set()
     for job in sorted(_seq(store.jobsList(None)), key=lambda j: int(j.jobId())):
@@ -100,10 +92,10 @@ def figures_by_description(spark: SparkSession, group: Callable[[str], bool]) ->
         description = str(_option(job.description()) or job.name())
         stages = {int(s) for s in _seq(job.stageIds())} - seen
         seen |= stages
-        by_description.setdefault(description, set()).update(stages)
+        stages_of.setdefault(description, set()).update(stages)
         jobs[description] = jobs.get(description, 0) + 1
     out: dict[str, StageFigures] = {}
-    for description, stage_ids in by_description.items():
+    for description, stage_ids in stages_of.items():
         figures = StageFigures(jobs=jobs[description])
         for stage_id in sorted(stage_ids):
             figures = figures.add(_stage(store, stage_id))

@@ -11,6 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from factories import session_conf
 from jobs.phases import phase
 from jobs.spark_status import figures_by_description
 from transforms.checkpoints import (
@@ -53,13 +54,10 @@ def test_a_cut_keeps_its_result_and_releases_the_shuffles_it_created(spark: Spar
 
 def test_without_release_the_shuffle_files_stay(spark: SparkSession) -> None:
     """The other branch of the setting, so the test above can be seen to fail when the release does nothing."""
-    spark.conf.set(RELEASE_SHUFFLES_KEY, "false")
-    try:
+    with session_conf(spark, {RELEASE_SHUFFLES_KEY: "false"}):
         before = registered_shuffles(spark)
         materialize(_grouped(spark))
         kept = registered_shuffles(spark) - before
-    finally:
-        spark.conf.unset(RELEASE_SHUFFLES_KEY)
     assert len(kept) >= 2
     assert _shuffle_files(spark, kept), "expected the kept shuffles' files on disk"
     released = materialize(_grouped(spark))   # with release on: the new shuffles' files are deleted
@@ -70,12 +68,9 @@ def test_without_release_the_shuffle_files_stay(spark: SparkSession) -> None:
 
 
 def test_unknown_storage_level_names_the_setting(spark: SparkSession) -> None:
-    spark.conf.set(STORAGE_LEVEL_KEY, "ON_THE_MOON")
-    try:
-        with pytest.raises(ValueError, match="spark.telcora.materialize.storageLevel='ON_THE_MOON'"):
-            materialize(spark.range(3))
-    finally:
-        spark.conf.unset(STORAGE_LEVEL_KEY)
+    with session_conf(spark, {STORAGE_LEVEL_KEY: "ON_THE_MOON"}), \
+            pytest.raises(ValueError, match="spark.telcora.materialize.storageLevel='ON_THE_MOON'"):
+        materialize(spark.range(3))
 
 
 def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_path: Path) -> None:
@@ -86,8 +81,7 @@ def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_p
     release(cut)
     assert not sc.getPersistentRDDs().contains(rdd_id)
 
-    spark.conf.set(CUT_DIR_KEY, str(tmp_path / "cuts"))
-    try:
+    with session_conf(spark, {CUT_DIR_KEY: str(tmp_path / "cuts")}):
         with cut_scope(spark, "scope-a"):
             first, second = materialize(_grouped(spark)), materialize(spark.range(5))
             folders = sorted(p.name for p in (tmp_path / "cuts" / "scope-a").iterdir())
@@ -96,8 +90,6 @@ def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_p
             assert sorted(p.name for p in (tmp_path / "cuts" / "scope-a").iterdir()) == folders[1:]
             assert second.count() == 5
         assert not (tmp_path / "cuts" / "scope-a").exists()
-    finally:
-        spark.conf.unset(CUT_DIR_KEY)
 
 
 def test_runs_side_by_side_keep_their_shuffles_and_their_own_cut_folders(spark: SparkSession,
@@ -116,28 +108,27 @@ def test_runs_side_by_side_keep_their_shuffles_and_their_own_cut_folders(spark: 
             cut_again.set()
             may_close.wait(timeout=120)
 
-    spark.conf.set(CUT_DIR_KEY, str(tmp_path / "cuts"))
     thread = threading.Thread(target=neighbour)
     kept: frozenset[int] = frozenset()
-    try:
-        thread.start()
-        assert opened.wait(timeout=120)
-        with cut_scope(spark, "scope-a"):
-            ours_open.set()
-            assert cut_again.wait(timeout=120)
-            before = registered_shuffles(spark)
-            materialize(_grouped(spark))
-            kept = registered_shuffles(spark) - before
-            assert len(kept) >= 2, "a cut released shuffles while another run was open"
-            assert len(list((tmp_path / "cuts" / "scope-a").iterdir())) == 1
-            assert len(list((tmp_path / "cuts" / "scope-b").iterdir())) == 2
-        assert not (tmp_path / "cuts" / "scope-a").exists()
-        assert [c.count() for c in neighbour_cuts] == [4, 6]     # the neighbour's cuts outlived our scope
-    finally:
-        may_close.set()
-        thread.join(timeout=120)
-        spark.conf.unset(CUT_DIR_KEY)
-        release_shuffles(spark, kept)
+    with session_conf(spark, {CUT_DIR_KEY: str(tmp_path / "cuts")}):   # until the neighbour has deleted its cuts
+        try:
+            thread.start()
+            assert opened.wait(timeout=120)
+            with cut_scope(spark, "scope-a"):
+                ours_open.set()
+                assert cut_again.wait(timeout=120)
+                before = registered_shuffles(spark)
+                materialize(_grouped(spark))
+                kept = registered_shuffles(spark) - before
+                assert len(kept) >= 2, "a cut released shuffles while another run was open"
+                assert len(list((tmp_path / "cuts" / "scope-a").iterdir())) == 1
+                assert len(list((tmp_path / "cuts" / "scope-b").iterdir())) == 2
+            assert not (tmp_path / "cuts" / "scope-a").exists()
+            assert [c.count() for c in neighbour_cuts] == [4, 6]     # the neighbour's cuts outlived our scope
+        finally:
+            may_close.set()
+            thread.join(timeout=120)
+            release_shuffles(spark, kept)
     assert not (tmp_path / "cuts" / "scope-b").exists()
 
 

@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import RULESET, write_inputs
+from factories import RULESET, session_conf, write_inputs
 from jobs.config import load_conf, load_ruleset
 from jobs.outputs import content_hash, read_output
 from jobs.run import execute
@@ -39,29 +39,14 @@ def test_outputs_identical_across_partitioning_and_aqe(spark: SparkSession, tmp_
         "p4-aqe-parquet-cuts": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true",
                                 CUT_DIR_KEY: str(cuts)},
     }
-    touched = {k for settings in variants.values() for k in settings}
-    original = {k: spark.conf.get(k, None) for k in touched}
-    try:
-        for run_id, settings in variants.items():
-            for key, value in settings.items():
-                spark.conf.set(key, value)
+    for run_id, settings in variants.items():
+        with session_conf(spark, settings):
             result = execute(spark, conf, ruleset, "2026-06", run_id)
-            for key in settings:
-                _restore(spark, key, original[key])
-            hashes[run_id] = {t: content_hash(read_output(spark, result.output_refs[t]).where(
-                F.col("run_id") == run_id), exclude=("run_id", "recorded_at")) for t in TABLES}
-    finally:
-        for key, value in original.items():
-            _restore(spark, key, value)
+        hashes[run_id] = {t: content_hash(read_output(spark, result.output_refs[t]).where(
+            F.col("run_id") == run_id), exclude=("run_id", "recorded_at")) for t in TABLES}
     assert cuts.is_dir(), "the Parquet-cut run wrote no intermediate files"
     assert list(cuts.iterdir()) == [], "a run's intermediate files outlived it"
     first, *others = hashes.values()
     assert all(h == first for h in others), hashes
     assert int(first["record_outcome"].split(":")[0]) > 0
 
-
-def _restore(spark: SparkSession, key: str, value: str | None) -> None:
-    if value is None:
-        spark.conf.unset(key)
-    else:
-        spark.conf.set(key, value)

@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from factories import session_conf
 from jobs.spark_status import last_execution_id, metric_count, sql_executions
 from transforms.phone import BROADCAST_LIMIT_KEY, mask_phone, mask_phone_str, normalize_phone_columns, to_e164
 
@@ -225,13 +226,10 @@ def test_mapping_is_broadcast_only_under_the_byte_limit(spark: SparkSession, lim
     or with broadcasting off; the rows are the same either way."""
     df = spark.createDataFrame([(1, "+1 555-123-4567", "BANK"), (2, "(555) 123-4567", None),
                                 (3, "+44 20 7946 0958", "+1 555-123-4567")], RAW_SCHEMA)
-    spark.conf.set(BROADCAST_LIMIT_KEY, limit)
-    try:
+    with session_conf(spark, {BROADCAST_LIMIT_KEY: limit}):
         out = df.transform(normalize_phone_columns(["msisdn", "other_party"], "US"))
         plan = _executed_plan(out)
         rows = sorted(tuple(r) for r in out.select("id", "msisdn_e164", "other_party_e164").collect())
-    finally:
-        spark.conf.unset(BROADCAST_LIMIT_KEY)
     assert ("BroadcastHashJoin" in plan) is broadcast, plan
     assert rows == [(1, "+15551234567", None), (2, "+15551234567", None), (3, "+442079460958", "+15551234567")]
 
@@ -241,25 +239,19 @@ def test_each_column_is_broadcast_on_its_own_size(spark: SparkSession) -> None:
     other_party's mapping is broadcast, and msisdn's is a shuffle join."""
     rows = [(i, f"+1 555-200-{i:04d}", "611") for i in range(40)]
     df = spark.createDataFrame(rows, RAW_SCHEMA)
-    spark.conf.set(BROADCAST_LIMIT_KEY, "1k")
-    try:
+    with session_conf(spark, {BROADCAST_LIMIT_KEY: "1k"}):
         out = df.transform(normalize_phone_columns(["msisdn", "other_party"], "US"))
         plan = _executed_plan(out)
         got = out.where(F.col("id") == 7).select("msisdn_e164", "other_party_e164").first()
-    finally:
-        spark.conf.unset(BROADCAST_LIMIT_KEY)
     assert plan.count("BroadcastHashJoin") == 1 and "SortMergeJoin" in plan, plan
     assert got is not None and tuple(got) == ("+15552000007", None)   # '611' is not a possible full number
 
 
 def test_broadcast_limit_must_be_a_size(spark: SparkSession) -> None:
     df = spark.createDataFrame([(1, "+15551234567", None)], RAW_SCHEMA)
-    spark.conf.set(BROADCAST_LIMIT_KEY, "lots")
-    try:
-        with pytest.raises(ValueError, match="spark.telcora.phone.broadcastMaxBytes='lots'"):
-            df.transform(normalize_phone_columns(["msisdn"], "US"))
-    finally:
-        spark.conf.unset(BROADCAST_LIMIT_KEY)
+    with session_conf(spark, {BROADCAST_LIMIT_KEY: "lots"}), \
+            pytest.raises(ValueError, match="spark.telcora.phone.broadcastMaxBytes='lots'"):
+        df.transform(normalize_phone_columns(["msisdn"], "US"))
 
 
 def test_normalize_phone_columns_rejects_bad_arguments(spark: SparkSession) -> None:

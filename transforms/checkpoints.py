@@ -36,6 +36,8 @@ RELEASE_SHUFFLES_KEY = "spark.telcora.materialize.releaseShuffles"
 # deletes that folder when it ends.
 CUT_DIR_KEY = "spark.telcora.materialize.dir"
 _CUT_NUMBERS = itertools.count()
+# A cut's jobs are described '<phase description> | cut at <file>:<line> (<function>)'.
+_CUT_MARK = " | cut at "
 
 
 class _Runs(threading.local):
@@ -80,9 +82,6 @@ def materialize(df: DataFrame) -> DataFrame:
     return result
 
 
-CUT_MARK = " | cut at "
-
-
 def _caller() -> str:
     """file:line (function) of the code that asked for the cut, e.g. 'usage_to_rating.py:144 (usage_to_rating)'."""
     frame = sys._getframe(2)
@@ -95,7 +94,7 @@ def _described(spark: SparkSession, site: str) -> Iterator[None]:
     a phase, each cut is told apart (else every one reads 'localCheckpoint at NativeMethodAccessorImpl.java:0')."""
     sc = spark.sparkContext
     previous = sc.getLocalProperty("spark.job.description")
-    sc.setJobDescription(f"{(previous or 'telco-ra').split(CUT_MARK)[0]}{CUT_MARK}{site}")
+    sc.setJobDescription(f"{(previous or 'telco-ra').split(_CUT_MARK)[0]}{_CUT_MARK}{site}")
     try:
         yield
     finally:

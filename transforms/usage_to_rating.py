@@ -187,10 +187,9 @@ def usage_to_rating(
     leftover_right = materialize(
         fuzzy_right.join(fuzzy_matched.select(F.col("r_key").alias("_key")), "_key", "left_anti")
         .join(amb_right.select("_key"), "_key", "left_anti"))
-    matched_keys = exact_matched.select("_key").unionByName(fuzzy_matched.select(F.col("l_key").alias("_key")))
+    matched_keys = exact_matched.select(F.col("_key").alias("l_key")).unionByName(fuzzy_matched.select("l_key"))
     probe = materialize(candidate_pairs(originals, leftover_right, fuzzy_keys, p.window_s, p.tolerances,
                                         broadcast_right=is_small(leftover_right)))
-    matched_keys = matched_keys.select(F.col("_key").alias("l_key"))
     # matched keys are unique (exact roots, then fuzzy left keys outside them): the inner join is the semi join
     probe = small_side(materialize(matched_keys.join(F.broadcast(probe), "l_key") if is_small(probe)
                                    else probe.join(matched_keys, "l_key", "left_semi")))
@@ -210,11 +209,9 @@ def usage_to_rating(
                          F.col("_hash").alias("_l_hash"), F.col("service_type").alias("_fst"),
                          F.col("_qty").alias("_fqty"))
         .join(small_side(fuzzy_matched), "l_key"))
-    fuzzy_pairs = re_info.join(small_side(left_of_pairs), "r_key")
-    fuzzy_pairs = materialize(fuzzy_pairs.withColumn(
+    fuzzy_pairs = small_side(materialize(re_info.join(small_side(left_of_pairs), "r_key").withColumn(
         "_conf", confidence(F.col("dt"), F.col("dq"), p.window_s, quantity_tolerance(F.col("_fst"), F.col("_fqty"),
-                                                                              p.tolerances))))
-    fuzzy_pairs = small_side(fuzzy_pairs)
+                                                                              p.tolerances)))))
     right_fuzzy = fuzzy_pairs.select(F.col("r_key").alias("_key"), F.col("_l_id").alias("_fz_id"),
                                      F.col("_l_hash").alias("_fz_hash"), F.col("l_key").alias("_fz_root"),
                                      F.col("_conf").alias("_fz_conf"))
