@@ -422,6 +422,7 @@ def build_spark(args: argparse.Namespace, rows: int) -> SparkSession:
         "spark.ui.retainedJobs": 100_000, "spark.ui.retainedStages": 100_000,
         "spark.sql.ui.retainedExecutions": 100_000, "spark.ui.retainedTasks": 1_000,
         "spark.local.dir": str(local_dir(args)),
+        **dict(kv.split("=", 1) for kv in args.spark_conf or []),
     }}, app_name="telco-ra-bench")
 
 
@@ -437,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--driver-memory", default="8g")
     parser.add_argument("--shuffle-partitions", type=int, default=None, help="default max(8, rows / 250k)")
+    parser.add_argument("--spark-conf", action="append", metavar="KEY=VALUE",
+                        help="a Spark setting for the bench's session (repeatable), e.g. spark.io.compression.codec=zstd")
     parser.add_argument("--local-dir", default=None, help="spark.local.dir (spill, shuffle, checkpoints)")
     parser.add_argument("--rows-naive", type=int, default=1_100_000,
                         help="run the naive fuzzy baseline when the cdr input has at most this many rows")
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({
             "at": stamp.isoformat(), "host": platform.node(), "cores": cores, "master": args.master,
-            "driver_memory": args.driver_memory, "spark": spark.version,
+            "driver_memory": args.driver_memory, "spark": spark.version, "spark_conf": args.spark_conf or [],
             "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
             "sizes": [{**asdict(r), "steps": [{**asdict(s), "rows_per_core_s": s.rows_per_core_s(cores)}
                                               for s in r.steps]} for r in results],

@@ -6,6 +6,7 @@ load (outputs, control_run last). The transforms are pure and live in `transform
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -28,7 +29,7 @@ from jobs.inputs import InputError, conform, in_cycle, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
 from transforms.cases import aggregate_cases, record_cases
-from transforms.checkpoints import cut_scope, materialize, release
+from transforms.checkpoints import cut_scope, materialize, materialize_freeing, release
 from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
 from transforms.keys import account_bucket, case_id, with_record_identity
@@ -265,8 +266,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     outcome_parts = []
     for cp_id, build in per_cp.items():
         with phase(spark, cp_id, run_id):
-            outcome_parts.append(materialize(
-                build().transform(finalize_outcomes(tags, cp_id, buckets, exemptions(cps[cp_id])))))
+            finalize = finalize_outcomes(tags, cp_id, buckets, exemptions(cps[cp_id]))
+            outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
         if cp_id == "usage-to-rating":
             release(cdr_p)          # read by no later control point
     outcomes = outcome_parts[0]
@@ -401,6 +402,10 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     spark.catalog.clearCache()
     result.committed, result.metrics, result.watermark = True, metrics, watermark
     return result
+
+
+def _finalized(build: Callable[[], DataFrame], finalize: Callable[[DataFrame], DataFrame]) -> DataFrame:
+    return build().transform(finalize)
 
 
 def _check_conservation(metrics: list[dict[str, Any]], totals: Mapping[str, Mapping[str, Any]]) -> None:

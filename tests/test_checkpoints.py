@@ -20,6 +20,7 @@ from transforms.checkpoints import (
     STORAGE_LEVEL_KEY,
     cut_scope,
     materialize,
+    materialize_freeing,
     registered_shuffles,
     release,
     release_shuffles,
@@ -90,6 +91,29 @@ def test_release_frees_a_checkpoint_and_a_parquet_cut(spark: SparkSession, tmp_p
             assert sorted(p.name for p in (tmp_path / "cuts" / "scope-a").iterdir()) == folders[1:]
             assert second.count() == 5
         assert not (tmp_path / "cuts" / "scope-a").exists()
+
+
+def test_a_control_points_intermediate_cuts_are_freed_once_its_result_is_cut(spark: SparkSession,
+                                                                             tmp_path: Path) -> None:
+    folder = tmp_path / "cuts" / "scope-f"
+
+    def cuts() -> list[str]:
+        return sorted(p.name for p in folder.iterdir())
+
+    def control_point() -> DataFrame:
+        step = materialize(_grouped(spark))                        # an intermediate, read by the result only
+        inner = materialize_freeing(lambda: materialize(spark.range(3)).crossJoin(step.select("k")))
+        return inner.groupBy().agg(F.count(F.lit(1)).alias("n"), F.sum("k").alias("k"))
+
+    with session_conf(spark, {CUT_DIR_KEY: str(tmp_path / "cuts")}), cut_scope(spark, "scope-f"):
+        kept = materialize(spark.range(4))                         # made outside the block: not the block's to free
+        result = materialize_freeing(control_point)
+        assert len(cuts()) == 2, cuts()                            # `kept` and the result; 3 intermediates gone
+        assert_df_equality(result, spark.createDataFrame([(21, 63)], "n bigint, k bigint"), ignore_nullable=True)
+        assert kept.count() == 4
+
+    cut = materialize_freeing(lambda: materialize(_grouped(spark)).where(F.col("k") > 2))    # checkpoint blocks
+    assert cut.count() == 4
 
 
 def test_runs_side_by_side_keep_their_shuffles_and_their_own_cut_folders(spark: SparkSession,

@@ -197,6 +197,24 @@ def test_outputs_pass_the_independent_contract_check(run: Any) -> None:
     assert "FAIL" not in proc.stdout.replace("CONTRACT: PASS", "")
 
 
+def test_big_outputs_keep_file_stats_only_for_the_columns_readers_filter_by(spark: SparkSession, run: Any) -> None:
+    """Delta's default keeps min/max of the first 32 columns (sha256 fingerprints too): a quarter of the write."""
+    import json
+
+    from jobs.outputs import STATS_COLUMNS
+    from transforms.schema import OUTPUT_SCHEMAS
+
+    result, _ = run
+    for table, columns in STATS_COLUMNS.items():
+        assert set(columns) <= set(OUTPUT_SCHEMAS[table].fieldNames()), table
+        ref = result.output_refs[table]
+        props = spark.sql(f"DESCRIBE DETAIL delta.`{ref}`").first()["properties"]
+        assert props.get("delta.dataSkippingStatsColumns") == ",".join(columns), (table, props)
+        stats = (spark.read.json(f"{ref}/_delta_log/00000000000000000000.json").where(F.col("add").isNotNull())
+                 .select("add.stats").first()[0])
+        assert set(json.loads(stats)["minValues"]) <= set(columns), (table, stats)
+
+
 def test_correction_requests_not_corrections(spark: SparkSession, run: Any) -> None:
     result, outputs = run
     requests = spark.read.format("delta").load(result.output_refs["correction_request"]).where(
