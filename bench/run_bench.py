@@ -202,7 +202,8 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
                generate_s: float | None) -> SizeResult:
     spark = bench.spark
     conf_path = write_conf(folder, folder / "output")
-    shutil.rmtree(folder / "output", ignore_errors=True)
+    if not args.by_bucket:        # by bucket, committed partition runs of an earlier launch are kept (and skipped)
+        shutil.rmtree(folder / "output", ignore_errors=True)
     shutil.rmtree(folder / "floor", ignore_errors=True)
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
     cycle = conf.cycle(CYCLE)
@@ -216,6 +217,9 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
         with bench.step("join floor", all_rows):
             baselines.join_floor(inputs, folder / "floor")
         shutil.rmtree(folder / "floor", ignore_errors=True)    # measured; its disk is the job's now
+
+    if args.by_bucket:
+        return bench_by_bucket(bench, rows, folder, args, generate_s, input_rows)
 
     run_id = ""
     heap_job = heap_job_gc = 0
@@ -288,6 +292,78 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
     return SizeResult(rows=rows, scenario=args.scenario, data_dir=str(folder), generate_s=generate_s,
                       input_rows=input_rows, steps=list(bench.steps), peak_heap_bytes=heap_job,
                       peak_heap_after_gc_bytes=heap_job_gc, ratios=ratios(bench.steps, checks), checks=checks)
+
+
+def bench_by_bucket(bench: Bench, rows: int, folder: Path, args: argparse.Namespace, generate_s: float | None,
+                    input_rows: dict[str, int]) -> SizeResult:
+    """The month as one partition run per account bucket (`telco-ra run --partition account_bucket=N`), in turn.
+
+    What an operator does with a month whose single run needs more scratch disk than the box has: each partition
+    run reads the whole inputs but keeps only its bucket's intermediates and writes its slice of the outputs. Every
+    run is committed on its own and has a deterministic run id, so launching the bench again skips the buckets
+    already committed (a month spread over several sittings). Each committed bucket's figures are appended to
+    <results-dir>/<dataset>-by-bucket.jsonl as it ends, so a stopped launch keeps what it measured.
+    """
+    spark = bench.spark
+    conf, ruleset = load_conf(folder / "bench-conf.yaml"), load_ruleset(RULESET)
+    if ruleset.account_buckets < 2:
+        raise SystemExit("bench --by-bucket: the ruleset has a single account bucket")
+    spark.conf.unset(STORAGE_LEVEL_KEY)
+    spark.conf.unset(CUT_DIR_KEY)
+    level = (args.storage_level or ["default"])[0]
+    if level == "PARQUET":
+        spark.conf.set(CUT_DIR_KEY, str(cut_dir(args)))
+    elif level != "default":
+        spark.conf.set(STORAGE_LEVEL_KEY, level)
+    progress = Path(args.results_dir) / f"{folder.name}-by-bucket.jsonl"
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    all_rows = sum(input_rows[t] for t in ("cdr", "rated_event", "bill_charge"))
+    for bucket in range(ruleset.account_buckets):
+        phases.RECORDED.clear()
+        bench.heap.reset()
+        bench.disk.reset()
+        with bench.step(f"bucket {bucket}", all_rows):
+            result = execute(spark, conf, ruleset, CYCLE, bucket=bucket)
+        step = bench.steps[-1]
+        step.extra.update({"run_id": result.run_id, "already_committed": result.already_committed,
+                           "peak_heap_bytes": bench.heap.peak_bytes,
+                           "peak_heap_after_gc_bytes": bench.heap.peak_after_gc_bytes,
+                           "peak_scratch_disk_bytes": bench.disk.peak,
+                           "phases": {t.name: round(t.seconds, 1) for t in phases.RECORDED}})
+        if not result.already_committed:
+            figures = step.figures
+            with progress.open("a") as out:
+                out.write(json.dumps({"at": datetime.now(UTC).isoformat(), "bucket": bucket, "seconds": step.seconds,
+                                      "task_s": figures.run_time_ms / 1000,
+                                      "shuffle_write_mb": figures.shuffle_write_bytes / MIB,
+                                      "spill_mb": figures.disk_spilled_bytes / MIB, **step.extra}, default=str) + "\n")
+        LOG.info("bucket %d: %s in %.1f s", bucket, "already committed" if result.already_committed else "committed",
+                 step.seconds)
+    spark.conf.unset(STORAGE_LEVEL_KEY)
+    spark.conf.unset(CUT_DIR_KEY)
+    ran = [s for s in bench.steps if s.name.startswith("bucket ") and not s.extra["already_committed"]]
+    if ran:        # the month's job: the buckets run in this launch (all of them unless a launch before did some)
+        total = ran[0].figures
+        for s in ran[1:]:
+            total = total.add(s.figures)
+        name = "job" if len(ran) == ruleset.account_buckets else f"job ({len(ran)} of {ruleset.account_buckets} buckets)"
+        bench.steps.append(Step(name, sum(s.seconds for s in ran), all_rows, total, {"by_bucket": True}))
+    checks: dict[str, Any] = {"outcomes": outcome_counts_by_bucket(spark, conf.output)}
+    if args.scenario == "seed004":
+        checks["seed004"] = seed004_counts(rows, checks["outcomes"])
+    heap = max((s.extra["peak_heap_bytes"] for s in ran), default=0)
+    heap_gc = max((s.extra["peak_heap_after_gc_bytes"] for s in ran), default=0)
+    return SizeResult(rows=rows, scenario=args.scenario, data_dir=str(folder), generate_s=generate_s,
+                      input_rows=input_rows, steps=list(bench.steps), peak_heap_bytes=heap,
+                      peak_heap_after_gc_bytes=heap_gc, ratios=ratios(bench.steps, checks), checks=checks)
+
+
+def outcome_counts_by_bucket(spark: SparkSession, output: str) -> dict[str, int]:
+    """control point/side/outcome -> count over every committed partition run of the month (one per bucket)."""
+    rows = (read_output(spark, f"{output}/control_run").where(F.col("partition_scope").startswith("account_bucket="))
+            .select("control_point_id", F.explode("metrics").alias("m"))
+            .groupBy("control_point_id", "m.side", "m.outcome").agg(F.sum("m.count").alias("n")).collect())
+    return dict(sorted((f"{r['control_point_id']}/{r['side']}/{r['outcome']}", int(r["n"])) for r in rows))
 
 
 def top_descriptions(spark: SparkSession, run_id: str, top: int = 15) -> list[dict[str, Any]]:
@@ -451,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-join-floor", action="store_true",
                         help="skip the join floor (at 100M it is half an hour of its own; the job/join ratio is "
                              "then n/a)")
+    parser.add_argument("--by-bucket", action="store_true",
+                        help="run the month as one committed partition run per account bucket instead of one run; "
+                             "a relaunch skips the buckets already committed (for a month whose one run needs more "
+                             "scratch disk than the box has)")
     parser.add_argument("--generate-only", action="store_true",
                         help="generate (or find) the datasets and stop: a long generation need not share a session "
                              "with the measurements")

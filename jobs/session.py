@@ -48,6 +48,10 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # Kept intermediates (checkpoints at serialized or disk levels, and blocks evicted to disk) are compressed too:
     # they are the other thing that fills spark.local.dir on a long run.
     "spark.rdd.compress": "true",
+    # Shuffle files, spills and cut blocks in zstd instead of lz4: about half the bytes on disk and on the wire
+    # (seed-004 1M, phases whose code did not change between the two runs: prepare's shuffle 457 -> 250 MB,
+    # usage-to-rating's 782 -> 450 MB) for no measurable CPU (job task time 316 -> 311 s).
+    "spark.io.compression.codec": "zstd",
 }
 
 

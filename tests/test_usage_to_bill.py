@@ -62,6 +62,14 @@ def test_every_contract_outcome_is_exercised() -> None:
         assert seen == set(OUTCOMES[cp][side]), (cp, side, set(OUTCOMES[cp][side]) - seen)
 
 
+def test_a_quarantined_row_claims_no_match(run: Any) -> None:
+    """It took part in no matching, so its match_stage is NONE (a charge's repeated-id rank once leaked in as EXACT)."""
+    _, outputs = run
+    claims = (outputs["record_outcome"].where((F.col("outcome") == "QUARANTINED") & (F.col("match_stage") != "NONE"))
+              .select("control_point_id", "side", "record_id", "match_stage"))
+    assert claims.collect() == []
+
+
 def test_fuzzy_window_edge_and_confidence(run: Any) -> None:
     _, outputs = run
     rows = {r["record_id"]: r for r in outputs["record_outcome"].where(

@@ -111,8 +111,11 @@ def materialize_freeing(build: Callable[[], DataFrame]) -> DataFrame:
 
 
 def _caller() -> str:
-    """file:line (function) of the code that asked for the cut, e.g. 'usage_to_rating.py:144 (usage_to_rating)'."""
-    frame = sys._getframe(2)
+    """file:line (function) of the code that asked for the cut, e.g. 'usage_to_rating.py:144 (usage_to_rating)':
+    the first frame outside this module (materialize_freeing asks on its caller's behalf)."""
+    frame = sys._getframe(1)
+    while frame.f_code.co_filename == __file__ and frame.f_back is not None:
+        frame = frame.f_back
     return f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno} ({frame.f_code.co_name})"
 
 
