@@ -325,6 +325,8 @@ def bench_by_bucket(bench: Bench, rows: int, folder: Path, args: argparse.Namesp
         with bench.step(f"bucket {bucket}", all_rows):
             result = execute(spark, conf, ruleset, CYCLE, bucket=bucket)
         step = bench.steps[-1]
+        for timing in phases.RECORDED:      # the run's jobs carry its phases' groups, not the bench step's
+            step.figures = step.figures.add(stage_figures(spark, timing.group.__eq__))
         step.extra.update({"run_id": result.run_id, "already_committed": result.already_committed,
                            "peak_heap_bytes": bench.heap.peak_bytes,
                            "peak_heap_after_gc_bytes": bench.heap.peak_after_gc_bytes,
