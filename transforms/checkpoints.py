@@ -94,7 +94,7 @@ def materialize_freeing(build: Callable[[], DataFrame]) -> DataFrame:
 
     A control point cuts its intermediates as it goes (exact matches, fuzzy rounds, duplicate windows); once its
     outcome rows are cut, nothing reads them again, yet they would stay on disk (or in executor storage) until the
-    run ends. At 10M usage records they were about half the run's peak scratch disk; at 100M that is tens of GB.
+    run ends. Freeing them took a 1M-usage run's peak scratch disk from 1,618 to 1,233 MiB; at 100M that is tens of GB.
     The function must not return (or keep elsewhere) a DataFrame that reads one of its own cuts.
     """
     _THREAD.made.append([])
