@@ -216,6 +216,12 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     cdr, rated, usage_charges = scoped["cdr"], scoped["rated_event"], scoped["bill_charge"]
 
     with phase(spark, "prepare", run_id):
+        if bucket is not None:
+            # A partition run finds its bucket's rows by a hash of account_id, which no file layout prunes: every
+            # read of an input is a read of the whole month, and prepare and totals read each input more than once
+            # (100M seed-004, one bucket of 16: prepare 350 s of the run's 964 s, where a 10M run's prepare scaled
+            # to the bucket's rows is about 230 s). Read each input once and keep the bucket's rows.
+            cdr, rated, usage_charges = (materialize(df) for df in (cdr, rated, usage_charges))
         # Prepared sides: identity, normalized phones, and a quarantine reason per control point that reads them.
         u2r, acc, r2b = cps["usage-to-rating"], cps["rating-accuracy"], cps["rating-to-billing"]
         cdr_cols = INPUT_SCHEMAS["cdr"].fieldNames()
