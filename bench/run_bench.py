@@ -211,8 +211,9 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
     input_rows = {name: int(df.count()) for name, df in inputs.items()}
     all_rows = sum(input_rows[t] for t in ("cdr", "rated_event", "bill_charge"))
 
-    with bench.step("scan floor", all_rows):
-        baselines.scan_floor(inputs)
+    if not args.skip_scan_floor:
+        with bench.step("scan floor", all_rows):
+            baselines.scan_floor(inputs)
     if not args.skip_join_floor:
         with bench.step("join floor", all_rows):
             baselines.join_floor(inputs, folder / "floor")
@@ -318,7 +319,11 @@ def bench_by_bucket(bench: Bench, rows: int, folder: Path, args: argparse.Namesp
     progress = Path(args.results_dir) / f"{folder.name}-by-bucket.jsonl"
     progress.parent.mkdir(parents=True, exist_ok=True)
     all_rows = sum(input_rows[t] for t in ("cdr", "rated_event", "bill_charge"))
-    for bucket in range(ruleset.account_buckets):
+    buckets = args.buckets if args.buckets is not None else list(range(ruleset.account_buckets))
+    outside = [b for b in buckets if not 0 <= b < ruleset.account_buckets]
+    if outside:
+        raise SystemExit(f"bench --buckets: {outside} not in 0..{ruleset.account_buckets - 1}")
+    for bucket in buckets:
         phases.RECORDED.clear()
         bench.heap.reset()
         bench.disk.reset()
@@ -334,6 +339,7 @@ def bench_by_bucket(bench: Bench, rows: int, folder: Path, args: argparse.Namesp
                            "phases": {t.name: round(t.seconds, 1) for t in phases.RECORDED}})
         if not result.already_committed:
             figures = step.figures
+            step.extra["outcomes"] = outcome_counts(spark, conf.output, result.run_id)
             with progress.open("a") as out:
                 out.write(json.dumps({"at": datetime.now(UTC).isoformat(), "bucket": bucket, "seconds": step.seconds,
                                       "task_s": figures.run_time_ms / 1000,
@@ -358,6 +364,18 @@ def bench_by_bucket(bench: Bench, rows: int, folder: Path, args: argparse.Namesp
     return SizeResult(rows=rows, scenario=args.scenario, data_dir=str(folder), generate_s=generate_s,
                       input_rows=input_rows, steps=list(bench.steps), peak_heap_bytes=heap,
                       peak_heap_after_gc_bytes=heap_gc, ratios=ratios(bench.steps, checks), checks=checks)
+
+
+def parse_buckets(text: str) -> list[int]:
+    """'9-15' or '3,5,7-9' -> the bucket numbers, in order (a launch's share of the month)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want bucket numbers and ranges, e.g. 9-15 or 0,3,5-7") from None
+    return out
 
 
 def outcome_counts_by_bucket(spark: SparkSession, output: str) -> dict[str, int]:
@@ -533,6 +551,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the month as one committed partition run per account bucket instead of one run; "
                              "a relaunch skips the buckets already committed (for a month whose one run needs more "
                              "scratch disk than the box has)")
+    parser.add_argument("--buckets", type=parse_buckets, default=None, metavar="LIST",
+                        help="with --by-bucket: only these buckets (e.g. 9-15), for a month spread over launches")
+    parser.add_argument("--skip-scan-floor", action="store_true",
+                        help="skip the scan floor (a launch that only finishes a month's buckets; job/scan is then n/a)")
     parser.add_argument("--generate-only", action="store_true",
                         help="generate (or find) the datasets and stop: a long generation need not share a session "
                              "with the measurements")
