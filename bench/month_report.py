@@ -1,0 +1,84 @@
+"""The figures of a month benched as partition runs (`run_bench.py --by-bucket`), from its progress file.
+
+Why a file and not the process: a month bigger than one sitting is run over several launches (each skips or is
+told the buckets already done), so no single process saw every bucket. Each committed bucket appended one line to
+`<results-dir>/<dataset>-by-bucket.jsonl`; this sums them into the month's figures: wall and task time, shuffle,
+spill, the peaks (heap, scratch disk), each phase's time, and the outcome counts where the lines carry them.
+
+    python bench/month_report.py bench/results/seed004-100000000-s42-by-bucket.jsonl --buckets 16 --input-rows N
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+MIB = 1 << 20
+
+
+def latest_by_bucket(lines: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """bucket -> its last committed line (a bucket benched twice counts once, as its latest run)."""
+    out: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        if not line.get("already_committed"):
+            out[int(line["bucket"])] = line
+    return dict(sorted(out.items()))
+
+
+def render(by_bucket: dict[int, dict[str, Any]], buckets: int, input_rows: int | None, cores: int) -> str:
+    phases: Counter[str] = Counter()
+    head = (f"{'bucket':<8}{'at (UTC)':<21}{'wall s':>9}{'task s':>9}{'shuffle MB':>12}{'spill MB':>10}"
+            f"{'heap MiB':>10}{'after GC':>10}{'scratch MiB':>13}")
+    lines = [head, "-" * len(head)]
+    for b, r in by_bucket.items():
+        phases.update({k: float(v) for k, v in r.get("phases", {}).items()})
+        lines.append(f"{b:<8}{r['at'][:19]:<21}{r['seconds']:>9.1f}{r['task_s']:>9.1f}{r['shuffle_write_mb']:>12.1f}"
+                     f"{r['spill_mb']:>10.1f}{r['peak_heap_bytes'] / MIB:>10,.0f}"
+                     f"{r['peak_heap_after_gc_bytes'] / MIB:>10,.0f}{r['peak_scratch_disk_bytes'] / MIB:>13,.0f}")
+    rows = list(by_bucket.values())
+    wall = sum(r["seconds"] for r in rows)
+    lines.append("-" * len(head))
+    lines.append(f"{'month':<29}{wall:>9.1f}{sum(r['task_s'] for r in rows):>9.1f}"
+                 f"{sum(r['shuffle_write_mb'] for r in rows):>12.1f}{sum(r['spill_mb'] for r in rows):>10.1f}"
+                 f"{max(r['peak_heap_bytes'] for r in rows) / MIB:>10,.0f}"
+                 f"{max(r['peak_heap_after_gc_bytes'] for r in rows) / MIB:>10,.0f}"
+                 f"{max(r['peak_scratch_disk_bytes'] for r in rows) / MIB:>13,.0f}   (sums; peaks are maxima)")
+    missing = sorted(set(range(buckets)) - set(by_bucket))
+    lines.append(f"buckets committed: {len(by_bucket)} of {buckets}" + (f"; missing {missing}" if missing else ""))
+    if input_rows:
+        lines.append(f"input rows {input_rows:,}: {input_rows / wall / cores:,.0f} rows/s/core over the month's wall time")
+    lines.append("phases (s, summed over buckets): " + ", ".join(f"{k} {v:,.1f}" for k, v in phases.items()))
+    counted = [r["outcomes"] for r in rows if "outcomes" in r]
+    if counted:
+        total: Counter[str] = Counter()
+        for c in counted:
+            total.update(c)
+        lines.append(f"outcome counts over the {len(counted)} bucket(s) whose lines carry them:")
+        lines += [f"  {k:<58}{v:>14,}" for k, v in sorted(total.items())]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="month_report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("progress", type=Path, help="<dataset>-by-bucket.jsonl written by run_bench.py --by-bucket")
+    parser.add_argument("--buckets", type=int, default=16, help="the ruleset's account_buckets")
+    parser.add_argument("--input-rows", type=int, default=None, help="cdr + rated_event + bill_charge rows")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args(argv)
+    try:
+        lines = [json.loads(t) for t in args.progress.read_text().splitlines() if t.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"month_report: {args.progress}: {e}") from None
+    by_bucket = latest_by_bucket(lines)
+    if not by_bucket:
+        raise SystemExit(f"month_report: {args.progress}: no committed bucket")
+    print(render(by_bucket, args.buckets, args.input_rows, args.cores))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
