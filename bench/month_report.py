@@ -6,6 +6,11 @@ told the buckets already done), so no single process saw every bucket. Each comm
 spill, the peaks (heap, scratch disk), each phase's time, and the outcome counts where the lines carry them.
 
     python bench/month_report.py bench/results/seed004-100000000-s42-by-bucket.jsonl --buckets 16 --input-rows N
+    python bench/month_report.py ... --truth bench/data/seed004-100000000-s42/ground_truth   # planted vs reported
+
+With `--truth`, a local Spark session counts the generator's ground truth per account bucket (the same hash the
+job partitions its outputs by), so each committed bucket's reported outcome counts are checked against what was
+planted in that bucket: a month run over several sittings is checked slice by slice, not only timed.
 """
 
 from __future__ import annotations
@@ -62,12 +67,53 @@ def render(by_bucket: dict[int, dict[str, Any]], buckets: int, input_rows: int |
     return "\n".join(lines)
 
 
+def planted_by_bucket(truth_path: str, buckets: int, wanted: list[int]) -> dict[int, Counter[str]]:
+    """bucket -> 'control point/side/outcome' -> planted count, from the generator's ground truth (Spark)."""
+    from pyspark.sql import functions as F
+
+    from jobs.session import build_session
+    from transforms.keys import account_bucket
+
+    spark = build_session({"master": "local[*]", "settings": {"spark.driver.memory": "4g"}},
+                          app_name="telco-ra-month-report")
+    truth = spark.read.format("delta").load(truth_path)
+    side = F.coalesce(F.col("side"), F.lit("AGGREGATE"))
+    rows = (truth.withColumn("_b", account_bucket(F.col("account_id"), buckets)).where(F.col("_b").isin(wanted))
+            .groupBy("_b", "control_point_id", side.alias("side"), "expected_outcome").count()
+            .collect())                # bounded: buckets x the outcome vocabulary
+    out: dict[int, Counter[str]] = {b: Counter() for b in wanted}
+    for r in rows:
+        out[int(r["_b"])][f"{r['control_point_id']}/{r['side']}/{r['expected_outcome']}"] += int(r["count"])
+    spark.stop()
+    return out
+
+
+def compare(by_bucket: dict[int, dict[str, Any]], planted: dict[int, Counter[str]]) -> tuple[str, bool]:
+    """Per outcome, reported vs planted over the buckets checked, and every bucket/outcome that differs."""
+    reported: Counter[str] = Counter()
+    want: Counter[str] = Counter()
+    differ = []
+    for b, counts in planted.items():
+        got = Counter(by_bucket[b]["outcomes"])
+        reported.update(got)
+        want.update(counts)
+        differ += [f"  bucket {b} {k}: reported {got.get(k, 0):,}, planted {counts.get(k, 0):,}"
+                   for k in sorted(set(got) | set(counts)) if got.get(k, 0) != counts.get(k, 0)]
+    lines = [f"reported vs planted (ground truth) over buckets {sorted(planted)}:",
+             f"  {'control point/side/outcome':<58}{'reported':>14}{'planted':>14}"]
+    lines += [f"  {k:<58}{reported.get(k, 0):>14,}{want.get(k, 0):>14,}" for k in sorted(set(reported) | set(want))]
+    lines.append("every bucket's counts equal its planted counts" if not differ else
+                 f"{len(differ)} bucket/outcome counts differ:")
+    return "\n".join(lines + differ), not differ
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="month_report", description=__doc__.split("\n\n")[0])
     parser.add_argument("progress", type=Path, help="<dataset>-by-bucket.jsonl written by run_bench.py --by-bucket")
     parser.add_argument("--buckets", type=int, default=16, help="the ruleset's account_buckets")
     parser.add_argument("--input-rows", type=int, default=None, help="cdr + rated_event + bill_charge rows")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--truth", help="the generator's ground_truth Delta table: check each bucket's counts")
     args = parser.parse_args(argv)
     try:
         lines = [json.loads(t) for t in args.progress.read_text().splitlines() if t.strip()]
@@ -76,7 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     by_bucket = latest_by_bucket(lines)
     if not by_bucket:
         raise SystemExit(f"month_report: {args.progress}: no committed bucket")
-    print(render(by_bucket, args.buckets, args.input_rows, args.cores))
+    print(render(by_bucket, args.buckets, args.input_rows, args.cores), flush=True)
+    if args.truth:
+        checkable = [b for b, r in by_bucket.items() if "outcomes" in r]
+        if not checkable:
+            raise SystemExit("month_report --truth: no committed bucket's line carries outcome counts")
+        report, equal = compare(by_bucket, planted_by_bucket(args.truth, args.buckets, checkable))
+        print(report)
+        return 0 if equal else 1
     return 0
 
 
