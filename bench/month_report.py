@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-rows", type=int, default=None, help="cdr + rated_event + bill_charge rows")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--truth", help="the generator's ground_truth Delta table: check each bucket's counts")
+    parser.add_argument("--planted", type=Path,
+                        help="JSON of every bucket's planted counts: read if it exists, else counted from --truth "
+                             "(one scan for all buckets) and written, so a later check of new buckets is instant")
     args = parser.parse_args(argv)
     try:
         lines = [json.loads(t) for t in args.progress.read_text().splitlines() if t.strip()]
@@ -123,11 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     if not by_bucket:
         raise SystemExit(f"month_report: {args.progress}: no committed bucket")
     print(render(by_bucket, args.buckets, args.input_rows, args.cores), flush=True)
-    if args.truth:
+    if args.truth or args.planted:
         checkable = [b for b, r in by_bucket.items() if "outcomes" in r]
         if not checkable:
             raise SystemExit("month_report --truth: no committed bucket's line carries outcome counts")
-        report, equal = compare(by_bucket, planted_by_bucket(args.truth, args.buckets, checkable))
+        if args.planted and args.planted.exists():
+            planted = {int(b): Counter(c) for b, c in json.loads(args.planted.read_text()).items()}
+        elif args.truth:
+            planted = planted_by_bucket(args.truth, args.buckets, list(range(args.buckets)))
+            if args.planted:
+                args.planted.write_text(json.dumps(planted, indent=1, sort_keys=True) + "\n")
+        else:
+            raise SystemExit(f"month_report: {args.planted} does not exist and no --truth to count it from")
+        report, equal = compare(by_bucket, {b: planted[b] for b in checkable})
         print(report)
         return 0 if equal else 1
     return 0
