@@ -67,8 +67,9 @@ def render(by_bucket: dict[int, dict[str, Any]], buckets: int, input_rows: int |
     return "\n".join(lines)
 
 
-def planted_by_bucket(truth_path: str, buckets: int, wanted: list[int]) -> dict[int, Counter[str]]:
-    """bucket -> 'control point/side/outcome' -> planted count, from the generator's ground truth (Spark)."""
+def planted_by_bucket(truth_path: str, buckets: int) -> dict[int, Counter[str]]:
+    """bucket -> 'control point/side/outcome' -> planted count for every bucket, from one scan of the generator's
+    ground truth (Spark)."""
     from pyspark.sql import functions as F
 
     from jobs.session import build_session
@@ -78,10 +79,10 @@ def planted_by_bucket(truth_path: str, buckets: int, wanted: list[int]) -> dict[
                           app_name="telco-ra-month-report")
     truth = spark.read.format("delta").load(truth_path)
     side = F.coalesce(F.col("side"), F.lit("AGGREGATE"))
-    rows = (truth.withColumn("_b", account_bucket(F.col("account_id"), buckets)).where(F.col("_b").isin(wanted))
+    rows = (truth.withColumn("_b", account_bucket(F.col("account_id"), buckets))
             .groupBy("_b", "control_point_id", side.alias("side"), "expected_outcome").count()
             .collect())                # bounded: buckets x the outcome vocabulary
-    out: dict[int, Counter[str]] = {b: Counter() for b in wanted}
+    out: dict[int, Counter[str]] = {b: Counter() for b in range(buckets)}
     for r in rows:
         out[int(r["_b"])][f"{r['control_point_id']}/{r['side']}/{r['expected_outcome']}"] += int(r["count"])
     spark.stop()
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.planted and args.planted.exists():
             planted = {int(b): Counter(c) for b, c in json.loads(args.planted.read_text()).items()}
         elif args.truth:
-            planted = planted_by_bucket(args.truth, args.buckets, list(range(args.buckets)))
+            planted = planted_by_bucket(args.truth, args.buckets)
             if args.planted:
                 args.planted.write_text(json.dumps(planted, indent=1, sort_keys=True) + "\n")
         else:
