@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from jobs.session import build_session
 
+# Spark's own console layout, plus every ERROR the driver logs copied to a file: when something stops the
+# SparkContext (an Error in the DAG scheduler, the listener bus or the cleaner), each later test fails on "Cannot
+# call methods on a stopped SparkContext", and the one line that says why is in some earlier test's captured output,
+# which CI's tail does not show. The suite then stops at once and names it (see _clean_catalog).
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+rootLogger.appenderRef.errors.ref = errors
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+appender.errors.type = File
+appender.errors.name = errors
+appender.errors.fileName = {errors}
+appender.errors.filter.threshold.type = ThresholdFilter
+appender.errors.filter.threshold.level = error
+appender.errors.layout.type = PatternLayout
+appender.errors.layout.pattern = %d{{HH:mm:ss}} %p %c{{1}} [%t]: %m%n%ex
+logger.parquet.name = org.apache.parquet.CorruptStatistics
+logger.parquet.level = error
+"""
+
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
+def spark_error_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("spark-logs") / "errors.log"
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory, spark_error_log: Path) -> Iterator[SparkSession]:
     warehouse = tmp_path_factory.mktemp("warehouse")
+    log4j = spark_error_log.with_name("log4j2.properties")
+    log4j.write_text(LOG4J2.format(errors=spark_error_log))
     session = build_session(
         {
             "master": "local[2]",
@@ -20,8 +52,17 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
                 "spark.sql.shuffle.partitions": 2,
                 "spark.default.parallelism": 2,
                 "spark.sql.warehouse.dir": str(warehouse),
-                "spark.driver.memory": "2g",
+                # 4g, the product's local default. At 2g the suite's driver ran with G1 preventive collections
+                # and up to ~1 GB live after mixed GCs through test_generate (GC log of a local run), and CI once
+                # lost its SparkContext 17 minutes in; the tests check results, not a small heap.
+                "spark.driver.memory": "4g",
+                "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{log4j}",
                 "spark.databricks.delta.snapshotPartitions": 1,
+                # The status store keeps every SQL execution's plan graph for the UI (off here) up to 1000; one
+                # session running the whole suite only ever needs the latest few.
+                "spark.sql.ui.retainedExecutions": 20,
+                "spark.ui.retainedJobs": 50,
+                "spark.ui.retainedStages": 50,
             },
         },
         app_name="telco-ra-tests",
@@ -30,12 +71,27 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     session.stop()
 
 
+def _stop_if_context_died(session: SparkSession, error_log: Path, test: str) -> None:
+    """End the suite with the reason when the shared SparkContext has been stopped under it."""
+    if not session.sparkContext._jsc.sc().isStopped():
+        return
+    kept, frames = [], 0
+    for line in error_log.read_text().splitlines() if error_log.exists() else []:
+        frames = frames + 1 if line.startswith("\tat ") else 0
+        if frames <= 3 and not line.startswith("\t... "):     # each trace's message and its first frames
+            kept.append(line)
+    tail = "\n".join(kept[-60:]) or "(the driver logged no ERROR)"
+    pytest.exit(f"the shared SparkContext was stopped during or before {test}; the driver's last ERROR lines:\n"
+                f"{tail}", returncode=3)
+
+
 @pytest.fixture(autouse=True)
 def _clean_catalog(request: pytest.FixtureRequest) -> Iterator[None]:
     """Drop cached data and temp views between tests so one test never sees another's state."""
     yield
     if "spark" in request.fixturenames:
         session = request.getfixturevalue("spark")
+        _stop_if_context_died(session, request.getfixturevalue("spark_error_log"), request.node.nodeid)
         session.catalog.clearCache()
         for view in session.catalog.listTables():
             if view.isTemporary:

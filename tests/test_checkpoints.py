@@ -24,6 +24,7 @@ from transforms.checkpoints import (
     registered_shuffles,
     release,
     release_shuffles,
+    settled_shuffles,
 )
 
 
@@ -51,6 +52,30 @@ def test_a_cut_keeps_its_result_and_releases_the_shuffles_it_created(spark: Spar
     assert_df_equality(cut, expected, ignore_row_order=True, ignore_nullable=True)
     # and the cut stays usable after its producers are gone
     assert cut.where(F.col("k") == 3).select("n").first()[0] == len(range(3, 2000, 7))
+
+
+def test_a_shuffle_whose_map_stage_still_runs_is_never_released(spark: SparkSession) -> None:
+    """Unregistering a shuffle under a running map stage stops the SparkContext (its tasks register into a shuffle
+    that is gone): such a shuffle is not settled until its stage is done and out of the DAG scheduler."""
+    before = registered_shuffles(spark)
+    slow = (spark.range(0, 2, 1, 2).withColumn("z", F.expr("java_method('java.lang.Thread', 'sleep', 4000L)"))
+            .repartition(2, "z", "id"))
+    worker = threading.Thread(target=lambda: slow.write.format("noop").mode("overwrite").save())
+    worker.start()
+    try:
+        running = frozenset()
+        for _ in range(200):                          # the shuffle is registered when its stage is created
+            running = registered_shuffles(spark) - before
+            if running:
+                break
+            threading.Event().wait(0.02)
+        assert running, "the slow job's shuffle never showed up"
+        assert settled_shuffles(spark, running) == frozenset()
+    finally:
+        worker.join()
+    assert settled_shuffles(spark, running) == running
+    release_shuffles(spark, running)
+    assert registered_shuffles(spark) & running == frozenset()
 
 
 def test_without_release_the_shuffle_files_stay(spark: SparkSession) -> None:

@@ -83,7 +83,7 @@ def materialize(df: DataFrame) -> DataFrame:
     if free_shuffles:
         with _RUNS_LOCK:
             if _OPEN_RUNS <= 1 and not _other_jobs_running(spark):
-                release_shuffles(spark, registered_shuffles(spark) - before)
+                release_shuffles(spark, settled_shuffles(spark, registered_shuffles(spark) - before))
     if _THREAD.made:
         _THREAD.made[-1].append(result)
     return result
@@ -226,6 +226,28 @@ def registered_shuffles(spark: SparkSession) -> frozenset[int]:
     except Exception as err:  # noqa: BLE001 - a driver without the tracker (Spark Connect) keeps Spark's own cleanup
         LOG.debug("shuffle ids unavailable: %s", err)
         return frozenset()
+
+
+def settled_shuffles(spark: SparkSession, shuffle_ids: frozenset[int]) -> frozenset[int]:
+    """Those of `shuffle_ids` that no stage of the DAG scheduler holds and whose every map output is in.
+
+    Only such a shuffle can be unregistered without a map task registering its output into a shuffle that is gone,
+    which stops the DAG scheduler and with it the SparkContext. The status tracker behind _other_jobs_running hears
+    of jobs through the listener bus, after the fact; the scheduler's own stage map does not lag. A shuffle whose
+    stage still runs (a neighbour's, or one a finished query left running or cancelled) is left to Spark's cleaner.
+    """
+    if not shuffle_ids:
+        return frozenset()
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    tracker = jvm.org.apache.spark.SparkEnv.get().mapOutputTracker()
+    held = spark.sparkContext._jsc.sc().dagScheduler().shuffleIdToMapStage()   # type: ignore[union-attr]
+    settled = set()
+    for shuffle_id in shuffle_ids:
+        missing = tracker.findMissingPartitions(shuffle_id)
+        if missing.isDefined() and missing.get().isEmpty() and not held.contains(shuffle_id):
+            settled.add(shuffle_id)
+    return frozenset(settled)
 
 
 def release_shuffles(spark: SparkSession, shuffle_ids: frozenset[int]) -> None:
