@@ -33,9 +33,9 @@ def test_outputs_identical_across_partitioning_and_aqe(spark: SparkSession, tmp_
     no_broadcast = {BROADCAST_ROWS_KEY: "0", PHONE_BROADCAST_KEY: "0", "spark.sql.autoBroadcastJoinThreshold": "-1"}
     variants = {
         "p4-aqe": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true"},
-        "p64-no-aqe-no-broadcast": {"spark.sql.shuffle.partitions": "64", "spark.sql.adaptive.enabled": "false",
+        "p16-no-aqe-no-broadcast": {"spark.sql.shuffle.partitions": "16", "spark.sql.adaptive.enabled": "false",
                                     **no_broadcast},
-        "p64-aqe": {"spark.sql.shuffle.partitions": "64", "spark.sql.adaptive.enabled": "true"},
+        "p16-aqe": {"spark.sql.shuffle.partitions": "16", "spark.sql.adaptive.enabled": "true"},
         "p4-aqe-parquet-cuts": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true",
                                 CUT_DIR_KEY: str(cuts)},
     }
