@@ -53,8 +53,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory, spark_error_log: Path) -> It
                 "spark.default.parallelism": 2,
                 "spark.sql.warehouse.dir": str(warehouse),
                 # 4g, the product's local default. At 2g the suite's driver ran with G1 preventive collections
-                # and up to ~1 GB live after mixed GCs through test_generate (GC log of a local run), and CI once
-                # lost its SparkContext 17 minutes in; the tests check results, not a small heap.
+                # and up to ~1 GB live after mixed GCs through test_generate (GC log of a local run); the tests
+                # check results, not a small heap.
                 "spark.driver.memory": "4g",
                 "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{log4j}",
                 "spark.databricks.delta.snapshotPartitions": 1,
