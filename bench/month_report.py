@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.truth or args.planted:
         checkable = [b for b, r in by_bucket.items() if "outcomes" in r]
         if not checkable:
-            raise SystemExit("month_report --truth: no committed bucket's line carries outcome counts")
+            raise SystemExit("month_report: no committed bucket's line carries outcome counts to check")
         if args.planted and args.planted.exists():
             planted = {int(b): Counter(c) for b, c in json.loads(args.planted.read_text()).items()}
         elif args.truth:

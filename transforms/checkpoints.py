@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -215,13 +216,19 @@ def _delete(spark: SparkSession, path: str) -> None:
         fs.delete(hadoop_path, True)
 
 
+def _map_output_tracker(spark: SparkSession) -> Any:
+    """The driver's MapOutputTrackerMaster (a py4j handle): where shuffles are registered and their outputs kept."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return jvm.org.apache.spark.SparkEnv.get().mapOutputTracker()
+
+
 def registered_shuffles(spark: SparkSession) -> frozenset[int]:
     """Ids of the shuffles whose outputs the driver's MapOutputTracker knows of (empty when it cannot be asked)."""
     try:
         jvm = spark.sparkContext._jvm
         assert jvm is not None
-        tracker = jvm.org.apache.spark.SparkEnv.get().mapOutputTracker()
-        keys = jvm.scala.jdk.javaapi.CollectionConverters.asJava(tracker.shuffleStatuses().keySet())
+        keys = jvm.scala.jdk.javaapi.CollectionConverters.asJava(_map_output_tracker(spark).shuffleStatuses().keySet())
         return frozenset(int(k) for k in keys)
     except Exception as err:  # noqa: BLE001 - a driver without the tracker (Spark Connect) keeps Spark's own cleanup
         LOG.debug("shuffle ids unavailable: %s", err)
@@ -238,9 +245,7 @@ def settled_shuffles(spark: SparkSession, shuffle_ids: frozenset[int]) -> frozen
     """
     if not shuffle_ids:
         return frozenset()
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    tracker = jvm.org.apache.spark.SparkEnv.get().mapOutputTracker()
+    tracker = _map_output_tracker(spark)
     held = spark.sparkContext._jsc.sc().dagScheduler().shuffleIdToMapStage()   # type: ignore[union-attr]
     settled = set()
     for shuffle_id in shuffle_ids:
