@@ -23,26 +23,31 @@ LOG = logging.getLogger("telco_ra")
 
 
 def _run(args: argparse.Namespace) -> int:
-    conf = load_conf(args.conf)               # both validated before Spark starts
+    conf = load_conf(args.conf)               # conf, ruleset and arguments all validated before Spark starts
     ruleset = load_ruleset(args.ruleset)
     conf.cycle(args.cycle)
+    bucket = _bucket(args.partition, args.cycle, ruleset.account_buckets)
     from jobs.run import execute
     from jobs.session import build_session
     from jobs.summary import render
 
-    bucket = _bucket(args.partition, args.cycle)
     spark = build_session(conf.spark)
     result = execute(spark, conf, ruleset, args.cycle, args.run_id, bucket=bucket)
     sys.stdout.write(render(spark, result))
     return 0
 
 
-def _bucket(partitions: list[str], cycle: str) -> int | None:
+def _bucket(partitions: list[str], cycle: str, buckets: int) -> int | None:
+    """The account bucket `--partition` asks for, checked against the ruleset's `buckets` here: execute() would
+    find a bucket out of range only after reading the inputs (Spark jobs over the month's tables)."""
     bucket = None
     for item in partitions:
         key, _, value = item.partition("=")
-        if key == "account_bucket" and value.isdigit():
+        if key == "account_bucket" and value.isascii() and value.isdigit():
             bucket = int(value)
+            if bucket >= buckets:
+                raise ConfigError("--partition", key, f"{bucket} is not a bucket of this ruleset "
+                                  f"(0..{buckets - 1}: account_buckets is {buckets})")
         elif key == "cycle_id" and value == cycle:
             continue
         else:

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import yaml
 
 from transforms.schema import EXPOSURE_CLASSES, INPUT_SCHEMAS, OUTCOMES, SERVICE_TYPES, SEVERITIES
@@ -132,6 +133,11 @@ def load_conf(path: str | Path) -> EnvConf:
     region = data.get("phone_region", "US")
     if not (isinstance(region, str) and len(region) == 2 and region.isalpha() and region.isupper()):
         raise ConfigError(path, "phone_region", f"{region!r} is not a two-letter upper-case region code like US")
+    # A region phonenumbers does not know fails only when the first phone is normalized, after Spark has read the
+    # month: refuse it here, while nothing has run.
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(path, "phone_region", f"{region!r} is not a region phonenumbers knows (ISO 3166 codes "
+                          "such as US, GB, DE)")
     sla = data.get("suspense_sla_days")
     if sla is not None and (not isinstance(sla, int) or isinstance(sla, bool) or sla < 0):
         raise ConfigError(path, "suspense_sla_days", f"{sla!r} is not a non-negative whole number of days")
@@ -172,10 +178,11 @@ class Side:
 
 @dataclass(frozen=True)
 class Fuzzy:
+    """Fuzzy pairing settings. No bound on selection rounds: selection loops until a round resolves nothing."""
+
     keys: tuple[str, ...]
     time_window_s: int
     quantity_tolerance: Mapping[str, Tolerance]
-    max_rounds: int
 
 
 @dataclass(frozen=True)
@@ -299,6 +306,7 @@ def _control_point(r: _Reader, cp_id: str, value: Any, owners: Mapping[str, int]
         raise r.fail(f"{key}.kind", f"{kind!r} is not one of record, aggregate")
     left = _side(r, f"{key}.left", m.get("left"))
     right = _side(r, f"{key}.right", m["right"]) if m.get("right") is not None else None
+    _fit_sides(r, key, cp_id, kind, left, right)
     vocab = {o for outcomes in OUTCOMES[cp_id].values() for o in outcomes}
     outcomes: dict[str, OutcomePolicy] = {}
     for name, pol in r.mapping(f"{key}.outcomes", m.get("outcomes")).items():
@@ -336,7 +344,7 @@ def _control_point(r: _Reader, cp_id: str, value: Any, owners: Mapping[str, int]
     if m.get("fuzzy") is not None:
         f = r.mapping(f"{key}.fuzzy", m["fuzzy"])
         fkey = f"{key}.fuzzy"
-        _unknown(r.path, f"{fkey}.", f, {"keys", "time_window_s", "quantity_tolerance", "max_rounds"})
+        _unknown(r.path, f"{fkey}.", f, {"keys", "time_window_s", "quantity_tolerance"})
         if right is None:
             raise r.fail(fkey, "needs a right side")
         keys = r.columns(f"{fkey}.keys", f.get("keys"), left.table)
@@ -346,8 +354,7 @@ def _control_point(r: _Reader, cp_id: str, value: Any, owners: Mapping[str, int]
             if st not in SERVICE_TYPES:
                 raise r.fail(f"{fkey}.quantity_tolerance.{st}", f"unknown service_type (known: {', '.join(SERVICE_TYPES)})")
         fuzzy = Fuzzy(keys, r.positive_int(f"{fkey}.time_window_s", f.get("time_window_s")),
-                      {st: r.tolerance(f"{fkey}.quantity_tolerance.{st}", v) for st, v in qt.items()},
-                      r.positive_int(f"{fkey}.max_rounds", f.get("max_rounds", 8)))
+                      {st: r.tolerance(f"{fkey}.quantity_tolerance.{st}", v) for st, v in qt.items()})
     duplicates: dict[str, tuple[str, ...]] = {}
     if m.get("duplicates") is not None:
         d = r.mapping(f"{key}.duplicates", m["duplicates"])
@@ -370,11 +377,137 @@ def _control_point(r: _Reader, cp_id: str, value: Any, owners: Mapping[str, int]
                 raise r.fail(f"{ekey}.outcomes", f"{o!r} is not an outcome of {cp_id}")
         exemptions.append(Exemption(str(x.get("id")), str(x["column"]), tuple(map(str, values)),
                                     tuple(x.get("outcomes") or [])))
+    if kind == "record" and m.get("group_by") is not None:
+        # Dropped below, so _engine_fit could not see it: a record control point never groups.
+        raise r.fail(f"{key}.group_by", f"not read by this engine: {cp_id} is a record control point (remove it)")
     group_by = r.columns(f"{key}.group_by", m.get("group_by", []), left.table) if kind == "aggregate" else ()
     if kind == "aggregate" and tolerance is None:
         raise r.fail(f"{key}.tolerance", "missing (required for an aggregate control point)")
     return ControlPoint(cp_id, kind, left, right, outcomes, exact, fuzzy, duplicates, tolerance,
                         tuple(exemptions), group_by)
+
+
+# ------------------------------------------------------------------------------------------- what the engine runs
+# jobs/run.py is wired to the usage-to-bill controls: it runs these four control points in every run, each on fixed
+# tables, links them by fixed lineage columns, identifies records by fixed id columns and groups the aggregate by a
+# fixed key. Until rulesets drive those choices (the engine issue), a ruleset is held to exactly what the code does:
+# a missing piece ended in a KeyError or an assert after Spark had read the month (exit 1), and another value for a
+# key the code does not read changed the run id and nothing else. Keep these in step with jobs/run.py.
+@dataclass(frozen=True)
+class _Wiring:
+    """How jobs/run.py runs one control point: what it needs of the ruleset and what it reads when present."""
+
+    kind: str
+    left: str                                  # table of the left side
+    right: str | None                          # table of the right side; None: the code reads no right side
+    exact: Mapping[str, str] | None            # lineage columns the code links by; None: no exact stage
+    needs: tuple[str, ...] = ()                # keys the code cannot run without
+    reads: tuple[str, ...] = ()                # further keys the code reads when present
+
+
+ENGINE: dict[str, _Wiring] = {
+    "usage-to-rating": _Wiring("record", "cdr", "rated_event", {"left": "record_id", "right": "source_record_id"},
+                               needs=("fuzzy", "duplicates.content"),
+                               reads=("left.required", "right.required", "duplicates.order", "exemptions")),
+    "rating-accuracy": _Wiring("record", "rated_event", None, None, needs=("tolerance",),
+                               reads=("left.required", "exemptions")),
+    "rating-to-billing": _Wiring("record", "rated_event", "bill_charge",
+                                 {"left": "rated_event_id", "right": "source_rated_event_id"}, needs=("tolerance",),
+                                 reads=("left.required", "right.required", "right.filter", "duplicates.order",
+                                        "exemptions")),
+    # Quarantines with rating-to-billing's required columns and scopes bill_charge with its right.filter.
+    "usage-aggregate": _Wiring("aggregate", "rated_event", "bill_charge", None, needs=("tolerance", "group_by"),
+                               reads=("right.filter",)),
+}
+# The id column each input's records are identified by (jobs/run.py IDENTITY): a side's `id` may only name it.
+IDENTITY_COLUMN = {"cdr": "record_id", "rated_event": "rated_event_id", "bill_charge": "charge_id"}
+# usage_aggregate groups by these, always.
+AGGREGATE_GROUP_BY = ("account_id", "service_type", "currency")
+# Keys a control point may carry that only some control points' code reads (the others are checked one by one).
+OPTIONAL_KEYS = ("fuzzy", "tolerance", "duplicates.content", "duplicates.order", "exemptions", "group_by",
+                 "left.required", "right.required")
+
+
+def _not_read(r: _Reader, key: str) -> ConfigError:
+    return r.fail(key, "not read by this engine: remove it (it would change the run id and nothing else)")
+
+
+def _only(r: _Reader, key: str, value: Any, expected: Any, why: str = "") -> None:
+    """A key the code does not read: accept only the value the code uses in its place."""
+    if value != expected:
+        raise r.fail(key, f"{value!r}: this engine uses {expected!r}{why}, whatever this key says; until rulesets "
+                     "drive the run only that value is accepted")
+
+
+def _fit_sides(r: _Reader, key: str, cp_id: str, kind: str, left: Side, right: Side | None) -> None:
+    """Kind and side tables as jobs/run.py runs them; checked before the keys that hang off a side."""
+    w = ENGINE[cp_id]
+    if kind != w.kind:
+        raise r.fail(f"{key}.kind", f"{kind!r}: this engine runs {cp_id} as a{'n' if w.kind[0] == 'a' else ''} "
+                     f"{w.kind} control point")
+    if left.table != w.left:
+        raise r.fail(f"{key}.left.table", f"{left.table!r}: this engine reads {w.left} here")
+    if w.right is None:
+        if right is not None:
+            raise _not_read(r, f"{key}.right")
+        return
+    if right is None:
+        raise r.fail(f"{key}.right", f"missing (required: this engine reconciles {cp_id} against {w.right})")
+    if right.table != w.right:
+        raise r.fail(f"{key}.right.table", f"{right.table!r}: this engine reads {w.right} here")
+
+
+def _optional(cp: ControlPoint, what: str) -> Any:
+    """The value of an optional key of `cp`, None where absent (an empty list does nothing: absent)."""
+    values: dict[str, Any] = {
+        "fuzzy": cp.fuzzy, "tolerance": cp.tolerance, "exemptions": cp.exemptions or None,
+        "duplicates.content": cp.duplicates.get("content") or None,
+        "duplicates.order": cp.duplicates.get("order") or None, "group_by": cp.group_by or None,
+        "left.required": cp.left.required or None,
+        "right.required": (cp.right.required or None) if cp.right else None,
+    }
+    return values[what]
+
+
+def _engine_fit(r: _Reader, cps: Mapping[str, ControlPoint]) -> None:
+    """Everything jobs/run.py takes from the ruleset is there and means what the code does (see ENGINE)."""
+    for cp_id in ENGINE:
+        if cp_id not in cps:
+            raise r.fail("control_points", f"no control point {cp_id!r} (this engine runs {', '.join(ENGINE)} in "
+                         "every run)")
+    r2b_right = cps["rating-to-billing"].right
+    scoped_by = dict(r2b_right.filter) if r2b_right else {}
+    for cp_id, w in ENGINE.items():
+        cp, key = cps[cp_id], f"control_points.{cp_id}"
+        for name, side in (("left", cp.left), ("right", cp.right)):
+            if side is None:
+                continue
+            if side.id is not None:
+                _only(r, f"{key}.{name}.id", side.id, IDENTITY_COLUMN[side.table],
+                      f" to identify {side.table} records")
+            if cp_id == "rating-to-billing" and name == "right":
+                continue                    # the one filter the code reads: it scopes bill_charge
+            if cp_id == "usage-aggregate" and name == "right":
+                _only(r, f"{key}.right.filter", dict(side.filter), scoped_by,
+                      " (rating-to-billing's right.filter: bill_charge is scoped once, for both)")
+            else:
+                _only(r, f"{key}.{name}.filter", dict(side.filter), {})
+        if w.exact is None and cp.exact is not None:
+            raise _not_read(r, f"{key}.exact")
+        if w.exact is not None:
+            if cp.exact is None:
+                raise r.fail(f"{key}.exact", f"missing (required: this engine links {cp_id} by "
+                             f"{w.exact['left']} = {w.exact['right']})")
+            for part in ("left", "right"):
+                _only(r, f"{key}.exact.{part}", cp.exact[part], w.exact[part])
+        for what in w.needs:
+            if _optional(cp, what) is None:
+                raise r.fail(f"{key}.{what}", f"missing (required: this engine runs {cp_id} with it)")
+        for what in OPTIONAL_KEYS:
+            if what not in w.needs + w.reads and _optional(cp, what) is not None:
+                raise _not_read(r, f"{key}.{what}")
+        if cp_id == "usage-aggregate":
+            _only(r, f"{key}.group_by", list(cp.group_by), list(AGGREGATE_GROUP_BY))
 
 
 def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
@@ -401,6 +534,7 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
             raise r.fail(f"unrated_tariff.{st}", f"unknown service_type (known: {', '.join(SERVICE_TYPES)})")
     cps_raw = r.mapping("control_points", data.get("control_points"))
     cps = {str(cp_id): _control_point(r, str(cp_id), spec, owners) for cp_id, spec in cps_raw.items()}
+    _engine_fit(r, cps)
     return Ruleset(
         path=str(path),
         name=str(data.get("ruleset") or Path(path).stem),
