@@ -124,7 +124,6 @@ class Prepared:
     right_rows: int
     window_s: int
     tolerances: dict[str, QuantityTolerance]
-    max_rounds: int
 
 
 @dataclass
@@ -156,12 +155,11 @@ def fuzzy_inputs(spark: SparkSession, inputs: dict[str, DataFrame], conf: EnvCon
         str(folder / "r"))
     left, right = spark.read.parquet(str(folder / "l")), spark.read.parquet(str(folder / "r"))
     tolerances = {k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in u2r.fuzzy.quantity_tolerance.items()}
-    return Prepared(left, right, left.count(), right.count(), u2r.fuzzy.time_window_s, tolerances,
-                    u2r.fuzzy.max_rounds)
+    return Prepared(left, right, left.count(), right.count(), u2r.fuzzy.time_window_s, tolerances)
 
 
 def _select(spark: SparkSession, pairs: DataFrame, p: Prepared, after: int) -> FuzzyResult:
-    resolution = resolve_one_to_one(pairs, p.max_rounds)
+    resolution = resolve_one_to_one(pairs)
     matched = resolution.matched
     figures: dict[str, Any] = {"matched": matched.count(), "ambiguous": resolution.ambiguous.count(),
                                "rounds": resolution.rounds}

@@ -20,7 +20,8 @@ from pyspark.sql import functions as F
 
 from jobs.config import EnvConf, Ruleset
 from jobs.outputs import content_hash, current, exists, read_output, table_ref, write_run_slice
-from jobs.run import RunResult, execute
+from jobs.run import NO_HOOKS, RunHooks, RunResult, execute
+from jobs.utc import utc_text
 from transforms.lifecycle import found_by_run
 from transforms.schema import CYCLE_CLOSE
 
@@ -47,17 +48,18 @@ def close_record(spark: SparkSession, output: str, cycle_id: str) -> DataFrame |
     return rows if rows.limit(1).count() else None
 
 
-def close_cycle(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str) -> Closed:
+def close_cycle(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
+                hooks: RunHooks = NO_HOOKS) -> Closed:
     existing = close_record(spark, conf.output, cycle_id)
     if existing is not None:
         first = existing.select("close_run_id", "closed_at").first()
         assert first is not None
-        raise CloseRefused(f"cycle {cycle_id} is already closed (run {first['close_run_id']} at {first['closed_at']}Z); "
+        raise CloseRefused(f"cycle {cycle_id} is already closed (run {first['close_run_id']} at {utc_text(first['closed_at'])}); "
                            "later runs of it are post-close adjustments")
     from jobs.run import ConservationError
 
     try:
-        result = execute(spark, conf, ruleset, cycle_id)
+        result = execute(spark, conf, ruleset, cycle_id, hooks=hooks)
     except ConservationError as exc:
         raise CloseRefused(f"cycle {cycle_id} not closed: {exc}") from exc
     runs = read_output(spark, table_ref(conf.output, "control_run")).where(F.col("run_id") == result.run_id)

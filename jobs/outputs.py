@@ -45,13 +45,15 @@ PARTITIONS = {
     "ra_case": ("cycle_id", "account_bucket"),
     "aggregate_variance": ("cycle_id", "account_bucket"),
     "correction_request": ("cycle_id", "account_bucket"),
-    "suspense_aging": ("cycle_id",),
+    # Small: one row per age bucket and run. Partitioned by run too, so a run replaces exactly its own rows without
+    # conflicting with runs of other slices writing theirs.
+    "suspense_aging": ("cycle_id", "run_id"),
     "control_run": ("cycle_id",),
     "cycle_close": ("cycle_id",),
 }
 # Written once per run (after the already-committed check) and not bucketed: blind, idempotent appends, so runs of
 # disjoint slices never conflict on them.
-APPEND_ONLY = ("control_run", "cycle_close", "suspense_aging")   # written once per run/close, after the checks: blind appends
+APPEND_ONLY = ("control_run", "cycle_close")   # written once per run/close, after the checks: blind appends
 # Columns whose min/max Delta keeps per file (table property delta.dataSkippingStatsColumns, set when the table is
 # created): the ones readers filter the big tables by. Delta's default is the first 32 columns, sha256 hex
 # fingerprints included, whose ranges skip nothing; computing them was a sixth of the write (measured on 5M
@@ -140,6 +142,7 @@ def current(spark: SparkSession, output: str, table: str, cycle_id: str, buckets
     while every run's rows stay in the table as history.
     """
     runs = (read_output(spark, table_ref(output, "control_run")).where(F.col("cycle_id") == cycle_id)
+            .where(F.col("reproduction_of").isNull())      # a reproduction is evidence about a run, not a result
             .select("run_id", "partition_scope", "completed_at").distinct())
     all_buckets = spark.range(buckets).select(F.col("id").cast("int").alias("account_bucket"))
     full = runs.where(F.col("partition_scope") == "all").crossJoin(all_buckets)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -19,6 +18,7 @@ from jobs.config import ConfigError, EnvConf, load_ruleset
 from jobs.inputs import PinnedTable, check_available
 from jobs.outputs import content_hash, exists, read_output, table_ref
 from jobs.run import RunResult, execute
+from jobs.utc import as_utc
 
 LOG = logging.getLogger(__name__)
 COMPARED = ("record_outcome", "ra_case", "aggregate_variance")
@@ -62,9 +62,9 @@ def rerun(spark: SparkSession, conf: EnvConf, run_id: str) -> Reproduction:
     bucket = None
     if row["partition_scope"].startswith("account_bucket="):
         bucket = int(row["partition_scope"].split("=", 1)[1])
-    started = row["started_at"].replace(tzinfo=UTC)
+    started = as_utc(row["started_at"])
     result = execute(spark, as_of, ruleset, row["cycle_id"], new_id, versions=versions, bucket=bucket,
-                     history_before=started)
+                     history_before=started, reproduction_of=run_id)
     hashes = {}
     for table in COMPARED:
         out = read_output(spark, table_ref(conf.output, table))

@@ -106,7 +106,7 @@ def build_session(spark_conf: Mapping[str, Any] | None = None, app_name: str = "
     # Python workers must run this interpreter (the venv's), not the system python3 without pandas/pyarrow.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("TZ", "UTC")
+    # No TZ is set for the process: a host's TZ must not change a run (jobs/utc.py; the JVM runs in UTC).
     master, settings, delta_provided = session_settings(spark_conf, launcher_settings())
     builder = SparkSession.builder.master(master).appName(app_name)
     if not delta_provided and "spark.jars.packages" not in settings:

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from jobs.cases import case_history
 from jobs.outputs import read_output
 from jobs.run import RunResult
+from jobs.utc import utc_text
 from transforms.lifecycle import current_state, found_by_run, is_overdue
 
 
@@ -53,11 +54,28 @@ def _lifecycle(spark: SparkSession, result: RunResult, runs: DataFrame, written:
             f"overdue cases (cycle {result.cycle_id}, current, not closed, due before the watermark): {overdue:,}"]
 
 
+def _counter_notes(counters: dict[str, int]) -> list[str]:
+    """What a person must know beside the outcome counts: records that could not be priced (shown as 0), rows of
+    the inputs outside this control's scope, fuzzy selection that ended unresolved."""
+    notes = []
+    if counters.get("records_unpriced"):
+        notes.append(f"  NOT PRICED: {counters['records_unpriced']:,} record(s) have no tariff of their service type "
+                     "valid at start_time: their exposure shows as 0.00 (each row's reason says so)")
+    out = {k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("rows_out_of_scope.") and v}
+    if out:
+        notes.append("  rows read but out of this control's scope: "
+                     + ", ".join(f"{table} {n:,}" for table, n in sorted(out.items())))
+    if counters.get("fuzzy_unresolved"):
+        notes.append(f"  fuzzy selection left {counters['fuzzy_unresolved']:,} candidate pair(s) unresolved "
+                     f"after {counters.get('fuzzy_rounds', 0)} round(s): AMBIGUOUS_MATCH")
+    return notes
+
+
 def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
     refs = result.output_refs
     runs = read_output(spark, refs["control_run"]).where(F.col("run_id") == result.run_id)
     control_rows = sorted(runs.select("control_point_id", "metrics", "left_count", "right_count", "cases_opened",
-                                      "watermark", "input_versions", "ruleset_version").collect(),
+                                      "watermark", "input_versions", "ruleset_version", "counters").collect(),
                           key=lambda r: r["control_point_id"])
     lines = [f"telco-ra run {result.run_id}  cycle {result.cycle_id}"
              + ("  (already committed: nothing new written)" if result.already_committed else "")]
@@ -69,7 +87,7 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
     if control_rows:
         first = control_rows[0]
         versions = ", ".join(f"{k}@v{v}" for k, v in sorted(first["input_versions"].items()))
-        lines.append(f"ruleset {first['ruleset_version']}; inputs {versions}; watermark {first['watermark']}Z")
+        lines.append(f"ruleset {first['ruleset_version']}; inputs {versions}; watermark {utc_text(first['watermark'])}")
     for row in control_rows:
         lines.append("")
         lines.append(f"{row['control_point_id']}: left {row['left_count']}, right {row['right_count']}, "
@@ -78,6 +96,7 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
         for m in row["metrics"]:
             lines.append(f"  {m['side']:<9} {m['outcome']:<28} {m['count']:>10,} {_money(m['amount']):>16} "
                          f"{_money(m['exposure']):>16}")
+        lines += _counter_notes(row["counters"] or {})
     written = read_output(spark, refs["ra_case"]).where(F.col("run_id") == result.run_id)
     lines += _lifecycle(spark, result, runs, written)
     cases = written.where(found_by_run())          # its findings; AUTO_CLEARED rows are closures, not exposure

@@ -10,11 +10,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from factories import RULESET, frame, write_inputs
-from jobs import run as run_module
 from jobs.close import CloseRefused, close_cycle, close_record
 from jobs.config import load_conf, load_ruleset
 from jobs.outputs import content_hash, read_output, table_ref
-from jobs.run import execute
+from jobs.run import RunHooks, execute
 from jobs.summary import render
 from scenario import CDR, CHARGES, RATED, SUSPENSE
 
@@ -31,12 +30,8 @@ def test_close_refuses_when_conservation_fails_then_closes(spark: SparkSession, 
         lost = F.coalesce(F.col("record_id") == "C-N", F.lit(False)) & (F.col("control_point_id") == "usage-to-rating")
         return outcomes.where(~lost)
 
-    run_module.OUTCOME_FAULT = lose_a_row
-    try:
-        with pytest.raises(CloseRefused, match="usage-to-rating LEFT: 27 outcome rows for 28 cdr rows"):
-            close_cycle(spark, conf, ruleset, "2026-06")
-    finally:
-        run_module.OUTCOME_FAULT = None
+    with pytest.raises(CloseRefused, match=r"usage-to-rating LEFT: 27 outcome rows \+ 0 out of scope for 28 cdr rows"):
+        close_cycle(spark, conf, ruleset, "2026-06", hooks=RunHooks(outcome_fault=lose_a_row))
     assert close_record(spark, conf.output, "2026-06") is None
     assert not Path(table_ref(conf.output, "control_run")).exists()    # nothing committed either
 

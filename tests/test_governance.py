@@ -21,7 +21,7 @@ from jobs.config import load_conf, load_ruleset
 from jobs.inputs import InputError
 from jobs.outputs import content_hash, read_output
 from jobs.rerun import rerun
-from jobs.run import RunResult, execute
+from jobs.run import RunHooks, RunResult, execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,7 +135,6 @@ def test_partition_rerun_touches_only_its_slice(spark: SparkSession, committed: 
 def test_concurrent_partition_reruns(spark: SparkSession, tmp_path: Path) -> None:
     import threading
 
-    from jobs import run as run_module
     from jobs.outputs import ConcurrentRunError
 
     conf_path = write_inputs(spark, tmp_path, {"cdr": CDR, "rated_event": RATED, "bill_charge": CHARGES,
@@ -146,22 +145,19 @@ def test_concurrent_partition_reruns(spark: SparkSession, tmp_path: Path) -> Non
     def race(buckets: list[int]) -> list[Any]:
         barrier = threading.Barrier(len(buckets), timeout=600)
         results: list[Any] = [None] * len(buckets)
-        run_module.BEFORE_WRITE = lambda _run_id: barrier.wait()
+        hooks = RunHooks(before_write=lambda _run_id: barrier.wait())
 
         def one(i: int, b: int) -> None:
             try:
-                results[i] = execute(spark, conf, ruleset, "2026-06", bucket=b)
+                results[i] = execute(spark, conf, ruleset, "2026-06", bucket=b, hooks=hooks)
             except ConcurrentRunError as exc:
                 results[i] = exc
 
         threads = [threading.Thread(target=one, args=(i, b)) for i, b in enumerate(buckets)]
-        try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            run_module.BEFORE_WRITE = None
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         return results
 
     disjoint = race([3, 7])

@@ -148,15 +148,18 @@ def test_conservation_of_counts_and_amounts(run: Any) -> None:
 
 
 def test_conservation_check_refuses_a_lost_row() -> None:
+    def side(n: int, amount: Decimal | None, n_out: int = 0, keys: int = 0) -> dict[str, Any]:
+        return {"n_read": n + n_out, "n_out": n_out, "n": n, "amount": amount, "amount_read": amount,
+                "amount_out": Decimal(0) if amount is not None else None, "keys": keys}
+
     metrics = [{"control_point_id": "usage-to-rating", "side": "LEFT", "outcome": "MATCHED", "count": 9,
-                "amount": None}]
-    totals = {"cdr": {"n": 10, "amount": None}, "rated_event": {"n": 0, "amount": Decimal(0)},
-              "bill_charge": {"n": 0, "amount": Decimal(0)}}
-    with pytest.raises(ConservationError, match="9 outcome rows for 10 cdr rows"):
+                "amount": None, "keys": 0}]
+    totals = {"cdr": side(10, None, n_out=2), "rated_event": side(0, Decimal(0)), "bill_charge": side(0, Decimal(0))}
+    with pytest.raises(ConservationError, match=r"9 outcome rows \+ 2 out of scope for 12 cdr rows read"):
         _check_conservation(metrics, totals)
-    totals["cdr"]["n"] = 9
+    totals["cdr"] = side(9, None, n_out=2)
     metrics.append({"control_point_id": "rating-accuracy", "side": "LEFT", "outcome": "MATCHED", "count": 0,
-                    "amount": Decimal("1.000000")})
+                    "amount": Decimal("1.000000"), "keys": 0})
     with pytest.raises(ConservationError, match="outcome amounts 1.000000 != rated_event total 0"):
         _check_conservation(metrics, totals)
 

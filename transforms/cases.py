@@ -90,9 +90,10 @@ def aggregate_cases(
     versions: Mapping[str, int],
     case_type: str = "AGGREGATE_VARIANCE",
 ) -> DataFrame:
-    """One case per aggregate row beyond tolerance; its business key names the account (and service type)."""
+    """One case per aggregate row beyond tolerance; its business key names the account (and service type and
+    currency: amounts of two currencies are two rows, never one sum)."""
     beyond = variances.where(F.col("beyond_tolerance"))
-    key = F.concat_ws("|", F.coalesce(F.col("account_id"), F.lit("")), F.coalesce(F.col("service_type"), F.lit("")))
+    key = aggregate_key()
     totals_hash = F.sha2(F.concat_ws("|", key, F.col("left_count"), F.col("left_amount"), F.col("right_count"),
                                      F.col("right_amount")), 256)
     evidence = F.array(
@@ -106,13 +107,18 @@ def aggregate_cases(
         case_id(F.col("control_point_id"), F.lit(case_type), key).alias("case_id"),
         F.array().cast("array<string>").alias("record_ids"),
         F.col("difference").cast(MONEY).alias("exposure_amount"),
-        F.lit(None).cast("string").alias("currency"),
+        F.col("currency"),
         F.concat(F.lit("rated "), F.col("left_amount").cast("string"), F.lit(" vs billed "),
                  F.col("right_amount").cast("string"), F.lit(" (tolerance "), F.col("tolerance").cast("string"),
                  F.lit(")")).alias("reason"),
         evidence.alias("evidence"),
     )
     return _finish(rows, {case_type: policy}, owner_sla_days, opened_at)
+
+
+def aggregate_key() -> Column:
+    """The business key of an aggregate row: account|service_type|currency (its case id and its evidence)."""
+    return F.concat_ws("|", *[F.coalesce(F.col(c), F.lit("")) for c in ("account_id", "service_type", "currency")])
 
 
 def _finish(

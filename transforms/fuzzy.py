@@ -7,8 +7,11 @@ into an equi-join on (keys, bucket), so a hot number only pairs calls that are s
 Why rounds: the contract says the candidate with the smallest time difference wins, then the smallest quantity
 difference, and that equally good candidates are AMBIGUOUS_MATCH, never broken by ids. Every round matches the pairs
 that are each side's unique best; when a round matches nothing, the records whose best candidates tie are declared
-ambiguous with those candidates. Pair scores are symmetric, so the globally best remaining pair is always either a
-unique mutual best or a tie: each round makes progress, and the result does not depend on partitioning.
+ambiguous with those candidates (and those candidates leave with them, their other pairs too). Pair scores are
+symmetric, so the globally best remaining pair is always either a unique mutual best or a tie: each round makes
+progress, and the result does not depend on partitioning. Rounds run until no pair remains; there is no cap (a cap
+once turned clear unique bests of a long chain into AMBIGUOUS_MATCH with only a log line). Should a round ever
+resolve nothing with pairs left, those records are AMBIGUOUS_MATCH with a reason that says so, and counted.
 """
 
 from __future__ import annotations
@@ -94,22 +97,25 @@ def _best(pairs: DataFrame, side: str) -> DataFrame:
 
 @dataclass(frozen=True)
 class Resolution:
-    """matched: (l_key, r_key, dt, dq); ambiguous: (_key, side 'l'|'r', reason)."""
+    """matched: (l_key, r_key, dt, dq); ambiguous: (_key, side 'l'|'r', reason); rounds run; candidate pairs left
+    when a round resolved nothing (0 unless the invariant in the module docstring is broken)."""
 
     matched: DataFrame
     ambiguous: DataFrame
     rounds: int
+    unresolved: int = 0
 
 
-def resolve_one_to_one(pairs: DataFrame, max_rounds: int) -> Resolution:
-    """Pick one-to-one matches from candidate pairs, in rounds (see the module docstring)."""
+def resolve_one_to_one(pairs: DataFrame) -> Resolution:
+    """Pick one-to-one matches from candidate pairs, in rounds until none is left (see the module docstring)."""
     spark = pairs.sparkSession
     current = materialize(pairs.select("l_key", "r_key", "dt", "dq"))
     remaining = current.count()
     matched: list[DataFrame] = []
     ambiguous: list[DataFrame] = []
     rounds = 0
-    while remaining > 0 and rounds < max_rounds:
+    unresolved = 0
+    while remaining > 0:
         rounds += 1
         scored = _best(_best(current, "l_key"), "r_key")
         score = F.struct("dt", "dq")
@@ -135,14 +141,17 @@ def resolve_one_to_one(pairs: DataFrame, max_rounds: int) -> Resolution:
                 .groupBy("_key", "side").agg(F.min("reason").alias("reason"))
             )
             amb = materialize(amb)
+            if amb.count() == 0:          # nothing matched, nothing tied: stop instead of looping for ever
+                unresolved = remaining
+                break
             ambiguous.append(amb)
             gone_l = amb.where(F.col("side") == "l").select(F.col("_key").alias("l_key"))
             gone_r = amb.where(F.col("side") == "r").select(F.col("_key").alias("r_key"))
         current = materialize(current.join(gone_l, "l_key", "left_anti").join(gone_r, "r_key", "left_anti"))
         remaining = current.count()
-    if remaining > 0:
-        LOG.warning("fuzzy selection: %d candidate pairs unresolved after %d rounds: AMBIGUOUS_MATCH", remaining, rounds)
-        reason = F.lit(f"unresolved after {max_rounds} selection rounds")
+    if unresolved > 0:
+        LOG.warning("fuzzy selection: %d candidate pairs unresolved in round %d: AMBIGUOUS_MATCH", unresolved, rounds)
+        reason = F.lit(f"no unique best and no tie among its candidates in selection round {rounds}: unresolved")
         ambiguous.append(
             current.select(F.col("l_key").alias("_key"), F.lit("l").alias("side"), reason.alias("reason"))
             .unionByName(current.select(F.col("r_key").alias("_key"), F.lit("r").alias("side"), reason.alias("reason")))
@@ -156,7 +165,7 @@ def resolve_one_to_one(pairs: DataFrame, max_rounds: int) -> Resolution:
     all_amb = empty_amb
     for part in ambiguous:
         all_amb = all_amb.unionByName(part)
-    return Resolution(all_matched, all_amb, rounds)
+    return Resolution(all_matched, all_amb, rounds, unresolved)
 
 
 def confidence(dt_ms: Column, dq: Column, window_s: int, tolerance: Column) -> Column:

@@ -42,6 +42,13 @@ def with_record_identity(id_column: str, order: Sequence[str]) -> Callable[[Data
     return transform
 
 
+def key_fingerprint(keys: Column) -> Column:
+    """Aggregate: the sum of a 64-bit hash of each key, as decimal(38,0): equal for two sets of rows exactly when
+    they carry the same keys the same number of times (up to a hash collision). An order-free multiset fingerprint,
+    computed in the aggregation that counts the rows, so the conservation check needs no extra pass."""
+    return F.sum(F.xxhash64(keys).cast("decimal(38,0)"))
+
+
 def account_bucket(account: Column, buckets: int) -> Column:
     """Stable bucket of an account id: the output partition a partition-level re-run replaces."""
     return F.pmod(F.xxhash64(F.coalesce(account, F.lit(""))), F.lit(buckets)).cast("int")

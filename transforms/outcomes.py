@@ -20,7 +20,8 @@ SOURCE_SYSTEM = {"cdr": "mediation", "rated_event": "rating", "bill_charge": "bi
                  "suspense": "mediation"}
 
 # Internal columns carried next to the contract's, used for cases and metrics, dropped or kept as extras.
-INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table")
+# `unpriced`: a row whose exposure should come from a price and could not (no tariff): counted in control_run.
+INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table", "unpriced")
 
 
 def _col(value: Any, dtype: str) -> Column:
@@ -51,6 +52,7 @@ def outcome_frame(
     msisdn: Column | None = None,
     service_type: Column | None = None,
     start_time: Column | None = None,
+    unpriced: Column | None = None,
 ) -> DataFrame:
     """Select the standard outcome columns from a control's decision DataFrame (which carries `_key`, `_hash`)."""
     return df.select(
@@ -76,6 +78,7 @@ def outcome_frame(
         _col(counterpart_key, "string").alias("counterpart_key"),
         _col(counterpart_hash, "string").alias("counterpart_hash"),
         _col(counterpart_table, "string").alias("counterpart_table"),
+        F.coalesce(_col(unpriced, "boolean"), F.lit(False)).alias("unpriced"),
     )
 
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from transforms.outcomes import outcome_frame
 from transforms.tariff import beyond_tolerance
+
+
+def _money_text(amount: str, currency: str) -> Column:
+    """`1.200000 EUR`: an amount with its currency (`?` where the currency is null), for reasons."""
+    return F.concat_ws(" ", F.col(amount).cast("string"), F.coalesce(F.col(currency), F.lit("?")))
 
 
 def rating_to_billing(
@@ -28,7 +33,8 @@ def rating_to_billing(
     valid_rated = rated.where(F.col("_q").isNull()).repartition(parts, "rated_event_id")
     rated_keys = valid_rated.select(
         F.col("rated_event_id").alias("_re_id"), F.col("_key").alias("_re_key"), F.col("_hash").alias("_re_hash"),
-        F.col("amount").alias("_re_amount"), F.col("service_type").alias("_re_service_type"))
+        F.col("amount").alias("_re_amount"), F.col("service_type").alias("_re_service_type"),
+        F.col("currency").alias("_re_currency"))
     valid_charges = charges.where(F.col("_q").isNull())
     # Charges without lineage link to nothing: kept out of the partitioning (all of them would hash to one task).
     with_lineage = valid_charges.where(F.col("source_rated_event_id").isNotNull()).repartition(
@@ -39,8 +45,12 @@ def rating_to_billing(
         *[F.col(c).asc_nulls_last() for c in order], F.col("_key"))
     linked = linked.withColumn("_rank", F.when(F.col("_re_id").isNotNull(), F.row_number().over(rank_w)))
     linked = linked.unionByName(valid_charges.where(F.col("source_rated_event_id").isNull()), allowMissingColumns=True)
-    mismatch = beyond_tolerance(F.col("_re_amount") - F.col("amount"), F.col("_re_amount"), abs_tol, rel_tol)
-    linked = linked.withColumn("_mismatch", (F.col("_rank") == 1) & mismatch)
+    # An equal amount in another currency is not the same money: a currency difference is a mismatch too.
+    currency_differs = ~F.col("_re_currency").eqNullSafe(F.col("currency"))
+    mismatch = (beyond_tolerance(F.col("_re_amount") - F.col("amount"), F.col("_re_amount"), abs_tol, rel_tol)
+                | currency_differs)
+    linked = (linked.withColumn("_mismatch", (F.col("_rank") == 1) & mismatch)
+              .withColumn("_currency_differs", (F.col("_rank") == 1) & currency_differs))
     all_charges = linked.unionByName(charges.where(F.col("_q").isNotNull()), allowMissingColumns=True)
     r_outcome = (
         F.when(F.col("_q").isNotNull(), F.lit("QUARANTINED"))
@@ -55,8 +65,9 @@ def rating_to_billing(
         .when(F.col("_outcome") == "DUPLICATE_CHARGE",
               F.concat(F.lit("further charge for rated event "), F.col("_re_id")))
         .when(F.col("_outcome") == "CHARGE_AMOUNT_MISMATCH",
-              F.concat(F.lit("charged "), F.col("amount").cast("string"), F.lit(", rated "),
-                       F.col("_re_amount").cast("string")))
+              F.concat(F.lit("charged "), _money_text("amount", "currency"), F.lit(", rated "),
+                       _money_text("_re_amount", "_re_currency"),
+                       F.when(F.col("_currency_differs"), F.lit(": currencies differ")).otherwise(F.lit(""))))
         .when(F.col("_outcome") == "CHARGE_WITHOUT_RATED_EVENT",
               F.when(F.col("source_rated_event_id").isNull(), F.lit("no lineage to a rated event"))
               .otherwise(F.concat(F.lit("lineage to "), F.col("source_rated_event_id"),
@@ -77,7 +88,7 @@ def rating_to_billing(
     originals = linked.where(F.col("_rank") == 1).select(
         F.col("source_rated_event_id").alias("rated_event_id"), F.col("charge_id").alias("_ch_id"),
         F.col("_key").alias("_ch_key"), F.col("_hash").alias("_ch_hash"), F.col("amount").alias("_ch_amount"),
-        F.col("_mismatch"))
+        F.col("currency").alias("_ch_currency"), F.col("_mismatch"), F.col("_currency_differs"))
     left = valid_rated.join(originals, "rated_event_id", "left").unionByName(
         rated.where(F.col("_q").isNotNull()), allowMissingColumns=True)
     l_outcome = (
@@ -91,8 +102,9 @@ def rating_to_billing(
         F.when(F.col("_outcome") == "QUARANTINED", F.col("_q"))
         .when(F.col("_outcome") == "RATED_NOT_BILLED", F.lit("no USAGE charge with lineage to this rated event"))
         .when(F.col("_outcome") == "CHARGE_AMOUNT_MISMATCH",
-              F.concat(F.lit("rated "), F.col("amount").cast("string"), F.lit(", charged "),
-                       F.col("_ch_amount").cast("string")))
+              F.concat(F.lit("rated "), _money_text("amount", "currency"), F.lit(", charged "),
+                       _money_text("_ch_amount", "_ch_currency"),
+                       F.when(F.col("_currency_differs"), F.lit(": currencies differ")).otherwise(F.lit(""))))
     )
     left_rows = outcome_frame(
         left_decided, side="LEFT", table="rated_event", record_id=F.col("rated_event_id"), outcome=F.col("_outcome"),

@@ -116,7 +116,7 @@ RA_CASE = StructType(CASE_FINDING.fields + CASE_LIFECYCLE.fields)
 
 AGGREGATE_VARIANCE = _schema(
     *COMMON_OUTPUT,
-    ("account_bucket", IntegerType()), ("account_id", S), ("service_type", S),
+    ("account_bucket", IntegerType()), ("account_id", S), ("service_type", S), ("currency", S),
     ("left_count", L), ("left_amount", MONEY_SUM), ("right_count", L), ("right_amount", MONEY_SUM),
     ("difference", MONEY_SUM), ("tolerance", MONEY_SUM), ("beyond_tolerance", BooleanType()), ("case_id", S),
 )
@@ -124,6 +124,8 @@ AGGREGATE_VARIANCE = _schema(
 METRIC = StructType([
     StructField("side", S), StructField("outcome", S), StructField("count", L), StructField("amount", MONEY_SUM),
     StructField("exposure", MONEY_SUM),
+    # rows whose exposure is a price that could not be found (no tariff): shown as 0, counted here
+    StructField("unpriced", L),
 ])
 
 CONTROL_RUN = _schema(
@@ -133,6 +135,10 @@ CONTROL_RUN = _schema(
     ("completed_at", T), ("status", S), ("conf_fingerprint", S), ("left_count", L), ("right_count", L),
     ("left_amount", MONEY_SUM), ("right_amount", MONEY_SUM), ("metrics", ArrayType(METRIC)),
     ("cases_opened", L), ("conservation_ok", BooleanType()), ("post_close", BooleanType()), ("close_run_id", S),
+    # rows_read.<table>, rows_out_of_scope.<table>, records_unpriced, fuzzy_rounds, fuzzy_unresolved, ...
+    ("counters", MapType(S, L)),
+    # the run this one reproduces (telco-ra rerun): evidence about it, never the current result
+    ("reproduction_of", S),
 )
 
 CORRECTION_REQUEST = _schema(

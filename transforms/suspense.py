@@ -32,8 +32,11 @@ def suspense_aging(suspense: DataFrame, usage_outcomes: DataFrame, as_of: dateti
         bucket = F.when(cond, F.lit(name)).otherwise(bucket)
     priced = (usage_outcomes.where(F.col("outcome").isin("IN_SUSPENSE", "SUSPENSE_AGED"))
               .groupBy("record_id").agg(F.sum("exposure_amount").alias("exposure")))
+    # Rejected after as_of: the youngest bucket. rejected_at unknown (null): the oldest, as usage-to-rating counts
+    # its record SUSPENSE_AGED: an age that cannot be shown to be within the SLA is treated as past it, alike in both.
+    oldest = AGE_BUCKETS[-1][0]
     aged = open_rows.join(priced, "record_id", "inner" if only_with_usage else "left").withColumn(
-        "age_bucket", F.coalesce(bucket, F.lit("0-2")))      # rejected after as_of: youngest bucket
+        "age_bucket", F.when(F.col("rejected_at").isNull(), F.lit(oldest)).otherwise(F.coalesce(bucket, F.lit("0-2"))))
     return aged.groupBy("age_bucket").agg(
         F.count(F.lit(1)).alias("records"), F.count("exposure").alias("records_with_usage"),
         F.coalesce(F.sum("exposure"), F.lit(0)).cast(MONEY_SUM).alias("exposure"),

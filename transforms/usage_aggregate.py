@@ -12,32 +12,31 @@ from pyspark.sql import functions as F
 from transforms.schema import MONEY_SUM
 from transforms.tariff import beyond_tolerance
 
+GROUP_BY = ("account_id", "service_type", "currency")
+
 
 def usage_aggregate(rated: DataFrame, charges: DataFrame, abs_tol: str, rel_tol: str) -> DataFrame:
-    """(account_id, service_type, left/right count and amount, difference, tolerance, beyond_tolerance).
+    """(account_id, service_type, currency, left/right count and amount, difference, tolerance, beyond_tolerance).
 
     Only rows that take part (`_q` null) are summed; a charge's service_type is its rated event's (via lineage),
-    null when it has none.
+    null when it has none. Amounts of different currencies are never added: each currency is a row of its own.
     """
     valid_rated = rated.where(F.col("_q").isNull())
-    rated_totals = valid_rated.groupBy("account_id", "service_type").agg(
+    rated_totals = valid_rated.groupBy(*GROUP_BY).agg(
         F.count(F.lit(1)).alias("left_count"), F.sum("amount").cast(MONEY_SUM).alias("left_amount"))
     service_of = valid_rated.select(F.col("rated_event_id").alias("_re_id"),
                                     F.col("service_type").alias("service_type"))
     billed_totals = (
         charges.where(F.col("_q").isNull())
         .join(service_of, F.col("source_rated_event_id") == F.col("_re_id"), "left")
-        .groupBy("account_id", "service_type")
+        .groupBy(*GROUP_BY)
         .agg(F.count(F.lit(1)).alias("right_count"), F.sum("amount").cast(MONEY_SUM).alias("right_amount"))
     )
+    same_group = [rated_totals[c].eqNullSafe(billed_totals[c]) for c in GROUP_BY]
     joined = rated_totals.join(
-        billed_totals,
-        (rated_totals["account_id"].eqNullSafe(billed_totals["account_id"]))
-        & (rated_totals["service_type"].eqNullSafe(billed_totals["service_type"])),
-        "full_outer",
+        billed_totals, same_group[0] & same_group[1] & same_group[2], "full_outer",
     ).select(
-        F.coalesce(rated_totals["account_id"], billed_totals["account_id"]).alias("account_id"),
-        F.coalesce(rated_totals["service_type"], billed_totals["service_type"]).alias("service_type"),
+        *[F.coalesce(rated_totals[c], billed_totals[c]).alias(c) for c in GROUP_BY],
         F.coalesce("left_count", F.lit(0)).cast("bigint").alias("left_count"),
         F.coalesce("left_amount", F.lit(0)).cast(MONEY_SUM).alias("left_amount"),
         F.coalesce("right_count", F.lit(0)).cast("bigint").alias("right_count"),

@@ -20,7 +20,10 @@ from transforms.checkpoints import materialize
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
 from transforms.outcomes import outcome_frame
 from transforms.sizing import is_small, small_side
-from transforms.tariff import TariffJoin, unrated_tariff_id
+from transforms.tariff import TariffJoin, service_price_list
+
+# LEFT outcomes whose exposure is the usage priced from the tariff (CONTRACT section 2).
+PRICED_OUTCOMES = ("IN_SUSPENSE", "SUSPENSE_AGED", "LATE_USAGE", "USAGE_NOT_RATED")
 
 # Ruleset column names that are compared after normalization.
 NORMALIZED = {"msisdn": "msisdn_e164", "other_party": "_other_party_n"}
@@ -31,7 +34,6 @@ class UsageToRatingParams:
     fuzzy_keys: Sequence[str]
     window_s: int
     tolerances: Mapping[str, QuantityTolerance]
-    max_rounds: int
     content_columns: Sequence[str]
     order_columns: Sequence[str]
     cycle_close: datetime
@@ -71,10 +73,12 @@ def prepare_rated(rated: DataFrame) -> DataFrame:
 def _with_roots(valid: DataFrame, p: UsageToRatingParams) -> DataFrame:
     """Mark duplicates and give every valid usage row its original (`_root`, a struct with _key/_hash/_rid).
 
-    An earlier copy is the minimum, in the ruleset's order, over rows sharing the record_id or the content; a copy
-    whose earlier copy is itself a copy is resolved one more level (resends of resends). Adds `_is_dup`, `_dup_by`
-    ('record_id' | 'content'), `_first_of_id` (the row is the first carrying its record_id: the one its lineage
-    leads to) and `_root`.
+    A row's earlier copy (its parent, `_dup_of`) is the minimum, in the ruleset's order, over rows sharing its
+    record_id or its content; a row that is its own minimum is an original. A parent may itself be a copy (resends
+    of resends, or a chain A(id1,X) <- B(id1,Y) <- C(id2,Y) <- D(id2,Z) <- E(id3,Z) that alternates shared ids and
+    shared contents), so parents are followed to a fixed point: every copy's `_root` is an original. Adds `_is_dup`,
+    `_dup_by` ('record_id' | 'content', how the row met its parent), `_first_of_id` (the row is the first carrying
+    its record_id: the one its lineage leads to) and `_root`.
 
     Only suspects go through the windows: rows whose record_id or content hash is shared. Every row of a window
     group of two or more is a suspect, so the windows over the suspects alone give the same result, and a month's
@@ -111,18 +115,34 @@ def _with_roots(valid: DataFrame, p: UsageToRatingParams) -> DataFrame:
         .withColumn("_dup_by", F.when(~F.col("_first_of_id"), F.lit("record_id")).otherwise(F.lit("content")))
         .drop("_first_by_id", "_first_by_content")
     )
-    dup_parents = marked.where(F.col("_is_dup")).select(F.col("_key").alias("_pk"), F.col("_dup_of").alias("_p_dup_of"))
-    dups = (
-        marked.where(F.col("_is_dup"))
-        .join(dup_parents, F.col("_dup_of._key") == F.col("_pk"), "left")
-        .withColumn("_root", F.coalesce(F.col("_p_dup_of"), F.col("_dup_of")))
-        .drop("_pk", "_p_dup_of")
-    )
+    marked = materialize(marked)
+    dups = marked.where(F.col("_is_dup")).join(_resolve_roots(marked), "_key")
     originals = marked.where(~F.col("_is_dup")).withColumn("_root", F.col("_ord"))
     narrow_root = F.struct(F.col("_root._key").alias("_key"), F.col("_root._hash").alias("_hash"),
                            F.col("_root._rid").alias("_rid"))
     windowed = originals.unionByName(dups).withColumn("_root", narrow_root).drop("_ord", "_dup_of")
     return alone.unionByName(windowed).drop("_suspect")
+
+
+def _resolve_roots(marked: DataFrame) -> DataFrame:
+    """(`_key`, `_root`) for every copy among `marked`: its parent (`_dup_of`) followed until it is an original.
+
+    Pointer jumping over the copies alone: each step replaces a root that is itself a copy by that copy's root
+    (root := root's root), so a chain of n copies settles in about log2(n) steps; the first step that moves no root
+    ends it. A parent comes strictly earlier in the ruleset's order (ties there are broken by the unique `_key`), so
+    no chain loops and the steps end. The copies are a month's few thousand duplicate suspects: one count a step.
+    """
+    links = materialize(marked.where(F.col("_is_dup")).select("_key", F.col("_dup_of").alias("_root")))
+    broadcast = is_small(links)            # the same rows every step: sized once
+    while True:
+        parents = links.select(F.col("_key").alias("_pk"), F.col("_root").alias("_proot"))
+        step = materialize(
+            links.join(F.broadcast(parents) if broadcast else parents, F.col("_root._key") == F.col("_pk"), "left")
+            .select("_key", F.coalesce(F.col("_proot"), F.col("_root")).alias("_root"),
+                    F.col("_pk").isNotNull().alias("_moved")))
+        links = step.drop("_moved")
+        if step.where(F.col("_moved")).limit(1).count() == 0:
+            return links
 
 
 def _needed(*groups: Sequence[str]) -> list[str]:
@@ -139,12 +159,14 @@ RIGHT_COLUMNS = ("_key", "_hash", "_q", "rated_event_id", "source_record_id", "r
 
 
 def usage_to_rating(
-    cdr: DataFrame, rated: DataFrame, suspense: DataFrame, tariff: DataFrame, p: UsageToRatingParams
+    cdr: DataFrame, rated: DataFrame, suspense: DataFrame, tariff: DataFrame, p: UsageToRatingParams,
+    counters: dict[str, int] | None = None,
 ) -> DataFrame:
     """Outcome rows (see transforms.outcomes.outcome_frame) for both sides of usage-to-rating.
 
     `cdr` carries `_key`, `_hash`, `_q` (quarantine reason), `msisdn_e164`, `other_party_e164`; `rated` the same
-    with `_q` for this control point.
+    with `_q` for this control point. `counters`, when given, receives the fuzzy selection's `fuzzy_rounds` and
+    `fuzzy_unresolved` (for control_run).
     """
     fuzzy_keys = _normalized(p.fuzzy_keys)
     left = prepare_cdr(cdr).select(*_needed(LEFT_COLUMNS, fuzzy_keys, _normalized(p.content_columns),
@@ -175,13 +197,17 @@ def usage_to_rating(
     fuzzy_right = exact.where(F.col("_lroot").isNull()).drop("_lineage_id", "_lroot", "_own", "_exact_rank")
 
     pairs = candidate_pairs(fuzzy_left, fuzzy_right, fuzzy_keys, p.window_s, p.tolerances)
-    resolution = resolve_one_to_one(pairs, p.max_rounds)
+    resolution = resolve_one_to_one(pairs)
+    if counters is not None:
+        counters.update(fuzzy_rounds=resolution.rounds, fuzzy_unresolved=resolution.unresolved)
     fuzzy_matched = resolution.matched
     ambiguous = small_side(materialize(resolution.ambiguous))
     amb_left = ambiguous.where(F.col("side") == "l").select("_key", F.col("reason").alias("_amb_reason"))
     amb_right = ambiguous.where(F.col("side") == "r").select("_key", F.col("reason").alias("_amb_reason"))
 
     # Duplicate probe: a still-unmatched rated event that fits an already matched original is a second rating.
+    # Its counterpart is the original with the best (dt, dq); where two or more matched originals reach that best,
+    # ids never break the tie: `_probe_n` says how many, and no original is named (`_probe_id` etc. stay null).
     # The sets met here are small on a healthy month and are joined to the full inputs by broadcast when they are
     # (transforms.sizing): the originals and rated events are then read where they lie instead of shuffled.
     leftover_right = materialize(
@@ -195,11 +221,16 @@ def usage_to_rating(
                                    else probe.join(matched_keys, "l_key", "left_semi")))
     orig_info = originals.select(F.col("_key").alias("l_key"), F.col("record_id").alias("_l_id"),
                                  F.col("_hash").alias("_l_hash"))
+    probe_score = F.struct("dt", "dq")
+    probe_unique = F.col("_probe_n") == 1
     probe_best = small_side(materialize(
         orig_info.join(probe, "l_key")
-        .groupBy("r_key").agg(F.min(F.struct("dt", "dq", "_l_id", "_l_hash", "l_key")).alias("_b"))
-        .select(F.col("r_key").alias("_key"), F.col("_b._l_id").alias("_probe_id"),
-                F.col("_b._l_hash").alias("_probe_hash"), F.col("_b.l_key").alias("_probe_root"))))
+        .withColumn("_best", F.min(probe_score).over(Window.partitionBy("r_key"))).where(probe_score == F.col("_best"))
+        .groupBy("r_key").agg(F.count(F.lit(1)).alias("_probe_n"),
+                              F.min(F.struct("_l_id", "_l_hash", "l_key")).alias("_b"))    # the one, when unique
+        .select(F.col("r_key").alias("_key"), "_probe_n", F.when(probe_unique, F.col("_b._l_id")).alias("_probe_id"),
+                F.when(probe_unique, F.col("_b._l_hash")).alias("_probe_hash"),
+                F.when(probe_unique, F.col("_b.l_key")).alias("_probe_root"))))
 
     # ------------------------------------------------------------------------------------------- RIGHT side
     re_info = right.select(F.col("_key").alias("r_key"), F.col("rated_event_id").alias("_r_id"),
@@ -226,18 +257,22 @@ def usage_to_rating(
         .when(F.col("_exact_rank") > 1, F.lit("DUPLICATE_RATED_EVENT"))
         .when(F.col("_fz_id").isNotNull(), F.lit("MATCHED"))
         .when(F.col("_amb_reason").isNotNull(), F.lit("AMBIGUOUS_MATCH"))
-        .when(F.col("_probe_id").isNotNull(), F.lit("DUPLICATE_RATED_EVENT"))
+        .when(F.col("_probe_n").isNotNull(), F.lit("DUPLICATE_RATED_EVENT"))
         .otherwise(F.lit("RATED_WITHOUT_USAGE"))
     )
     right_decided = materialize(right_all.withColumn("_outcome", r_outcome))
     r_stage = (F.when(F.col("_exact_rank").isNotNull(), F.lit("EXACT"))
-               .when(F.col("_fz_id").isNotNull() | F.col("_probe_id").isNotNull(), F.lit("FUZZY"))
+               .when(F.col("_fz_id").isNotNull() | F.col("_probe_n").isNotNull(), F.lit("FUZZY"))
                .otherwise(F.lit("NONE")))
     r_counterpart = F.coalesce(F.col("_lroot._rid"), F.col("_fz_id"), F.col("_probe_id"))
     r_reason = (
         F.when(F.col("_outcome") == "QUARANTINED", F.col("_q"))
         .when((F.col("_outcome") == "DUPLICATE_RATED_EVENT") & (F.col("_exact_rank") > 1),
               F.concat(F.lit("further rated event for usage "), F.col("_lroot._rid"), F.lit(" (lineage)")))
+        .when((F.col("_outcome") == "DUPLICATE_RATED_EVENT") & (F.col("_probe_n") > 1),
+              F.concat(F.lit("further rated event for a matched usage ("), lineage_note, F.lit("; fits "),
+                       F.col("_probe_n").cast("string"), F.lit(" matched usage records equally well: a tie, which "
+                                                               "ids never break, so no counterpart)")))
         .when(F.col("_outcome") == "DUPLICATE_RATED_EVENT",
               F.concat(F.lit("further rated event for usage "), F.col("_probe_id"), F.lit(" ("), lineage_note,
                        F.lit("; fits a matched usage record)")))
@@ -268,38 +303,43 @@ def usage_to_rating(
     left_fuzzy = fuzzy_pairs.select(F.col("l_key").alias("_key"), F.col("_r_id").alias("_lf_id"),
                                     F.col("_r_hash").alias("_lf_hash"), F.col("r_key").alias("_lf_key"),
                                     F.col("_conf").alias("_lf_conf"))
+    # An OPEN suspense row whose rejected_at is null has an unknown age: it cannot be shown to be within the SLA,
+    # so it counts as aged here and in the oldest bucket of suspense_aging (transforms/suspense.py), alike.
     open_suspense = small_side(materialize(
         suspense.where(F.col("status") == "OPEN").where(F.col("record_id").isNotNull())
-        .groupBy("record_id").agg(F.min("rejected_at").alias("_rejected_at"), F.min("reason").alias("_suspense_reason"))))
+        .groupBy("record_id").agg(F.min("rejected_at").alias("_rejected_at"), F.min("reason").alias("_suspense_reason"),
+                                  F.lit(True).alias("_in_suspense"))))
     aged_before = p.cycle_close - timedelta(days=p.suspense_sla_days)
-    default_tariff = tariff.groupBy(F.col("service_type").alias("_dst")).agg(F.min("tariff_id").alias("_dtid"))
     priced_originals = (
         originals.join(exact_matched, "_key", "left").join(left_fuzzy, "_key", "left")
         .join(amb_left, "_key", "left").join(open_suspense, "record_id", "left")
-        .join(F.broadcast(default_tariff), F.col("service_type") == F.col("_dst"), "left")
         .join(further.select(F.col("_rk").alias("_key"), "_further"), "_key", "left")
     )
-    priced_originals = TariffJoin(
-        tariff, F.coalesce(unrated_tariff_id(F.col("service_type"), p.unrated_tariff), F.col("_dtid")), "t_"
-    ).apply(priced_originals)
+    priced_originals = TariffJoin(service_price_list(tariff, p.unrated_tariff), F.col("service_type"), "t_",
+                                  key="_price_service").apply(priced_originals)
     close = F.lit(p.cycle_close).cast("timestamp")
     l_outcome = (
         F.when(F.col("_re_id").isNotNull() | F.col("_lf_id").isNotNull(), F.lit("MATCHED"))
-        .when(F.col("_rejected_at").isNotNull() & (F.col("_rejected_at") >= F.lit(aged_before).cast("timestamp")),
+        .when(F.col("_in_suspense") & (F.col("_rejected_at") >= F.lit(aged_before).cast("timestamp")),
               F.lit("IN_SUSPENSE"))
-        .when(F.col("_rejected_at").isNotNull(), F.lit("SUSPENSE_AGED"))
+        .when(F.col("_in_suspense"), F.lit("SUSPENSE_AGED"))
         .when(F.col("received_at") > close, F.lit("LATE_USAGE"))
         .when(F.col("_amb_reason").isNotNull(), F.lit("AMBIGUOUS_MATCH"))
         .otherwise(F.lit("USAGE_NOT_RATED"))
     )
     originals_decided = priced_originals.withColumn("_outcome", l_outcome)
     unrated = F.col("_outcome") != "MATCHED"
-    no_tariff = F.when(~F.col("t_found"), F.lit("; no tariff to price it, exposure 0")).otherwise(F.lit(""))
+    unpriced = F.col("_outcome").isin(*PRICED_OUTCOMES) & ~F.col("t_found")
+    no_tariff = F.when(~F.col("t_found"), F.concat(
+        F.lit("; not priced: no tariff of service_type "), F.coalesce(F.col("service_type"), F.lit("(null)")),
+        F.lit(" valid at start_time, exposure 0"))).otherwise(F.lit(""))
     l_reason = (
         F.when(F.col("_outcome") == "MATCHED",
                F.when(F.col("_lf_id").isNotNull(), F.lit("matched by content (no lineage)")))
         .when(F.col("_outcome").isin("IN_SUSPENSE", "SUSPENSE_AGED"),
-              F.concat(F.lit("in suspense since "), F.date_format("_rejected_at", "yyyy-MM-dd'T'HH:mm:ss'Z'"),
+              F.concat(F.coalesce(F.concat(F.lit("in suspense since "),
+                                           F.date_format("_rejected_at", "yyyy-MM-dd'T'HH:mm:ss'Z'")),
+                                  F.lit("in suspense, rejected_at unknown (counted as aged past the SLA)")),
                        F.lit(": "), F.coalesce(F.col("_suspense_reason"), F.lit("no reason given")), no_tariff))
         .when(F.col("_outcome") == "LATE_USAGE",
               F.concat(F.lit("received after cycle close, carry forward"), no_tariff))
@@ -321,6 +361,7 @@ def usage_to_rating(
         currency=F.when(unrated, F.col("t_currency")),
         reason=F.concat_ws("; ", l_reason, further_note),
         exposure=F.when(unrated & (F.col("_outcome") != "AMBIGUOUS_MATCH"), F.col("expected_amount")),
+        unpriced=unpriced,
         account_id=F.col("account_id"), msisdn=F.col("msisdn_e164"), service_type=F.col("service_type"),
         start_time=F.col("start_time"),
     )
