@@ -35,6 +35,7 @@ from transforms.corrections import correction_requests
 from transforms.fuzzy import QuantityTolerance
 from transforms.keys import account_bucket, case_id, key_fingerprint, with_record_identity
 from transforms.lifecycle import apply_lifecycle, current_state
+from transforms.lineage_bucket import BUCKET_ACCOUNT, with_bucket_accounts
 from transforms.outcomes import INTERNAL, finalize_outcomes
 from transforms.phone import normalize_phone_columns
 from transforms.quarantine import quarantine_reason
@@ -190,13 +191,16 @@ def input_scopes(ruleset: Ruleset) -> dict[str, Scope]:
 def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
                  bucket: int | None = None) -> dict[str, DataFrame]:
     """Each side input's candidates (transforms/scope.py) with `_in_side`: true for the rows its sides reconcile,
-    false for those out of scope. A partition run keeps one account bucket's rows."""
-    scoped = {}
-    for name, scope in input_scopes(ruleset).items():
-        df = raw[name].where(candidates(raw[name], cycle.cycle_id))
-        if bucket is not None:
-            df = df.where(account_bucket(F.col("account_id"), ruleset.account_buckets) == bucket)
-        scoped[name] = df.withColumn("_in_side", in_side(scope, cycle.cycle_id, cycle.start, cycle.end))
+    false for those out of scope, and `_bucket_account`, the account of the record's lineage root
+    (transforms/lineage_bucket.py). A partition run keeps one account bucket's rows."""
+    scoped = {name: raw[name].where(candidates(raw[name], cycle.cycle_id))
+              .withColumn("_in_side", in_side(scope, cycle.cycle_id, cycle.start, cycle.end))
+              for name, scope in input_scopes(ruleset).items()}
+    cdr, rated, charges = with_bucket_accounts(scoped["cdr"], scoped["rated_event"], scoped["bill_charge"])
+    scoped = {"cdr": cdr, "rated_event": rated, "bill_charge": charges}
+    if bucket is not None:
+        scoped = {name: df.where(account_bucket(F.col(BUCKET_ACCOUNT), ruleset.account_buckets) == bucket)
+                  for name, df in scoped.items()}
     return scoped
 
 

@@ -52,7 +52,7 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
     keys = None
     for table, (id_col, order) in IDENTITY.items():
-        part = scoped[table].transform(with_record_identity(id_col, order)).select(
+        part = scoped[table].where(F.col("_in_side")).transform(with_record_identity(id_col, order)).select(
             F.lit(table).alias("table_name"), "gen_row_id", F.col("_key").alias("record_key"))
         keys = part if keys is None else keys.unionByName(part)
     assert keys is not None

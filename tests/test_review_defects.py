@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from factories import RULESET, T0, frame, write_inputs
 from jobs.config import ConfigError, load_conf, load_ruleset
 from jobs.inputs import InputError
-from jobs.outputs import current, read_output
+from jobs.outputs import content_hash, current, read_output
 from jobs.rerun import rerun
 from jobs.run import ConservationError, RunHooks, RunResult, execute
 from jobs.summary import render
@@ -80,6 +80,9 @@ CHAIN_L = [T0 + timedelta(milliseconds=50 * _pos[2 * k + 1]) for k in range(CHAI
 # Point 18, pinned ambiguity: L1 ties R1 and R2 (1 s each side); L2 fits R2 (3 s) and R1 (5 s).
 TIE = T0 + 3 * H
 
+# Point 19: ACC-30's usage rated and billed to ACC-33. Their own buckets differ (9 and 3 of 16).
+XACC_BUCKET, XACC_PAYER = 9, "ACC-33"
+
 CDR = [
     cdr("C-NR1", 1),                                                          # USAGE_NOT_RATED 60 s
     cdr("C-LATE", 2, duration_s=61, received_at=CLOSE + 2 * H),               # LATE_USAGE
@@ -93,6 +96,7 @@ CDR = [
     cdr("C-MAY", 10, cycle_id=None, start_time=datetime(2026, 5, 15, tzinfo=UTC)),   # another cycle's
     *[cdr(f"C-CH{k + 1}", 20, start_time=t, received_at=T0 + 5 * H) for k, t in enumerate(CHAIN_L)],
     cdr("C-TIE1", 21, start_time=TIE), cdr("C-TIE2", 21, start_time=TIE + timedelta(seconds=4)),
+    cdr("C-XACC", 30),                                   # rated and billed to another account (point 19)
 ]
 RATED = [
     rated("R-CUR", "C-CUR", 8, currency="EUR"),
@@ -100,6 +104,7 @@ RATED = [
     *[rated(f"R-CH{k + 1}", None, 20, start_time=t) for k, t in enumerate(CHAIN_R)],
     rated("R-TIE1", None, 21, start_time=TIE - timedelta(seconds=1)),
     rated("R-TIE2", None, 21, start_time=TIE + timedelta(seconds=1)),
+    rated("R-XACC", "C-XACC", 30, account_id=XACC_PAYER),
 ]
 CHARGES = [
     charge("B-CUR", "R-CUR", 8, currency="USD"),
@@ -107,6 +112,7 @@ CHARGES = [
     charge("B-NOTYPE", None, 13, charge_type=None),
     charge("B-REC", None, 14, charge_type="RECURRING", product_id="P-14"),
     charge("B-MAY", None, 15, cycle_id="2026-05"),                           # not a candidate of 2026-06 at all
+    charge("B-XACC", "R-XACC", 30, account_id=XACC_PAYER),
 ]
 SUSPENSE = [
     {"record_id": "C-SUSP", "rejected_at": CLOSE - timedelta(days=1), "status": "OPEN"},
@@ -390,3 +396,23 @@ def test_which_pairs_the_round_selection_declares_ambiguous(spark: SparkSession,
                                                                       "R-TIE2": "AMBIGUOUS_MATCH"}
     assert all("tie" in r["reason"] and r["counterpart_id"] is None
                for r in (left["C-TIE1"], right["R-TIE1"], right["R-TIE2"]))
+
+
+# ------------------------------------------------------------------------------------------ partition runs
+def test_a_partition_rerun_keeps_cross_account_lineage_together(spark: SparkSession, month: Any) -> None:
+    """Point 19: a rated event and charge billed to another account are laid out in their usage record's bucket,
+    so the partition rerun of that bucket gives exactly the full run's rows of it (no false USAGE_NOT_RATED /
+    RATED_WITHOUT_USAGE). Last in the module: it adds a run to the output tables."""
+    conf_path, full = month
+    ro = read_output(spark, full.output_refs["record_outcome"])
+    placed = ro.where((F.col("run_id") == RUN_ID) & F.col("record_id").isin("C-XACC", "R-XACC", "B-XACC"))
+    assert {(r["record_id"], r["outcome"], r["account_bucket"]) for r in placed.collect()} == {
+        ("C-XACC", "MATCHED", XACC_BUCKET), ("R-XACC", "MATCHED", XACC_BUCKET), ("B-XACC", "MATCHED", XACC_BUCKET)}
+    with host_time_zone("America/New_York"):
+        part = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06", bucket=XACC_BUCKET)
+    for table in ("record_outcome", "aggregate_variance"):
+        rows = read_output(spark, full.output_refs[table])
+        mine = rows.where(F.col("run_id") == part.run_id)
+        theirs = rows.where((F.col("run_id") == RUN_ID) & (F.col("account_bucket") == XACC_BUCKET))
+        assert mine.count() > 0
+        assert content_hash(mine, exclude=("run_id",)) == content_hash(theirs, exclude=("run_id",)), table

@@ -30,7 +30,8 @@ def with_record_identity(id_column: str, order: Sequence[str]) -> Callable[[Data
     """
 
     def transform(df: DataFrame) -> DataFrame:
-        hashed = df.withColumn("_hash", payload_hash(df.columns))
+        # The record's own columns only: columns the job added (`_`-prefixed) are not its payload.
+        hashed = df.withColumn("_hash", payload_hash([c for c in df.columns if not c.startswith("_")]))
         group = F.coalesce(F.col(id_column), F.concat(F.lit("#"), F.col("_hash")))
         window = Window.partitionBy(group).orderBy(*[F.col(c).asc_nulls_first() for c in order], F.col("_hash"))
         return hashed.withColumn("_rank", F.row_number().over(window)).withColumn(

@@ -21,7 +21,8 @@ SOURCE_SYSTEM = {"cdr": "mediation", "rated_event": "rating", "bill_charge": "bi
 
 # Internal columns carried next to the contract's, used for cases and metrics, dropped or kept as extras.
 # `unpriced`: a row whose exposure should come from a price and could not (no tariff): counted in control_run.
-INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table", "unpriced")
+# `bucket_account`: the account whose bucket the row is laid out in (its lineage root's, transforms/lineage_bucket).
+INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table", "unpriced", "bucket_account")
 
 
 def _col(value: Any, dtype: str) -> Column:
@@ -79,7 +80,14 @@ def outcome_frame(
         _col(counterpart_hash, "string").alias("counterpart_hash"),
         _col(counterpart_table, "string").alias("counterpart_table"),
         F.coalesce(_col(unpriced, "boolean"), F.lit(False)).alias("unpriced"),
+        bucket_account_of(df).alias("bucket_account"),
     )
+
+
+def bucket_account_of(df: DataFrame) -> Column:
+    """The account a row of `df` is bucketed by: `_bucket_account` where the job placed it (every prepared side
+    carries it), else the row's own account_id."""
+    return F.col("_bucket_account") if "_bucket_account" in df.columns else F.col("account_id")
 
 
 def exemption_column(exemptions: Sequence[tuple[str, str, Sequence[str], Sequence[str]]], side: str) -> Column:
@@ -111,7 +119,7 @@ def finalize_outcomes(
             .withColumn("control_point_id", F.lit(control_point_id))
             .withColumn("ruleset_version", F.lit(tags["ruleset_version"]))
             .withColumn("cycle_id", F.lit(tags["cycle_id"]))
-            .withColumn("account_bucket", account_bucket(F.col("account_id"), buckets))
+            .withColumn("account_bucket", account_bucket(F.col("bucket_account"), buckets))
             .withColumn("amount_diff", (F.col("amount") - F.col("expected_amount")).cast(MONEY))
             .withColumn("confidence", F.col("confidence").cast(CONFIDENCE))
         )

@@ -9,10 +9,17 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from transforms.outcomes import bucket_account_of
 from transforms.schema import MONEY_SUM
 from transforms.tariff import beyond_tolerance
 
 GROUP_BY = ("account_id", "service_type", "currency")
+
+
+def _by_bucket_account(df: DataFrame) -> DataFrame:
+    """Rows summed under their lineage root's account (transforms/lineage_bucket.py): the account whose bucket the
+    row is laid out in, so a partition run holds every row of the aggregates it writes."""
+    return df.withColumn("account_id", bucket_account_of(df))
 
 
 def usage_aggregate(rated: DataFrame, charges: DataFrame, abs_tol: str, rel_tol: str) -> DataFrame:
@@ -21,13 +28,13 @@ def usage_aggregate(rated: DataFrame, charges: DataFrame, abs_tol: str, rel_tol:
     Only rows that take part (`_q` null) are summed; a charge's service_type is its rated event's (via lineage),
     null when it has none. Amounts of different currencies are never added: each currency is a row of its own.
     """
-    valid_rated = rated.where(F.col("_q").isNull())
+    valid_rated = _by_bucket_account(rated.where(F.col("_q").isNull()))
     rated_totals = valid_rated.groupBy(*GROUP_BY).agg(
         F.count(F.lit(1)).alias("left_count"), F.sum("amount").cast(MONEY_SUM).alias("left_amount"))
     service_of = valid_rated.select(F.col("rated_event_id").alias("_re_id"),
                                     F.col("service_type").alias("service_type"))
     billed_totals = (
-        charges.where(F.col("_q").isNull())
+        _by_bucket_account(charges.where(F.col("_q").isNull()))
         .join(service_of, F.col("source_rated_event_id") == F.col("_re_id"), "left")
         .groupBy(*GROUP_BY)
         .agg(F.count(F.lit(1)).alias("right_count"), F.sum("amount").cast(MONEY_SUM).alias("right_amount"))

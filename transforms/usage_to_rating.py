@@ -152,10 +152,10 @@ def _needed(*groups: Sequence[str]) -> list[str]:
 
 # What the control reads of each side besides the ruleset's key, content and order columns: the matching works on
 # these only, so no shuffle carries a column nothing reads (raw phone strings, other control points' reasons).
-LEFT_COLUMNS = ("_key", "_hash", "_q", "record_id", "account_id", "msisdn_e164", "service_type", "start_time",
-                "received_at", "_t", "_qty")
+LEFT_COLUMNS = ("_key", "_hash", "_q", "record_id", "account_id", "_bucket_account", "msisdn_e164", "service_type",
+                "start_time", "received_at", "_t", "_qty")
 RIGHT_COLUMNS = ("_key", "_hash", "_q", "rated_event_id", "source_record_id", "rated_at", "amount", "currency",
-                 "account_id", "msisdn_e164", "service_type", "start_time", "_t", "_qty")
+                 "account_id", "_bucket_account", "msisdn_e164", "service_type", "start_time", "_t", "_qty")
 
 
 def usage_to_rating(
