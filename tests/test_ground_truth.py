@@ -12,15 +12,17 @@ from typing import Any
 
 import pytest
 import yaml
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from factories import CYCLE_BOUNDS, RULESET
 from jobs.config import load_conf, load_ruleset
 from jobs.generate import generate
+from jobs.outputs import content_hash, read_output
 from jobs.run import execute
 from jobs.score import render, score
 from jobs.utc import instant_micros
+from transforms.keys import account_bucket
 from transforms.schema import OUTCOMES
 from transforms.synthetic import GeneratorParams
 from transforms.usage_to_rating import PRICED_OUTCOMES
@@ -89,3 +91,65 @@ def test_never_rated_usage_is_priced_on_a_tariff_table_with_its_own_ids(spark: S
     wrong = [(r["record_id"], r["outcome"], r["exposure_amount"], price(r)) for r in never_rated
              if r["exposure_amount"] != price(r) or r["exposure_amount"] <= 0]
     assert not wrong, wrong[:10]
+
+
+@pytest.mark.slow
+def test_a_partition_run_holding_cross_account_lineage_equals_that_bucket_of_the_full_run(
+        spark: SparkSession, tmp_path: Path) -> None:
+    """Issue 10 point 19, on the generator's month: matched usage rated and billed to another account than the usage
+    record's is planted, and every record is bucketed by its lineage root's (the cdr's) account. So the partition
+    run of a bucket holding such a pair's cdr reports exactly the full run's rows of that bucket, and the pair stays
+    matched there (no false USAGE_NOT_RATED plus RATED_WITHOUT_USAGE)."""
+    paths = generate(spark, str(tmp_path / "input"), GeneratorParams(rows=2_000, seed=23))
+    conf_path = tmp_path / "conf.yaml"
+    conf_path.write_text(yaml.safe_dump({
+        "tables": {k: paths[k] for k in ("cdr", "rated_event", "bill_charge", "suspense", "tariff")},
+        "output": str(tmp_path / "output"), "cycles": {"2026-06": CYCLE_BOUNDS}}))
+    conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
+    buckets = ruleset.account_buckets
+
+    cdr = spark.read.format("delta").load(paths["cdr"]).select("record_id", F.col("account_id").alias("cdr_account"))
+    rated = spark.read.format("delta").load(paths["rated_event"]).select(
+        "rated_event_id", "source_record_id", F.col("account_id").alias("rated_account"))
+    charges = spark.read.format("delta").load(paths["bill_charge"]).select("charge_id", "source_rated_event_id")
+    pairs = (rated.join(cdr, F.col("source_record_id") == F.col("record_id"))
+             .where(F.col("rated_account") != F.col("cdr_account"))
+             .select("record_id", "rated_event_id",
+                     account_bucket(F.col("cdr_account"), buckets).alias("root_bucket"),
+                     account_bucket(F.col("rated_account"), buckets).alias("own_bucket"))
+             .collect())                                                   # bounded: a few dozen planted pairs
+    split = sorted((p for p in pairs if p["root_bucket"] != p["own_bucket"]), key=lambda p: p["rated_event_id"])
+    assert split, f"no cross-account pair whose accounts fall in different buckets among {len(pairs)} planted"
+    bucket = split[0]["root_bucket"]
+    in_bucket = [p for p in pairs if p["root_bucket"] == bucket]
+    rated_ids = [p["rated_event_id"] for p in in_bucket]
+    charge_ids = [r["charge_id"] for r in charges.where(F.col("source_rated_event_id").isin(*rated_ids)).collect()]
+    assert charge_ids, "the planted pairs are billed"
+    pair_ids = [p["record_id"] for p in in_bucket] + rated_ids + charge_ids
+
+    full = execute(spark, conf, ruleset, "2026-06")
+    part = execute(spark, conf, ruleset, "2026-06", bucket=bucket)
+    ro = read_output(spark, full.output_refs["record_outcome"])
+    mine = ro.where(F.col("run_id") == part.run_id)
+    theirs = ro.where((F.col("run_id") == full.run_id) & (F.col("account_bucket") == bucket))
+
+    def counts(df: DataFrame) -> dict[tuple[str, str, str], int]:
+        return {(r["control_point_id"], r["side"], r["outcome"]): r["count"]
+                for r in df.groupBy("control_point_id", "side", "outcome").count().collect()}
+
+    assert counts(mine) == counts(theirs)
+    assert content_hash(mine, exclude=("run_id",)) == content_hash(theirs, exclude=("run_id",))
+
+    def pair_rows(df: DataFrame) -> set[tuple[str, str, str, str]]:
+        return {(r["control_point_id"], r["side"], r["record_id"], r["outcome"]) for r in
+                df.where(F.col("record_id").isin(*pair_ids)).select("control_point_id", "side", "record_id",
+                                                                    "outcome").collect()}
+
+    got = pair_rows(mine)
+    # each cdr once, each rated event on three control sides, each charge once
+    assert len(got) == len(in_bucket) * 4 + len(charge_ids), sorted(got)
+    assert got == pair_rows(theirs)
+    assert not [r for r in got if r[3] in ("USAGE_NOT_RATED", "RATED_WITHOUT_USAGE")], sorted(got)
+    variances = read_output(spark, full.output_refs["aggregate_variance"])
+    assert content_hash(variances.where(F.col("run_id") == part.run_id), exclude=("run_id",)) == content_hash(
+        variances.where((F.col("run_id") == full.run_id) & (F.col("account_bucket") == bucket)), exclude=("run_id",))

@@ -263,6 +263,8 @@ class GeneratorParams:
     rated_without_usage_rate: float = 0.005
     quarantined_cdr_rate: float = 0.004
     quarantined_rated_rate: float = 0.006  # null id, null amount, repeated id (a third each)
+    # cross-account lineage: matched usage rated (and billed) to another account; outcomes unchanged (`_rated_labeled`)
+    cross_account_rate: float = 0.005
     # rating-accuracy
     tariff_mismatch_rate: float = 0.01
     wrong_version_rate: float = 0.10     # of VOICE events within a day of the tariff change
@@ -962,6 +964,27 @@ def _rated_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
                                    + params.duplicate_charge_rate), F.lit(B_DUP))
         .otherwise(F.lit(B_OK)),
     })
+    # Cross-account lineage (issue 10 point 19): a share of MATCH slots, rated with intact lineage and billed, is
+    # rated (and so billed) to another account than its usage record's, as when a corporate account pays for a
+    # subscriber's usage. No outcome changes; what changes is where the records belong: each is bucketed, and
+    # aggregated, by its lineage root's account, the cdr's (`_root_account`, the slot's account for every rated
+    # event: one with lineage names its slot's cdr, one without keeps its own account, which is the slot's). The
+    # pinned MATCH slots with a duplicate charge or an orphan charge are cross-account too, so every month has some.
+    h_cross = _hash(seed, "cross-account", idc)
+    pinned_cross = F.coalesce((col("forced_b") == B_DUP) | (col("forced_x") == X_ORPHAN), F.lit(False))
+    accounts = F.lit(params.account_count).cast("long")
+    df = df.withColumns({
+        "_root_account": col("account_id"),
+        "_cross": (role == MATCH) & (jj == 0) & (col("account_id") != TEST_ACCOUNT) & (col("_b") != B_NOT_BILLED)
+        & (pinned_cross | (_field(h_cross, 0) < _scaled(params.cross_account_rate))),
+        "_other": F.pmod(F.shiftright(h_cross, _FIELD_BITS), accounts),
+    })
+    df = df.withColumns({"_other_account": _code("ACC-", col("_other"), 7)})
+    df = df.withColumns({
+        "account_id": F.when(~col("_cross"), col("account_id"))
+        .when(col("_other_account") != col("account_id"), col("_other_account"))
+        .otherwise(_code("ACC-", F.pmod(col("_other") + 1, accounts), 7)),
+    })
     a, priced = col("_a"), col("_priced")
     amount = (
         F.when(a == A_HIGH, F.round(priced * Decimal("1.25"), 6) + _money("0.02"))
@@ -1006,6 +1029,7 @@ def _rated_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
         lineage.alias("source_record_id"),
         _format_phone(col("nat"), col("fmt_r"), col("ext")).alias("msisdn"),
         col("account_id"),
+        col("_root_account"),
         svc.alias("service_type"),
         col("dir").alias("direction"),
         _other_party(col("fmt_op_r")).alias("other_party"),
@@ -1033,8 +1057,12 @@ def _rated_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
 
 def _charge_row(params: GeneratorParams, *, charge_id: Column, lineage: Column, product_id: Column,
                 charge_type: Column, code: Column, quantity: Column, amount: Column, billed_at: Column,
-                gen_row_id: Column, label: Column, agg_service: Column, quarantined: Column) -> list[Column]:
-    """The bill_charge columns (and the labels riding along) from the pieces that differ between charge kinds."""
+                gen_row_id: Column, label: Column, agg_service: Column, quarantined: Column,
+                root_account: Column) -> list[Column]:
+    """The bill_charge columns (and the labels riding along) from the pieces that differ between charge kinds.
+
+    `root_account` is the account of the charge's lineage root (the usage record behind its rated event), else its
+    own: the account the ground truth files it under (`_ground_truth`)."""
     return [
         charge_id.alias("charge_id"),
         lineage.alias("source_rated_event_id"),
@@ -1053,6 +1081,7 @@ def _charge_row(params: GeneratorParams, *, charge_id: Column, lineage: Column, 
         label.alias("_r2b"),
         agg_service.alias("_agg_service"),
         quarantined.alias("_quarantined"),
+        root_account.alias("_root_account"),
     ]
 
 
@@ -1107,6 +1136,7 @@ def _charges_labeled(rated: DataFrame, slots: DataFrame, params: GeneratorParams
         charge_type=F.lit("USAGE"), code=F.concat(F.lit("USG-"), col("service_type")), quantity=col("quantity"),
         amount=charge_amount, billed_at=billed_at, gen_row_id=_row_key("b", idc, j, kind),
         label=label, agg_service=col("service_type"), quarantined=kind == CH_QUARANTINED,
+        root_account=col("_root_account"),
     ))
     # Per slot: an orphan USAGE charge (no lineage, or lineage to a rated event that does not exist) and the
     # RECURRING charges, which are out of scope of the usage controls (no label).
@@ -1134,6 +1164,8 @@ def _charges_labeled(rated: DataFrame, slots: DataFrame, params: GeneratorParams
         label=F.when(~recurring, F.lit("CHARGE_WITHOUT_RATED_EVENT")),
         agg_service=F.lit(None).cast("string"),
         quarantined=F.lit(False),
+        # no lineage, or lineage to a rated event that does not exist: the charge is its own root
+        root_account=col("account_id"),
     ))
     return from_rated.unionByName(from_slots)
 
@@ -1142,7 +1174,15 @@ def _charges_labeled(rated: DataFrame, slots: DataFrame, params: GeneratorParams
 
 
 def _ground_truth(cdr: DataFrame, rated: DataFrame, charges: DataFrame) -> DataFrame:
-    """One row per record and control side it takes part in, plus one per (account, service_type) aggregate group."""
+    """One row per record and control side it takes part in, plus one per (account, service_type) aggregate group.
+
+    `account_id` is the account of the record's lineage root, as the engine buckets records (transforms/
+    lineage_bucket.py): a cdr's own, a rated event's cdr's, a charge's rated event's root's; without lineage (or
+    with lineage to a record that does not exist) the record's own. For a cross-account pair (`_rated_labeled`) that
+    is the cdr's account, not the one on the rated event and charge. The usage-aggregate groups are per lineage
+    root's account too. They are not split by currency: the month has one currency (params.currency) in every table,
+    so each (account, service_type) group is one (account, service_type, currency) group of the engine's.
+    """
     gt_cols = ["gen_row_id", "table_name", "control_point_id", "side", "expected_outcome", "account_id",
                "service_type"]
     from_cdr = cdr.select(
@@ -1154,22 +1194,24 @@ def _ground_truth(cdr: DataFrame, rated: DataFrame, charges: DataFrame) -> DataF
         F.struct(F.lit("rating-accuracy").alias("cp"), F.lit("LEFT").alias("side"), F.col("_acc").alias("o")),
         F.struct(F.lit("rating-to-billing").alias("cp"), F.lit("LEFT").alias("side"), F.col("_r2b").alias("o")),
     )
-    from_rated = rated.select("gen_row_id", "account_id", "service_type", F.explode(sides).alias("s")).select(
+    root = F.col("_root_account").alias("account_id")
+    from_rated = rated.select("gen_row_id", root, "service_type", F.explode(sides).alias("s")).select(
         "gen_row_id", F.lit("rated_event").alias("table_name"), F.col("s.cp").alias("control_point_id"),
         F.col("s.side").alias("side"), F.col("s.o").alias("expected_outcome"), "account_id", "service_type",
     )
     usage_charges = charges.where(F.col("charge_type") == "USAGE")
     from_charges = usage_charges.select(
         "gen_row_id", F.lit("bill_charge").alias("table_name"), F.lit("rating-to-billing").alias("control_point_id"),
-        F.lit("RIGHT").alias("side"), F.col("_r2b").alias("expected_outcome"), "account_id",
+        F.lit("RIGHT").alias("side"), F.col("_r2b").alias("expected_outcome"), root,
         F.col("_agg_service").alias("service_type"),
     )
-    # usage-aggregate: totals of non-quarantined rows per (account, service_type of the charge's rated event).
+    # usage-aggregate: totals of non-quarantined rows per (lineage root's account, service_type of the charge's
+    # rated event).
     zero = F.lit(0).cast(MONEY)
     totals = rated.where(~F.col("_quarantined")).select(
-        "account_id", "service_type", F.col("amount").alias("rated"), zero.alias("billed"),
+        root, "service_type", F.col("amount").alias("rated"), zero.alias("billed"),
     ).unionByName(usage_charges.where(~F.col("_quarantined")).select(
-        "account_id", F.col("_agg_service").alias("service_type"), zero.alias("rated"), F.col("amount").alias("billed"),
+        root, F.col("_agg_service").alias("service_type"), zero.alias("rated"), F.col("amount").alias("billed"),
     )).groupBy("account_id", "service_type").agg(F.sum("rated").alias("rated"), F.sum("billed").alias("billed"))
     tolerance = F.greatest(F.lit(Decimal("0.01")).cast(MONEY), F.abs(F.col("rated")) * Decimal("0.001"))
     aggregate = totals.select(
