@@ -28,13 +28,19 @@ from transforms.synthetic import GeneratorParams
 from transforms.usage_to_rating import PRICED_OUTCOMES
 
 
-@pytest.mark.slow
-def test_generated_month_scores_precision_and_recall_one(spark: SparkSession, tmp_path: Path) -> None:
-    paths = generate(spark, str(tmp_path / "input"), GeneratorParams(rows=6_000, seed=7))
+def _conf(tmp_path: Path, paths: dict[str, str]) -> Path:
+    """A conf over a generated month's inputs (as `paths` names them), outputs under `tmp_path`."""
     conf_path = tmp_path / "conf.yaml"
     conf_path.write_text(yaml.safe_dump({
         "tables": {k: paths[k] for k in ("cdr", "rated_event", "bill_charge", "suspense", "tariff")},
         "output": str(tmp_path / "output"), "cycles": {"2026-06": CYCLE_BOUNDS}}))
+    return conf_path
+
+
+@pytest.mark.slow
+def test_generated_month_scores_precision_and_recall_one(spark: SparkSession, tmp_path: Path) -> None:
+    paths = generate(spark, str(tmp_path / "input"), GeneratorParams(rows=6_000, seed=7))
+    conf_path = _conf(tmp_path, paths)
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
     result = execute(spark, conf, ruleset, "2026-06")
     scores = score(spark, conf, ruleset, result.run_id, spark.read.format("delta").load(paths["ground_truth"]))
@@ -58,10 +64,7 @@ def test_never_rated_usage_is_priced_on_a_tariff_table_with_its_own_ids(spark: S
         (spark.read.format("delta").load(paths[table]).withColumn("tariff_id", renamed)
          .write.format("delta").save(out))
         paths[table] = out
-    conf_path = tmp_path / "conf.yaml"
-    conf_path.write_text(yaml.safe_dump({
-        "tables": {k: paths[k] for k in ("cdr", "rated_event", "bill_charge", "suspense", "tariff")},
-        "output": str(tmp_path / "output"), "cycles": {"2026-06": CYCLE_BOUNDS}}))
+    conf_path = _conf(tmp_path, paths)
     result = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06")
 
     tariffs = [r.asDict() for r in spark.read.format("delta").load(paths["tariff"]).select(
@@ -101,10 +104,7 @@ def test_a_partition_run_holding_cross_account_lineage_equals_that_bucket_of_the
     run of a bucket holding such a pair's cdr reports exactly the full run's rows of that bucket, and the pair stays
     matched there (no false USAGE_NOT_RATED plus RATED_WITHOUT_USAGE)."""
     paths = generate(spark, str(tmp_path / "input"), GeneratorParams(rows=2_000, seed=23))
-    conf_path = tmp_path / "conf.yaml"
-    conf_path.write_text(yaml.safe_dump({
-        "tables": {k: paths[k] for k in ("cdr", "rated_event", "bill_charge", "suspense", "tariff")},
-        "output": str(tmp_path / "output"), "cycles": {"2026-06": CYCLE_BOUNDS}}))
+    conf_path = _conf(tmp_path, paths)
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
     buckets = ruleset.account_buckets
 
