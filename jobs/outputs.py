@@ -141,9 +141,10 @@ def current(spark: SparkSession, output: str, table: str, cycle_id: str, buckets
     a rerun of bucket 7 the current view shows the rerun's rows for bucket 7 and the earlier run's everywhere else,
     while every run's rows stay in the table as history.
     """
-    runs = (read_output(spark, table_ref(output, "control_run")).where(F.col("cycle_id") == cycle_id)
-            .where(F.col("reproduction_of").isNull())      # a reproduction is evidence about a run, not a result
-            .select("run_id", "partition_scope", "completed_at").distinct())
+    runs = read_output(spark, table_ref(output, "control_run")).where(F.col("cycle_id") == cycle_id)
+    if "reproduction_of" in runs.columns:          # absent from tables written before reproductions were marked
+        runs = runs.where(F.col("reproduction_of").isNull())   # a reproduction is evidence about a run, not a result
+    runs = runs.select("run_id", "partition_scope", "completed_at").distinct()
     all_buckets = spark.range(buckets).select(F.col("id").cast("int").alias("account_bucket"))
     full = runs.where(F.col("partition_scope") == "all").crossJoin(all_buckets)
     sliced = runs.where(F.col("partition_scope").startswith("account_bucket=")).withColumn(
