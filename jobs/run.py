@@ -134,6 +134,10 @@ def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[
     return [r.asDict() for r in rows]
 
 
+# Named, not shown, when they differ: a content hash and a map of versions say nothing at a glance.
+UNSHOWN = ("ruleset", "input versions")
+
+
 def _check_committed(done: list[dict[str, Any]], run_id: str, ruleset: Ruleset, cycle_id: str, scope: str,
                      versions: Mapping[str, int], conf: EnvConf) -> None:
     """A run id names one run: the same cycle, partition scope, conf, ruleset and input versions. Reusing it for
@@ -144,14 +148,11 @@ def _check_committed(done: list[dict[str, Any]], run_id: str, ruleset: Ruleset, 
         got = {"cycle": d["cycle_id"], "partition scope": d["partition_scope"],
                "conf fingerprint": d["conf_fingerprint"], "ruleset": d["ruleset_hash"],
                "input versions": dict(d["input_versions"])}
-        differ = [k for k in want if want[k] != got[k]]
+        differ = [f"{k}: committed {got[k]!r}, asked {want[k]!r}" if k not in UNSHOWN else f"other {k}"
+                  for k in want if want[k] != got[k]]
         if differ:
-            shown = "; ".join(f"{k}: committed {got[k]!r}, asked {want[k]!r}" for k in differ
-                              if k not in ("ruleset", "input versions"))
-            others = [k for k in differ if k in ("ruleset", "input versions")]
             raise ConfigError("--run-id", "run_id", f"{run_id!r} is already committed as another run "
-                              f"({'; '.join(filter(None, [shown, *(f'other {k}' for k in others)]))}): "
-                              "a run id names one run, choose a new one")
+                              f"({'; '.join(differ)}): a run id names one run, choose a new one")
 
 
 def _closed_by(spark: SparkSession, output: str, cycle_id: str) -> str | None:
@@ -193,7 +194,7 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
     """Each side input's candidates (transforms/scope.py) with `_in_side`: true for the rows its sides reconcile,
     false for those out of scope, and `_bucket_account`, the account of the record's lineage root
     (transforms/lineage_bucket.py). A partition run keeps one account bucket's rows."""
-    scoped = {name: raw[name].where(candidates(raw[name], cycle.cycle_id))
+    scoped = {name: raw[name].where(candidates(cycle.cycle_id))
               .withColumn("_in_side", in_side(scope, cycle.cycle_id, cycle.start, cycle.end))
               for name, scope in input_scopes(ruleset).items()}
     cdr, rated, charges = with_bucket_accounts(scoped["cdr"], scoped["rated_event"], scoped["bill_charge"])
@@ -380,15 +381,14 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         totals: dict[str, dict[str, Any]] = {}
         watermark_micros: int | None = None
         for name, df in candidates_of.items():
-            out = ~F.col("_in_side")
+            out, with_amount = ~F.col("_in_side"), "amount" in df.columns
             aggs = [F.count(F.lit(1)).alias("n_read"), F.count_if(out).alias("n_out"),
                     F.max(F.when(F.col("_in_side"), instant_micros(ARRIVAL[name]))).alias("w")]
-            if "amount" in df.columns:
+            if with_amount:
                 aggs += [F.sum("amount").cast(MONEY_SUM).alias("amount_read"),
                          F.sum(F.when(out, F.col("amount"))).cast(MONEY_SUM).alias("amount_out")]
             row = df.agg(*aggs).first()
             assert row is not None
-            with_amount = "amount" in df.columns
             totals[name] = {"n_read": int(row["n_read"]), "n_out": int(row["n_out"]),
                             "n": int(row["n_read"]) - int(row["n_out"]),
                             "amount_read": row["amount_read"] if with_amount else None,
@@ -397,7 +397,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                                        if with_amount else None),
                             "keys": key_totals[name]}
             if row["w"] is not None:
-                watermark_micros = max(watermark_micros or row["w"], row["w"])
+                watermark_micros = row["w"] if watermark_micros is None else max(watermark_micros, row["w"])
         watermark = micros_to_utc(watermark_micros)
         opened_at = watermark or cycle.close
 

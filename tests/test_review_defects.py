@@ -22,6 +22,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+import scenario
 from factories import RULESET, T0, frame, write_inputs
 from jobs.config import ConfigError, load_conf, load_ruleset
 from jobs.inputs import InputError
@@ -29,10 +30,9 @@ from jobs.outputs import content_hash, current, read_output
 from jobs.rerun import rerun
 from jobs.run import ConservationError, RunHooks, RunResult, execute
 from jobs.summary import render
+from scenario import CLOSE, H, cdr, charge
 from transforms.tariff import expected_amount
 
-CLOSE = datetime(2026, 7, 3, tzinfo=UTC)
-H = timedelta(hours=1)
 RUN_ID = "defects-month"
 
 # Tariff ids of the operator's own: the shipped ruleset must price never-rated usage from these. The lowest VOICE id
@@ -51,21 +51,9 @@ TARIFFS = [
 ]
 
 
-def n(i: int) -> str:
-    return f"+1555300{i:04d}"
-
-
-def cdr(rid: str, i: int, **kw: Any) -> dict[str, Any]:
-    return {"record_id": rid, "msisdn": n(i), "account_id": f"ACC-{i}", **kw}
-
-
 def rated(reid: str, src: str | None, i: int, **kw: Any) -> dict[str, Any]:
-    return {"rated_event_id": reid, "source_record_id": src, "msisdn": n(i), "account_id": f"ACC-{i}",
-            "tariff_id": "B-VOX", "tariff_version": "v7", **kw}
-
-
-def charge(cid: str, reid: str | None, i: int, **kw: Any) -> dict[str, Any]:
-    return {"charge_id": cid, "source_rated_event_id": reid, "msisdn": n(i), "account_id": f"ACC-{i}", **kw}
+    """scenario.rated, rated with this month's own tariff."""
+    return scenario.rated(reid, src, i, **{"tariff_id": "B-VOX", "tariff_version": "v7", **kw})
 
 
 # Point 18: a chain where each round can match exactly one pair (every rated event's best is the previous usage

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 
@@ -31,7 +31,7 @@ class Scope:
     filter: Mapping[str, str] = field(default_factory=dict)
 
 
-def candidates(df: DataFrame, cycle_id: str) -> Column:
+def candidates(cycle_id: str) -> Column:
     """Rows that could belong to the cycle: its cycle_id, or a null one (a partition-pruning predicate)."""
     return F.coalesce((F.col("cycle_id") == cycle_id) | F.col("cycle_id").isNull(), F.lit(False))
 

@@ -131,8 +131,7 @@ def service_price_list(tariff: DataFrame, mapping: Mapping[str, str]) -> DataFra
         F.col("_at").alias("valid_from"), F.col("_until").alias("valid_to"))
     for service, tariff_id in mapping.items():
         by_service = by_service.unionByName(
-            rows.where(F.col("tariff_id") == tariff_id).withColumn("_price_service", F.lit(service)),
-            allowMissingColumns=True)
+            rows.where(F.col("tariff_id") == tariff_id).withColumn("_price_service", F.lit(service)))
     return by_service.select("_price_service", *TARIFF_COLUMNS)
 
 

@@ -329,7 +329,8 @@ def usage_to_rating(
     )
     originals_decided = priced_originals.withColumn("_outcome", l_outcome)
     unrated = F.col("_outcome") != "MATCHED"
-    unpriced = F.col("_outcome").isin(*PRICED_OUTCOMES) & ~F.col("t_found")
+    priced = F.col("_outcome").isin(*PRICED_OUTCOMES)
+    unpriced = priced & ~F.col("t_found")
     no_tariff = F.when(~F.col("t_found"), F.concat(
         F.lit("; not priced: no tariff of service_type "), F.coalesce(F.col("service_type"), F.lit("(null)")),
         F.lit(" valid at start_time, exposure 0"))).otherwise(F.lit(""))
@@ -360,7 +361,7 @@ def usage_to_rating(
         expected_amount=F.when(unrated, F.col("expected_amount")),
         currency=F.when(unrated, F.col("t_currency")),
         reason=F.concat_ws("; ", l_reason, further_note),
-        exposure=F.when(unrated & (F.col("_outcome") != "AMBIGUOUS_MATCH"), F.col("expected_amount")),
+        exposure=F.when(priced, F.col("expected_amount")),
         unpriced=unpriced,
         account_id=F.col("account_id"), msisdn=F.col("msisdn_e164"), service_type=F.col("service_type"),
         start_time=F.col("start_time"),
