@@ -20,8 +20,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import Cycle, EnvConf, Ruleset
+from jobs.config import Cycle, EnvConf
 from jobs.inputs import conform, in_cycle
+from jobs.ruleset import Ruleset
 from jobs.run import IDENTITY
 from jobs.spark_status import JOIN_OPERATORS, last_execution_id, metric_count, sql_executions
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, quantity_tolerance, resolve_one_to_one

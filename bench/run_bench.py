@@ -39,8 +39,9 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from bench import baselines  # noqa: E402
 from jobs import phases  # noqa: E402
-from jobs.config import load_conf, load_ruleset  # noqa: E402
+from jobs.config import load_conf  # noqa: E402
 from jobs.outputs import read_output  # noqa: E402
+from jobs.ruleset import load_ruleset  # noqa: E402
 from jobs.run import execute  # noqa: E402
 from jobs.spark_status import HeapSampler, StageFigures, figures_by_description, stage_figures  # noqa: E402
 from transforms.checkpoints import CUT_DIR_KEY, STORAGE_LEVEL_KEY  # noqa: E402

@@ -23,8 +23,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import EnvConf, Ruleset, load_ruleset
+from jobs.config import EnvConf
 from jobs.outputs import exists, read_output, table_ref, write_run_slice
+from jobs.ruleset import Ruleset, load_ruleset
 from transforms.lifecycle import (
     MANUAL_FROM,
     MANUAL_PREFIX,

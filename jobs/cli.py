@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
-from jobs.config import ConfigError, load_conf, load_ruleset
+from jobs.config import ConfigError, load_conf
 from jobs.inputs import InputError
 from jobs.jars import JarsUnavailable
 from jobs.outputs import ConcurrentRunError
+from jobs.ruleset import load_ruleset
 from jobs.run import ConservationError
 
 LOG = logging.getLogger("telco_ra")

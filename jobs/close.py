@@ -18,8 +18,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import EnvConf, Ruleset
+from jobs.config import EnvConf
 from jobs.outputs import content_hash, current, exists, read_output, table_ref, write_run_slice
+from jobs.ruleset import Ruleset
 from jobs.run import NO_HOOKS, RunHooks, RunResult, execute
 from jobs.utc import utc_text
 from transforms.lifecycle import found_by_run

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
+from jobs.ruleset import load_ruleset
 
 LOG = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent

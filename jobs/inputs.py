@@ -75,11 +75,13 @@ def _compatible(expected: DataType, actual: DataType) -> bool:
     return False
 
 
-def validate_schema(name: str, schema: StructType) -> None:
-    """Raise InputError naming the first missing or wrongly typed contract column of input `name`."""
+def validate_schema(name: str, schema: StructType, contract: str | None = None) -> None:
+    """Raise InputError naming the first missing or wrongly typed column of table `name` against the contract
+    table `contract` (default: the one of the same name)."""
+    contract = contract or name
     actual = {f.name: f.dataType for f in schema.fields}
-    expected = list(INPUT_SCHEMAS[name].fields) + list(OPTIONAL_INPUT_COLUMNS.get(name, StructType()).fields)
-    optional = set(OPTIONAL_INPUT_COLUMNS.get(name, StructType()).fieldNames())
+    expected = list(INPUT_SCHEMAS[contract].fields) + list(OPTIONAL_INPUT_COLUMNS.get(contract, StructType()).fields)
+    optional = set(OPTIONAL_INPUT_COLUMNS.get(contract, StructType()).fieldNames())
     for field in expected:
         if field.name not in actual:
             if field.name in optional:
@@ -96,7 +98,7 @@ def validate_schema(name: str, schema: StructType) -> None:
 
 def conform(name: str, df: DataFrame) -> DataFrame:
     """Cast lossless decimals to the contract's exact types so every downstream expression sees one type."""
-    casts = {"amount": MONEY, "minimum_charge": MONEY, "rate_per_unit": RATE}
+    casts = {"amount": MONEY, "minimum_charge": MONEY, "rate_per_unit": RATE, "monthly_fee": MONEY}
     out = df
     for column, dtype in casts.items():
         if column in INPUT_SCHEMAS[name].fieldNames() and df.schema[column].dataType != dtype:

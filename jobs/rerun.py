@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import ConfigError, EnvConf, load_ruleset
+from jobs.config import ConfigError, EnvConf
 from jobs.inputs import PinnedTable, check_available
 from jobs.outputs import content_hash, exists, read_output, table_ref
+from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
 from jobs.utc import as_utc
 

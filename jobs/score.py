@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import EnvConf, Ruleset, load_conf, load_ruleset
+from jobs.config import EnvConf, load_conf
 from jobs.inputs import PinnedTable
 from jobs.outputs import read_output, table_ref
-from jobs.run import IDENTITY, scope_inputs
+from jobs.ruleset import Ruleset, load_ruleset
+from jobs.run import scope_inputs
 from transforms.keys import with_record_identity
 
 
@@ -47,24 +48,35 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     first = runs.select("cycle_id", "input_versions", "input_tables").first()
     if first is None:
         raise ValueError(f"no committed run {run_id!r} under {conf.output}")
+    tables = {ruleset.inputs[name].table for name in ruleset.side_inputs()}
     raw = {name: PinnedTable(name, first["input_tables"][name], first["input_versions"][name]).read(spark)
-           for name in ("cdr", "rated_event", "bill_charge")}
+           for name in tables}
     scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
     keys = None
-    for table, (id_col, order) in IDENTITY.items():
-        part = scoped[table].where(F.col("_in_side")).transform(with_record_identity(id_col, order)).select(
-            F.lit(table).alias("table_name"), "gen_row_id", F.col("_key").alias("record_key"))
+    for name, df in scoped.items():
+        inp = ruleset.inputs[name]
+        assert inp.id is not None
+        part = df.where(F.col("_in_side")).transform(with_record_identity(inp.id, inp.order)).select(
+            F.lit(inp.table).alias("table_name"), "gen_row_id", F.col("_key").alias("record_key"))
         keys = part if keys is None else keys.unionByName(part)
     assert keys is not None
+    keys = keys.distinct()        # two inputs of one table (other filters) carry the same rows' keys
+    # Where the truth names reason codes (EXEMPT's FREE_TRIAL ...), an outcome is scored with its code.
+    coded = "expected_reason_code" in truth.columns
     outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id).select(
-        "control_point_id", "side", "record_key", F.col("outcome").alias("actual"))
+        "control_point_id", "side", "record_key",
+        (F.concat_ws("/", "outcome", "reason_code") if coded else F.col("outcome")).alias("actual"))
+    expected = (F.concat_ws("/", "expected_outcome", "expected_reason_code") if coded
+                else F.col("expected_outcome"))
     record_truth = truth.where(F.col("side").isNotNull()).join(keys, ["table_name", "gen_row_id"], "left")
     records = record_truth.join(outcomes, ["control_point_id", "side", "record_key"], "full_outer").select(
-        "control_point_id", "side", F.col("expected_outcome").alias("expected"), "actual")
+        "control_point_id", "side", expected.alias("expected"), "actual")
     variances = read_output(spark, table_ref(conf.output, "aggregate_variance")).where(F.col("run_id") == run_id)
-    agg_actual = variances.select(
-        "control_point_id", "account_id", "service_type",
-        F.when(F.col("beyond_tolerance"), "AGGREGATE_VARIANCE").otherwise("MATCHED").alias("actual"))
+    verdict = F.lit(None).cast("string")
+    for cp in ruleset.aggregate_points():
+        verdict = F.when(F.col("control_point_id") == cp.id, F.when(F.col("beyond_tolerance"), F.lit(cp.beyond))
+                         .otherwise(F.lit(cp.within))).otherwise(verdict)
+    agg_actual = variances.select("control_point_id", "account_id", "service_type", verdict.alias("actual"))
     agg_truth = truth.where(F.col("side").isNull()).select("control_point_id", "account_id", "service_type",
                                                             F.col("expected_outcome").alias("expected"))
     cond = [agg_truth[c].eqNullSafe(agg_actual[c]) for c in ("control_point_id", "account_id", "service_type")]
@@ -108,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     conf, ruleset = load_conf(args.conf), load_ruleset(args.ruleset)
     spark = build_session(conf.spark, app_name="telco-ra-score")
-    truth_ref = args.truth or conf.tables["cdr"].rstrip("/").rsplit("/", 1)[0] + "/ground_truth"
+    first_table = ruleset.inputs[ruleset.side_inputs()[0]].table
+    truth_ref = args.truth or conf.tables[first_table].rstrip("/").rsplit("/", 1)[0] + "/ground_truth"
     scores = score(spark, conf, ruleset, args.run_id, spark.read.format("delta").load(truth_ref))
     sys.stdout.write(render(scores))
     return 0 if all(s.precision == 1.0 and s.recall == 1.0 for s in scores) else 1

@@ -11,8 +11,9 @@ from pyspark.sql import functions as F
 
 from factories import RULESET, frame, write_inputs
 from jobs.close import CloseRefused, close_cycle, close_record
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
 from jobs.outputs import content_hash, read_output, table_ref
+from jobs.ruleset import load_ruleset
 from jobs.run import RunHooks, execute
 from jobs.summary import render
 from scenario import CDR, CHARGES, RATED, SUSPENSE

@@ -29,8 +29,9 @@ from pyspark.sql import functions as F
 
 from factories import CYCLE, CYCLE_BOUNDS, RULESET
 from jobs import jars
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
 from jobs.generate import generate
+from jobs.ruleset import load_ruleset
 from jobs.run import execute
 from transforms.synthetic import GeneratorParams
 

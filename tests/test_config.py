@@ -12,7 +12,8 @@ from pyspark.sql import SparkSession
 
 from factories import CYCLE_BOUNDS, RULESET, write_inputs
 from jobs.cli import main
-from jobs.config import ConfigError, load_conf, load_ruleset
+from jobs.config import ConfigError, load_conf
+from jobs.ruleset import load_ruleset
 
 
 def _ruleset_with(tmp_path: Path, edit: Any) -> Path:

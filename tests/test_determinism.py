@@ -9,8 +9,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from factories import RULESET, session_conf, write_inputs
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
 from jobs.outputs import content_hash, read_output
+from jobs.ruleset import load_ruleset
 from jobs.run import execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE
 from transforms.checkpoints import CUT_DIR_KEY

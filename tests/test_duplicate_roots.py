@@ -25,7 +25,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from factories import RULESET, T0, write_inputs
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
+from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
 from transforms.usage_to_rating import UsageToRatingParams, _with_roots
 

@@ -17,10 +17,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from factories import RULESET, frame, write_inputs
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
 from jobs.inputs import InputError
 from jobs.outputs import content_hash, read_output
 from jobs.rerun import rerun
+from jobs.ruleset import load_ruleset
 from jobs.run import RunHooks, RunResult, execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE
 

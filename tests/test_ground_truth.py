@@ -16,9 +16,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from factories import CYCLE_BOUNDS, RULESET
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
 from jobs.generate import generate
 from jobs.outputs import content_hash, read_output
+from jobs.ruleset import load_ruleset
 from jobs.run import execute
 from jobs.score import render, score
 from jobs.utc import instant_micros

@@ -28,8 +28,9 @@ from pyspark.sql import functions as F
 from factories import CYCLE, RULESET, T0, frame, write_inputs
 from jobs.cases import current_cases
 from jobs.cli import main
-from jobs.config import ConfigError, load_conf, load_ruleset
+from jobs.config import ConfigError, load_conf
 from jobs.outputs import read_output, table_ref
+from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
 from jobs.summary import render
 from scenario import cdr, charge, rated

@@ -24,10 +24,11 @@ from pyspark.sql import functions as F
 
 import scenario
 from factories import RULESET, T0, frame, write_inputs
-from jobs.config import ConfigError, load_conf, load_ruleset
+from jobs.config import ConfigError, load_conf
 from jobs.inputs import InputError
 from jobs.outputs import content_hash, current, read_output
 from jobs.rerun import rerun
+from jobs.ruleset import load_ruleset
 from jobs.run import ConservationError, RunHooks, RunResult, execute
 from jobs.summary import render
 from scenario import CLOSE, H, cdr, charge

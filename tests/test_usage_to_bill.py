@@ -18,7 +18,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from factories import DEFAULTS, RULESET, write_inputs
-from jobs.config import load_conf, load_ruleset
+from jobs.config import load_conf
+from jobs.ruleset import load_ruleset
 from jobs.run import ConservationError, RunResult, _check_conservation, execute
 from jobs.spark_status import FORBIDDEN_OPERATORS, SqlExecution, last_execution_id, metric_count, sql_executions
 from scenario import CDR, CHARGES, DST_GAP, EXPECTED, RATED, SUSPENSE, H
@@ -154,14 +155,19 @@ def test_conservation_check_refuses_a_lost_row() -> None:
 
     metrics = [{"control_point_id": "usage-to-rating", "side": "LEFT", "outcome": "MATCHED", "count": 9,
                 "amount": None, "keys": 0}]
-    totals = {"cdr": side(10, None, n_out=2), "rated_event": side(0, Decimal(0)), "bill_charge": side(0, Decimal(0))}
+    totals = {"cdr": side(10, None, n_out=2), "rated_event": side(0, Decimal(0)), "usage_charge": side(0, Decimal(0))}
+    ruleset = load_ruleset(RULESET)
     with pytest.raises(ConservationError, match=r"9 outcome rows \+ 2 out of scope for 12 cdr rows read"):
-        _check_conservation(metrics, totals)
+        _check_conservation(ruleset, metrics, totals)
     totals["cdr"] = side(9, None, n_out=2)
     metrics.append({"control_point_id": "rating-accuracy", "side": "LEFT", "outcome": "MATCHED", "count": 0,
                     "amount": Decimal("1.000000"), "keys": 0})
     with pytest.raises(ConservationError, match="outcome amounts 1.000000 != rated_event total 0"):
-        _check_conservation(metrics, totals)
+        _check_conservation(ruleset, metrics, totals)
+    metrics.append({"control_point_id": "rating-to-billing", "side": "LEFT", "outcome": None, "count": 1,
+                    "amount": Decimal(0), "keys": 0})
+    with pytest.raises(ConservationError, match="rating-to-billing LEFT: 1 rated_event rows no rule decides"):
+        _check_conservation(ruleset, metrics, totals)
 
 
 def test_rerun_same_run_id_commits_nothing(spark: SparkSession, run: Any, tmp_path: Path) -> None:

@@ -7,14 +7,13 @@ evidence. Nothing here reads the wall clock: opened_at is the run's watermark.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from transforms.keys import case_id
-from transforms.outcomes import SOURCE_SYSTEM
 from transforms.schema import CASE_FINDING, EVIDENCE, MONEY
 
 
@@ -30,11 +29,15 @@ def _exposure_class(declared: Column, exposure: Column) -> Column:
                   ).otherwise(declared)
 
 
-def _evidence(table: Column | str, record_id: Column, payload_hash: Column, versions: Mapping[str, int]) -> Column:
+def _evidence(table: Column | str, record_id: Column, payload_hash: Column, versions: Mapping[str, int],
+              systems: Mapping[str, str]) -> Column:
+    """One evidence item: the record's source system (the ruleset's `system` of its table), table, id, payload
+    hash and the table's Delta version this run read."""
     if isinstance(table, str):
-        system, name, version = F.lit(SOURCE_SYSTEM[table]), F.lit(table), F.lit(versions.get(table)).cast("bigint")
+        system, name = F.lit(systems.get(table, table)), F.lit(table)
+        version = F.lit(versions.get(table)).cast("bigint")
     else:
-        system, name, version = _lookup(table, SOURCE_SYSTEM), table, _lookup(table, dict(versions), "bigint")
+        system, name, version = _lookup(table, dict(systems)), table, _lookup(table, dict(versions), "bigint")
     return F.struct(
         system.alias("source_system"), name.alias("source_table"), record_id.alias("record_id"),
         payload_hash.alias("payload_hash"), version.alias("table_version"),
@@ -47,21 +50,25 @@ def record_cases(
     owner_sla_days: Mapping[str, int],
     opened_at: datetime,
     versions: Mapping[str, int],
+    systems: Mapping[str, str],
+    pair_outcomes: Sequence[str] = (),
 ) -> DataFrame:
     """Cases for one record-level control point's finalized outcome rows.
 
-    `policies[outcome]` = {exposure_class, owner, severity, correction} for outcomes that raise a case. A
-    CHARGE_AMOUNT_MISMATCH raises one case per pair, from the LEFT row.
+    `policies[outcome]` = {exposure_class, owner, severity, correction} for outcomes that raise a case. An outcome
+    of `pair_outcomes` (both rows of a matched pair get it) raises one case per pair, from the LEFT row.
     """
-    raising = outcomes.where(F.col("outcome").isin(*policies) & F.col("exemption").isNull()).where(
-        ~((F.col("side") == "RIGHT") & (F.col("outcome") == "CHARGE_AMOUNT_MISMATCH")))
+    raising = outcomes.where(F.col("outcome").isin(*policies) & F.col("exemption").isNull())
+    if pair_outcomes:
+        raising = raising.where(~((F.col("side") == "RIGHT") & F.col("outcome").isin(*pair_outcomes)))
     ids = F.array_sort(F.filter(F.array(F.coalesce(F.col("record_id"), F.col("record_key")), F.col("counterpart_id")),
                                 lambda x: x.isNotNull()))
     key = F.concat_ws("|", F.coalesce(F.col("account_id"), F.lit("")), F.coalesce(F.col("msisdn_e164"), F.lit("")),
                       F.array_join(ids, ","))
-    own = _evidence(F.col("source_table"), F.col("record_id"), F.col("payload_hash"), versions)
+    own = _evidence(F.col("source_table"), F.col("record_id"), F.col("payload_hash"), versions, systems)
     other = F.when(F.col("counterpart_key").isNotNull(),
-                   _evidence(F.col("counterpart_table"), F.col("counterpart_id"), F.col("counterpart_hash"), versions))
+                   _evidence(F.col("counterpart_table"), F.col("counterpart_id"), F.col("counterpart_hash"), versions,
+                             systems))
     rows = raising.select(
         "run_id", "control_point_id", "ruleset_version", "cycle_id", "account_bucket", "account_id", "msisdn_e164",
         "service_type", "currency", "reason", "exposure",
@@ -88,7 +95,9 @@ def aggregate_cases(
     owner_sla_days: Mapping[str, int],
     opened_at: datetime,
     versions: Mapping[str, int],
-    case_type: str = "AGGREGATE_VARIANCE",
+    systems: Mapping[str, str],
+    tables: Sequence[str],
+    case_type: str,
 ) -> DataFrame:
     """One case per aggregate row beyond tolerance; its business key names the account (and service type and
     currency: amounts of two currencies are two rows, never one sum)."""
@@ -96,10 +105,8 @@ def aggregate_cases(
     key = aggregate_key()
     totals_hash = F.sha2(F.concat_ws("|", key, F.col("left_count"), F.col("left_amount"), F.col("right_count"),
                                      F.col("right_amount")), 256)
-    evidence = F.array(
-        _evidence("rated_event", F.concat(F.lit("sum:"), key), totals_hash, versions),
-        _evidence("bill_charge", F.concat(F.lit("sum:"), key), totals_hash, versions),
-    )
+    evidence = F.array(*[_evidence(t, F.concat(F.lit("sum:"), key), totals_hash, versions, systems)
+                         for t in tables])
     rows = beyond.select(
         "run_id", "control_point_id", "ruleset_version", "cycle_id", "account_bucket", "account_id",
         F.lit(None).cast("string").alias("msisdn"), "service_type",
@@ -108,7 +115,7 @@ def aggregate_cases(
         F.array().cast("array<string>").alias("record_ids"),
         F.col("difference").cast(MONEY).alias("exposure_amount"),
         F.col("currency"),
-        F.concat(F.lit("rated "), F.col("left_amount").cast("string"), F.lit(" vs billed "),
+        F.concat(F.lit(f"{tables[0]} "), F.col("left_amount").cast("string"), F.lit(f" vs {tables[-1]} "),
                  F.col("right_amount").cast("string"), F.lit(" (tolerance "), F.col("tolerance").cast("string"),
                  F.lit(")")).alias("reason"),
         evidence.alias("evidence"),

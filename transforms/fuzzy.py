@@ -51,10 +51,12 @@ def candidate_pairs(
     window_s: int,
     tolerances: Mapping[str, QuantityTolerance],
     broadcast_right: bool = False,
+    class_column: str = "service_type",
 ) -> DataFrame:
     """All (l_key, r_key, dt, dq) within the window and tolerance, each pair once.
 
-    Both sides carry `_key`, `_t` (timestamp), `_qty` (bigint), `service_type` and the `keys` columns (already
+    Both sides carry `_key`, `_t` (timestamp), `_qty` (bigint), `class_column` (which picks the quantity tolerance of
+    a pair, from the left record) and the `keys` columns (already
     normalized; null keys compare equal to null). dt is |Δt| in milliseconds, dq is |Δquantity|. With
     `broadcast_right` (a right side known to be small) the left side is probed where it lies, without a shuffle.
     """
@@ -63,7 +65,7 @@ def candidate_pairs(
 
     def keyed(df: DataFrame) -> DataFrame:
         return df.select(
-            "_key", "_t", "_qty", "service_type",
+            "_key", "_t", "_qty", F.col(class_column).alias("_class"),
             *[F.coalesce(F.col(k).cast("string"), F.lit("\u0000")).alias(j) for k, j in zip(keys, join_keys, strict=True)],
             F.unix_millis("_t").alias("_ms"),
         )
@@ -80,7 +82,7 @@ def candidate_pairs(
         F.col("r._key").alias("r_key"),
         F.abs(F.col("l._ms") - F.col("r._ms")).alias("dt"),
         F.abs(F.col("l._qty") - F.col("r._qty")).alias("dq"),
-        quantity_tolerance(F.col("l.service_type"), F.col("l._qty"), tolerances).alias("_tol"),
+        quantity_tolerance(F.col("l._class"), F.col("l._qty"), tolerances).alias("_tol"),
     )
     return pairs.where((F.col("dt") <= width) & (F.col("dq").cast("decimal(38,6)") <= F.col("_tol"))).drop("_tol")
 

@@ -16,13 +16,12 @@ from pyspark.sql import functions as F
 from transforms.keys import account_bucket
 from transforms.schema import CONFIDENCE, MONEY, RECORD_OUTCOME
 
-SOURCE_SYSTEM = {"cdr": "mediation", "rated_event": "rating", "bill_charge": "billing", "tariff": "catalog",
-                 "suspense": "mediation"}
-
 # Internal columns carried next to the contract's, used for cases and metrics, dropped or kept as extras.
 # `unpriced`: a row whose exposure should come from a price and could not (no tariff): counted in control_run.
 # `bucket_account`: the account whose bucket the row is laid out in (its lineage root's, transforms/lineage_bucket).
-INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table", "unpriced", "bucket_account")
+# `quarantined`: the row could not take part (aggregates sum only the rows that did).
+INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table", "unpriced", "bucket_account",
+            "quarantined")
 
 
 def _col(value: Any, dtype: str) -> Column:
@@ -107,11 +106,9 @@ def exemption_column(exemptions: Sequence[tuple[str, str, Sequence[str], Sequenc
     return expr
 
 
-def finalize_outcomes(
-    tags: Mapping[str, str], control_point_id: str, buckets: int,
-    exemptions: Sequence[tuple[str, str, Sequence[str], Sequence[str]]] = (),
-) -> Callable[[DataFrame], DataFrame]:
-    """Add run tags, account bucket, amount_diff and exemption; order columns as RECORD_OUTCOME plus internals."""
+def finalize_outcomes(tags: Mapping[str, str], control_point_id: str, buckets: int
+                      ) -> Callable[[DataFrame], DataFrame]:
+    """Add run tags, account bucket and amount_diff; order columns as RECORD_OUTCOME plus internals."""
 
     def transform(df: DataFrame) -> DataFrame:
         out = (
@@ -123,7 +120,6 @@ def finalize_outcomes(
             .withColumn("amount_diff", (F.col("amount") - F.col("expected_amount")).cast(MONEY))
             .withColumn("confidence", F.col("confidence").cast(CONFIDENCE))
         )
-        out = out.withColumn("exemption", F.when(F.col("side") == "LEFT", exemption_column(exemptions, "LEFT")))
         return out.select(*[f for f in RECORD_OUTCOME.fieldNames() if f != "exposure_amount"], *INTERNAL)
 
     return transform

@@ -50,6 +50,11 @@ INPUT_SCHEMAS: dict[str, StructType] = {
         ("amount", MONEY), ("currency", S), ("billed_at", T),
     ),
     "suspense": _schema(("record_id", S), ("reason", S), ("rejected_at", T), ("status", S)),
+    "product_inventory": _schema(
+        ("product_id", S), ("account_id", S), ("offering_id", S), ("billing_product_code", S), ("state", S),
+        ("activation_date", T), ("termination_date", T), ("monthly_fee", MONEY), ("quantity", L),
+        ("parent_product_id", S), ("exemption", S),
+    ),
     "tariff": _schema(
         ("tariff_id", S), ("tariff_version", S), ("service_type", S), ("valid_from", T), ("valid_to", T),
         ("rate_per_unit", RATE), ("rounding_increment", L), ("minimum_charge", MONEY), ("currency", S),
@@ -88,7 +93,7 @@ RECORD_OUTCOME = _schema(
     ("payload_hash", S), ("counterpart_id", S), ("outcome", S), ("match_stage", S), ("confidence", CONFIDENCE),
     ("amount", MONEY), ("expected_amount", MONEY), ("amount_diff", MONEY), ("currency", S), ("reason", S),
     ("account_id", S), ("msisdn_e164", S), ("service_type", S), ("start_time", T), ("exemption", S),
-    ("exposure_amount", MONEY),
+    ("exposure_amount", MONEY), ("reason_code", S),
 )
 
 EVIDENCE = StructType([

@@ -6,6 +6,7 @@ the exposure of the usage behind it (priced like never-rated usage by the usage-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pyspark.sql import DataFrame
@@ -17,7 +18,8 @@ AGE_BUCKETS = (("0-2", 0, 2), ("3-7", 3, 7), ("8-30", 8, 30), ("30+", 31, None))
 
 
 def suspense_aging(suspense: DataFrame, usage_outcomes: DataFrame, as_of: datetime, owner: str,
-                   only_with_usage: bool = False) -> DataFrame:
+                   only_with_usage: bool = False, outcomes: Sequence[str] = ("IN_SUSPENSE", "SUSPENSE_AGED")
+                   ) -> DataFrame:
     """(age_bucket, owner_team, records, records_with_usage, exposure) for OPEN suspense as of `as_of`.
 
     `usage_outcomes` are the usage-to-rating LEFT outcome rows of the run (record_id, exposure_amount, outcome).
@@ -30,7 +32,7 @@ def suspense_aging(suspense: DataFrame, usage_outcomes: DataFrame, as_of: dateti
     for name, low, high in reversed(AGE_BUCKETS):
         cond = age >= low if high is None else (age >= low) & (age <= high)
         bucket = F.when(cond, F.lit(name)).otherwise(bucket)
-    priced = (usage_outcomes.where(F.col("outcome").isin("IN_SUSPENSE", "SUSPENSE_AGED"))
+    priced = (usage_outcomes.where(F.col("outcome").isin(*outcomes))
               .groupBy("record_id").agg(F.sum("exposure_amount").alias("exposure")))
     # Rejected after as_of: the youngest bucket. rejected_at unknown (null): the oldest, as usage-to-rating counts
     # its record SUSPENSE_AGED: an age that cannot be shown to be within the SLA is treated as past it, alike in both.

@@ -1,0 +1,63 @@
+"""Lookups: tables joined to a side's records as evidence (they get no outcome), each as one struct column named as
+the ruleset names the lookup, with `found` and what the lookup gives.
+
+- `key`: the lookup table's rows (optionally `where`) aggregated per key (`columns: {name: aggregate SQL}`), joined
+  on `on: {record column: lookup column}`; e.g. the OPEN suspense of a usage record.
+- `price`: the tariff version of the record's `by` column (a tariff id) valid at its `at` time, and the contract's
+  expected amount for its `quantity` (transforms/tariff.py): `tariff_id`, `tariff_version`, `currency`, `amount`.
+- `price_list`: the same, for the tariff of the record's class (`by`, e.g. service_type) valid at `at`: the lowest
+  tariff_id among those valid then, or the one `map` names for the class (transforms/tariff.service_price_list).
+Price tables are reference data: broadcast.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from transforms.engine.spec import Lookup
+from transforms.sizing import small_side
+from transforms.tariff import TariffJoin, service_price_list
+
+PRICE_FIELDS = ("tariff_id", "tariff_version", "currency", "amount")
+
+
+def key_table(lookup: Lookup, table: DataFrame) -> DataFrame:
+    """One row per key: (`_lk<i>` keys, the lookup's columns)."""
+    rows = table if lookup.where is None else table.where(F.expr(lookup.where))
+    keys = list(lookup.on.values())
+    for k in keys:
+        rows = rows.where(F.col(k).isNotNull())
+    grouped = rows.groupBy(*[F.col(k).alias(f"_lk{i}") for i, k in enumerate(keys)]).agg(
+        *[F.expr(sql).alias(name) for name, sql in lookup.columns.items()])
+    return small_side(grouped)
+
+
+def apply_lookup(df: DataFrame, lookup: Lookup, table: DataFrame) -> DataFrame:
+    """`df` with the struct column `<lookup.name>`."""
+    if lookup.kind == "key":
+        right = key_table(lookup, table).withColumn("_lfound", F.lit(True))
+        cond = None
+        for i, col in enumerate(lookup.on):
+            c = F.col(col) == F.col(f"_lk{i}")
+            cond = c if cond is None else cond & c
+        joined = df.join(right, cond, "left")
+        fields = [F.coalesce(F.col("_lfound"), F.lit(False)).alias("found"),
+                  *[F.col(name).alias(name) for name in lookup.columns]]
+        return (joined.withColumn(lookup.name, F.struct(*fields))
+                .drop(*[f"_lk{i}" for i in range(len(lookup.on))], "_lfound", *lookup.columns))
+    assert lookup.by and lookup.at and lookup.quantity
+    prefix = f"_p_{lookup.name}_"
+    if lookup.kind == "price":
+        join = TariffJoin(table, F.col(lookup.by), prefix)
+    else:
+        join = TariffJoin(service_price_list(table, lookup.map), F.col(lookup.by), prefix, key="_price_service")
+    staged = df.withColumn("_t", F.col(lookup.at)).withColumn("_qty", F.col(lookup.quantity))
+    if "expected_amount" in staged.columns:
+        raise ValueError("a record column named expected_amount collides with the price lookup's")
+    priced = join.apply(staged)
+    struct = F.struct(F.col(prefix + "found").alias("found"), F.col(prefix + "tariff_id").alias("tariff_id"),
+                      F.col(prefix + "tariff_version").alias("tariff_version"),
+                      F.col(prefix + "currency").alias("currency"), F.col("expected_amount").alias("amount"))
+    return priced.withColumn(lookup.name, struct).drop(
+        "_t", "_qty", "expected_amount", *[prefix + f for f in ("found", "tariff_id", "tariff_version", "currency")])

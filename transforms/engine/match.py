@@ -1,0 +1,348 @@
+"""Match stages: duplicates among the left records, exact keys, then the bucketed fuzzy match with its one-to-one
+selection, and the further-match probe. Stages give every record its match columns; they decide no outcome.
+
+Each record comes out with
+- `dup` (left side): `copy` (it is a copy of an earlier record), `of_id`/`of_key`/`of_hash` (its original), `by`
+  ('id' or 'content': how it met its parent);
+- `match`: `stage` (EXACT, FUZZY or null), `rank` (1: the record's match; 2 and on: a further right record for
+  one left record), `id`/`key`/`hash` of the counterpart, `confidence`, `ambiguous` (why the best candidates tie),
+  `further` (left: how many further right records it has) and `further_ties` (right: how many matched left records
+  a leftover right record fits equally well; its counterpart is then unnamed: ids never break a tie).
+
+Matching works on originals: a copy's `match` is its original's, and a right record linked by exact key to a copy
+is linked to the copy's original (the first record carrying that id leads to its original). Among the right
+records linked to one original, the one linked through the original's own id comes first, then the stage's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from transforms.checkpoints import materialize
+from transforms.engine.spec import Duplicates, ExactStage, FuzzyStage, Stages
+from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
+from transforms.sizing import is_small, small_side
+
+Q = "quarantine"
+
+
+@dataclass
+class Matched:
+    left: DataFrame
+    right: DataFrame | None
+    counters: dict[str, int]
+
+
+def _no_dup(df: DataFrame, id_column: str | None) -> DataFrame:
+    rid = F.col(id_column) if id_column else F.lit(None).cast("string")
+    return (df.withColumn("_is_dup", F.lit(False)).withColumn("_first_of_id", F.lit(True))
+            .withColumn("_dup_by", F.lit("content"))
+            .withColumn("_root", F.struct(F.col("_key").alias("_key"), F.col("_hash").alias("_hash"),
+                                          rid.alias("_rid"))))
+
+
+def with_roots(valid: DataFrame, id_column: str, dups: Duplicates) -> DataFrame:
+    """Mark copies and give every valid left record its original (`_root`: _key, _hash, _rid).
+
+    A record's earlier copy (its parent, `_dup_of`) is the minimum, in `order`, over records sharing its id or its
+    content; a record that is its own minimum is an original. A parent may itself be a copy (resends of resends, or
+    chains alternating shared ids and shared contents), so parents are followed to a fixed point. Adds `_is_dup`,
+    `_dup_by`, `_first_of_id` (the first record carrying its id: the one its lineage leads to) and `_root`.
+
+    Only suspects go through the windows: records whose id or content hash is shared (a month's suspects are a
+    few thousand rows where windows over all records shuffled every record twice). A hash collision only adds
+    suspects: the windows compare the values themselves.
+    """
+    content = list(dups.content)
+    keyed = valid.withColumn("_ik", F.xxhash64(id_column)).withColumn("_ck", F.xxhash64(*content))
+    shared_ids = small_side(materialize(
+        keyed.groupBy("_ik").count().where(F.col("count") > 1).select("_ik", F.lit(True).alias("_shared_id"))))
+    shared_contents = small_side(materialize(
+        keyed.groupBy("_ck").count().where(F.col("count") > 1).select("_ck", F.lit(True).alias("_shared_content"))))
+    flagged = keyed.join(shared_ids, "_ik", "left").join(shared_contents, "_ck", "left")
+    suspect = F.coalesce(F.col("_shared_id"), F.lit(False)) | F.coalesce(F.col("_shared_content"), F.lit(False))
+    flagged = flagged.withColumn("_suspect", suspect).drop("_ik", "_ck", "_shared_id", "_shared_content")
+
+    alone = _no_dup(flagged.where(~F.col("_suspect")), id_column)
+    suspects = flagged.where(F.col("_suspect"))
+    ord_struct = F.struct(*[F.col(c) for c in dups.order], F.col("_hash"), F.col("_key"),
+                          F.col(id_column).alias("_rid"))
+    with_ord = suspects.withColumn("_ord", ord_struct)
+    by_id = Window.partitionBy(id_column)
+    by_content = Window.partitionBy(*content)
+    marked = (
+        with_ord.withColumn("_first_by_id", F.min("_ord").over(by_id))
+        .withColumn("_first_by_content", F.min("_ord").over(by_content))
+        .withColumn("_dup_of", F.least("_first_by_id", "_first_by_content"))
+        .withColumn("_is_dup", F.col("_dup_of._key") != F.col("_key"))
+        .withColumn("_first_of_id", F.col("_first_by_id._key") == F.col("_key"))
+        .withColumn("_dup_by", F.when(~F.col("_first_of_id"), F.lit(id_column)).otherwise(F.lit("content")))
+        .drop("_first_by_id", "_first_by_content")
+    )
+    marked = materialize(marked)
+    copies = marked.where(F.col("_is_dup")).join(_resolve_roots(marked), "_key")
+    originals = marked.where(~F.col("_is_dup")).withColumn("_root", F.col("_ord"))
+    narrow_root = F.struct(F.col("_root._key").alias("_key"), F.col("_root._hash").alias("_hash"),
+                           F.col("_root._rid").alias("_rid"))
+    windowed = originals.unionByName(copies).withColumn("_root", narrow_root).drop("_ord", "_dup_of")
+    return alone.unionByName(windowed).drop("_suspect")
+
+
+def _resolve_roots(marked: DataFrame) -> DataFrame:
+    """(`_key`, `_root`) for every copy: its parent followed until it is an original, by pointer jumping (root :=
+    root's root), so a chain of n copies settles in about log2(n) steps; the first step that moves no root ends it.
+    A parent comes strictly earlier in the order (ties broken by the unique `_key`), so no chain loops."""
+    links = materialize(marked.where(F.col("_is_dup")).select("_key", F.col("_dup_of").alias("_root")))
+    broadcast = is_small(links)
+    while True:
+        parents = links.select(F.col("_key").alias("_pk"), F.col("_root").alias("_proot"))
+        step = materialize(
+            links.join(F.broadcast(parents) if broadcast else parents, F.col("_root._key") == F.col("_pk"), "left")
+            .select("_key", F.coalesce(F.col("_proot"), F.col("_root")).alias("_root"),
+                    F.col("_pk").isNotNull().alias("_moved")))
+        links = step.drop("_moved")
+        if step.where(F.col("_moved")).limit(1).count() == 0:
+            return links
+
+
+def _eq(left_cols: Sequence[str], right_cols: Sequence[str]) -> Column:
+    cond: Column | None = None
+    for i, rc in enumerate(right_cols):
+        c = F.col(rc) == F.col(f"_xk{i}")
+        cond = c if cond is None else cond & c
+    assert cond is not None
+    return cond
+
+
+def _lineage(valid_left: DataFrame, stage: ExactStage) -> DataFrame:
+    """(`_xk<i>`, `_lroot`, `_own`): per left key value, the original its first record leads to."""
+    firsts = valid_left.where(F.col("_first_of_id"))
+    for c in stage.left:
+        firsts = firsts.where(F.col(c).isNotNull())
+    keyed = firsts.select(*[F.col(c).alias(f"_xk{i}") for i, c in enumerate(stage.left)],
+                          F.col("_root").alias("_lroot"), (F.col("_root._key") == F.col("_key")).alias("_own"))
+    if stage.unique:
+        counts = keyed.groupBy(*[f"_xk{i}" for i in range(len(stage.left))]).agg(F.count(F.lit(1)).alias("_n"))
+        keyed = keyed.join(counts.where(F.col("_n") == 1).drop("_n"), [f"_xk{i}" for i in range(len(stage.left))])
+    return keyed
+
+
+def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[ExactStage]) -> DataFrame:
+    """Valid right records with `_lroot`/`_own` where an exact stage links them, and their `_exact_rank`."""
+    linked_parts: list[DataFrame] = []
+    rest = valid_right
+    order_of: list[tuple[str, ...]] = []
+    for i, stage in enumerate(stages):
+        lineage = _lineage(valid_left, stage)
+        eligible = rest if stage.right_where is None else rest.where(F.coalesce(F.expr(stage.right_where),
+                                                                                F.lit(False)))
+        held = None if stage.right_where is None else rest.where(~F.coalesce(F.expr(stage.right_where), F.lit(False)))
+        joined = eligible.join(lineage, _eq(stage.left, stage.right), "left").drop(
+            *[f"_xk{j}" for j in range(len(stage.left))])
+        linked_parts.append(joined.where(F.col("_lroot").isNotNull()).withColumn("_xstage", F.lit(i)))
+        rest = joined.where(F.col("_lroot").isNull()).drop("_lroot", "_own")
+        if held is not None:
+            rest = rest.unionByName(held)
+        order_of.append(stage.order)
+    unlinked = (rest.withColumn("_lroot", F.lit(None).cast(
+        "struct<_key:string,_hash:string,_rid:string>")).withColumn("_own", F.lit(None).cast("boolean"))
+        .withColumn("_xstage", F.lit(None).cast("int")))
+    linked = linked_parts[0]
+    for part in linked_parts[1:]:
+        linked = linked.unionByName(part)
+    order = order_of[0]
+    rank_w = Window.partitionBy(F.col("_lroot._key")).orderBy(
+        F.col("_own").desc_nulls_last(), *[F.col(c).asc_nulls_last() for c in order], F.col("_key"))
+    linked = linked.withColumn("_exact_rank", F.row_number().over(rank_w))
+    return linked.unionByName(unlinked.withColumn("_exact_rank", F.lit(None).cast("int")))
+
+
+def _staged(df: DataFrame, fz: FuzzyStage, quantity: str) -> DataFrame:
+    return df.withColumn("_t", F.col(fz.time)).withColumn("_qty", F.col(quantity).cast("bigint"))
+
+
+def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str | None,
+          left_columns: Sequence[str], right_columns: Sequence[str]) -> Matched:
+    """Both sides with their `match` (and the left's `dup`) columns; see the module docstring.
+
+    `left`/`right` carry `_key`, `_hash`, `quarantine` and the columns the stages read. `left_columns` and
+    `right_columns` are the columns the caller keeps (the rest of the stage's intermediates is dropped).
+    """
+    counters: dict[str, int] = {}
+    valid_left = left.where(F.col(Q).isNull())
+    if stages.duplicates is not None:
+        assert left_id is not None
+        valid_left = materialize(with_roots(valid_left, left_id, stages.duplicates))
+    else:
+        valid_left = _no_dup(valid_left, left_id)
+    quarantined_left = _no_dup(left.where(F.col(Q).isNotNull()), left_id)
+    dup = F.struct(F.col("_is_dup").alias("copy"), F.col("_root._rid").alias("of_id"),
+                   F.col("_root._key").alias("of_key"), F.col("_root._hash").alias("of_hash"),
+                   F.col("_dup_by").alias("by"))
+    if right is None or not (stages.exact or stages.fuzzy):
+        none = F.lit(None).cast(MATCH_TYPE)
+        out_left = valid_left.unionByName(quarantined_left).withColumn("dup", dup).withColumn("match", none)
+        out_right = None if right is None else right.withColumn("match", none)
+        return Matched(out_left.select(*left_columns, "dup", "match"),
+                       None if out_right is None else out_right.select(*right_columns, "match"), counters)
+
+    valid_right = right.where(F.col(Q).isNull())
+    if stages.exact:
+        exact = materialize(_exact(valid_left, valid_right, stages.exact))
+    else:
+        exact = (valid_right.withColumn("_lroot", F.lit(None).cast("struct<_key:string,_hash:string,_rid:string>"))
+                 .withColumn("_own", F.lit(None).cast("boolean")).withColumn("_xstage", F.lit(None).cast("int"))
+                 .withColumn("_exact_rank", F.lit(None).cast("int")))
+    exact_matched = exact.where(F.col("_exact_rank") == 1).select(
+        F.col("_lroot._key").alias("_key"), F.col(right_id_col(exact)).alias("_re_id"),
+        F.col("_hash").alias("_re_hash"), F.col("_key").alias("_re_key"))
+    originals = valid_left.where(~F.col("_is_dup"))
+    exact_further = exact.where(F.col("_exact_rank") > 1).groupBy(F.col("_lroot._key").alias("_fk")).agg(
+        F.count(F.lit(1)).alias("_n"))
+
+    empty_pairs = exact.sparkSession.createDataFrame([], "r_key string, _fz_id string, _fz_hash string, "
+                                                     "_fz_root string, _fz_conf decimal(5,4)")
+    right_fuzzy, left_fuzzy = empty_pairs, None
+    amb_left = amb_right = probe_best = further_probe = None
+    fz = stages.fuzzy
+    if fz is not None:
+        tolerances = {k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in fz.tolerances.items()}
+        fuzzy_left = _staged(originals.join(exact_matched.select("_key"), "_key", "left_anti"), fz, fz.quantity_left)
+        fuzzy_right = _staged(exact.where(F.col("_lroot").isNull()), fz, fz.quantity_right)
+        pairs = candidate_pairs(fuzzy_left, fuzzy_right, fz.keys, fz.window_s, tolerances,
+                                class_column=fz.tolerance_by)
+        resolution = resolve_one_to_one(pairs)
+        counters.update(fuzzy_rounds=resolution.rounds, fuzzy_unresolved=resolution.unresolved)
+        fuzzy_matched = resolution.matched
+        ambiguous = small_side(materialize(resolution.ambiguous))
+        amb_left = ambiguous.where(F.col("side") == "l").select("_key", F.col("reason").alias("_amb_reason"))
+        amb_right = ambiguous.where(F.col("side") == "r").select("_key", F.col("reason").alias("_amb_reason"))
+        left_of_pairs = materialize(
+            originals.select(F.col("_key").alias("l_key"), F.col("_root._rid").alias("_l_id"),
+                             F.col("_hash").alias("_l_hash"), F.col(fz.tolerance_by).alias("_fclass"),
+                             F.col(fz.quantity_left).cast("bigint").alias("_fqty"))
+            .join(small_side(fuzzy_matched), "l_key"))
+        r_info = right.select(F.col("_key").alias("r_key"), F.col(right_id_col(right)).alias("_r_id"),
+                              F.col("_hash").alias("_r_hash"))
+        fuzzy_pairs = small_side(materialize(r_info.join(small_side(left_of_pairs), "r_key").withColumn(
+            "_conf", confidence(F.col("dt"), F.col("dq"), fz.window_s,
+                                quantity_tolerance(F.col("_fclass"), F.col("_fqty"), tolerances)))))
+        right_fuzzy = fuzzy_pairs.select("r_key", F.col("_l_id").alias("_fz_id"), F.col("_l_hash").alias("_fz_hash"),
+                                         F.col("l_key").alias("_fz_root"), F.col("_conf").alias("_fz_conf"))
+        left_fuzzy = fuzzy_pairs.select(F.col("l_key").alias("_key"), F.col("_r_id").alias("_lf_id"),
+                                        F.col("_r_hash").alias("_lf_hash"), F.col("r_key").alias("_lf_key"),
+                                        F.col("_conf").alias("_lf_conf"))
+        if fz.further:
+            probe_best = _probe(originals, fuzzy_right, fuzzy_matched, amb_right, exact_matched, fz, tolerances)
+            further_probe = probe_best.where(F.col("_probe_n") == 1).groupBy(
+                F.col("_probe_root").alias("_fk")).agg(F.count(F.lit(1)).alias("_n"))
+
+    # ---------------------------------------------------------------------------------------------- right side
+    right_all = exact.unionByName(right.where(F.col(Q).isNotNull()), allowMissingColumns=True).join(
+        right_fuzzy.withColumnRenamed("r_key", "_key"), "_key", "left")
+    if amb_right is not None:
+        right_all = right_all.join(amb_right, "_key", "left")
+    else:
+        right_all = right_all.withColumn("_amb_reason", F.lit(None).cast("string"))
+    if probe_best is not None:
+        right_all = right_all.join(probe_best, "_key", "left")
+    else:
+        right_all = (right_all.withColumn("_probe_n", F.lit(None).cast("bigint"))
+                     .withColumn("_probe_id", F.lit(None).cast("string"))
+                     .withColumn("_probe_hash", F.lit(None).cast("string"))
+                     .withColumn("_probe_root", F.lit(None).cast("string")))
+    exact_in = F.col("_exact_rank").isNotNull()
+    fuzzy_in = F.col("_fz_id").isNotNull()
+    probe_in = F.col("_probe_n").isNotNull()
+    r_match = F.when(exact_in | fuzzy_in | probe_in | F.col("_amb_reason").isNotNull(), F.struct(
+        F.when(exact_in, F.lit("EXACT")).when(fuzzy_in | probe_in, F.lit("FUZZY")).alias("stage"),
+        F.when(exact_in, F.col("_exact_rank")).when(fuzzy_in, F.lit(1)).when(probe_in, F.lit(2)).cast("int")
+        .alias("rank"),
+        F.coalesce(F.col("_lroot._rid"), F.col("_fz_id"), F.col("_probe_id")).alias("id"),
+        F.coalesce(F.col("_lroot._key"), F.col("_fz_root"), F.col("_probe_root")).alias("key"),
+        F.coalesce(F.col("_lroot._hash"), F.col("_fz_hash"), F.col("_probe_hash")).alias("hash"),
+        F.when(exact_in, F.lit(1)).when(fuzzy_in, F.col("_fz_conf")).otherwise(F.lit(0)).cast("decimal(5,4)")
+        .alias("confidence"),
+        F.col("_amb_reason").alias("ambiguous"),
+        F.lit(None).cast("bigint").alias("further"),
+        F.col("_probe_n").cast("bigint").alias("further_ties"),
+    )).otherwise(F.lit(None).cast(MATCH_TYPE))
+    out_right = right_all.withColumn("match", r_match.cast(MATCH_TYPE)).select(*right_columns, "match")
+
+    # ----------------------------------------------------------------------------------------------- left side
+    further = exact_further if further_probe is None else exact_further.unionByName(further_probe)
+    further = small_side(materialize(further.groupBy("_fk").agg(F.sum("_n").alias("_further"))))
+    decided = originals.join(exact_matched, "_key", "left")
+    if left_fuzzy is not None:
+        decided = decided.join(left_fuzzy, "_key", "left")
+    else:
+        decided = (decided.withColumn("_lf_id", F.lit(None).cast("string"))
+                   .withColumn("_lf_hash", F.lit(None).cast("string")).withColumn("_lf_key", F.lit(None).cast("string"))
+                   .withColumn("_lf_conf", F.lit(None).cast("decimal(5,4)")))
+    decided = decided.join(amb_left, "_key", "left") if amb_left is not None else decided.withColumn(
+        "_amb_reason", F.lit(None).cast("string"))
+    decided = decided.join(further.withColumnRenamed("_fk", "_key"), "_key", "left")
+    re_in, lf_in = F.col("_re_id").isNotNull(), F.col("_lf_id").isNotNull()
+    l_match = F.struct(
+        F.when(re_in, F.lit("EXACT")).when(lf_in, F.lit("FUZZY")).alias("stage"),
+        F.when(re_in | lf_in, F.lit(1)).cast("int").alias("rank"),
+        F.coalesce(F.col("_re_id"), F.col("_lf_id")).alias("id"),
+        F.coalesce(F.col("_re_key"), F.col("_lf_key")).alias("key"),
+        F.coalesce(F.col("_re_hash"), F.col("_lf_hash")).alias("hash"),
+        F.when(re_in, F.lit(1)).when(lf_in, F.col("_lf_conf")).otherwise(F.lit(0)).cast("decimal(5,4)")
+        .alias("confidence"),
+        F.col("_amb_reason").alias("ambiguous"),
+        F.coalesce(F.col("_further"), F.lit(0)).cast("bigint").alias("further"),
+        F.lit(None).cast("bigint").alias("further_ties"),
+    ).cast(MATCH_TYPE)
+    originals_m = materialize(decided.withColumn("match", l_match).withColumn("dup", dup)
+                              .select(*left_columns, "dup", "match"))
+    root_match = originals_m.select(F.col("_key").alias("_mk"), F.col("match").alias("_root_match"))
+    copies = valid_left.where(F.col("_is_dup")).withColumn("dup", dup).join(
+        root_match, F.col("_root._key") == F.col("_mk"), "left").withColumn("match", F.col("_root_match"))
+    out_left = (originals_m
+                .unionByName(copies.select(*left_columns, "dup", "match"))
+                .unionByName(quarantined_left.withColumn("dup", dup).withColumn("match", F.lit(None).cast(MATCH_TYPE))
+                             .select(*left_columns, "dup", "match")))
+    return Matched(out_left, out_right, counters)
+
+
+MATCH_TYPE = ("struct<stage:string,rank:int,id:string,key:string,hash:string,confidence:decimal(5,4),"
+              "ambiguous:string,further:bigint,further_ties:bigint>")
+
+
+def right_id_col(df: DataFrame) -> str:
+    """The right side's id column, as the caller named it (`_id`)."""
+    return "_id"
+
+
+def _probe(originals: DataFrame, fuzzy_right: DataFrame, fuzzy_matched: DataFrame, amb_right: DataFrame,
+           exact_matched: DataFrame, fz: FuzzyStage, tolerances: dict[str, QuantityTolerance]) -> DataFrame:
+    """A still-unmatched right record that fits an already matched original is a further match of it. Its
+    counterpart is the original with the best (dt, dq); where two or more matched originals reach that best, ids
+    never break the tie: `_probe_n` says how many, and no original is named."""
+    leftover = materialize(
+        fuzzy_right.join(fuzzy_matched.select(F.col("r_key").alias("_key")), "_key", "left_anti")
+        .join(amb_right.select("_key"), "_key", "left_anti"))
+    matched_keys = exact_matched.select(F.col("_key").alias("l_key")).unionByName(fuzzy_matched.select("l_key"))
+    staged = _staged(originals, fz, fz.quantity_left)
+    probe = materialize(candidate_pairs(staged, leftover, fz.keys, fz.window_s, tolerances,
+                                        broadcast_right=is_small(leftover), class_column=fz.tolerance_by))
+    probe = small_side(materialize(matched_keys.join(F.broadcast(probe), "l_key") if is_small(probe)
+                                   else probe.join(matched_keys, "l_key", "left_semi")))
+    orig_info = originals.select(F.col("_key").alias("l_key"), F.col("_root._rid").alias("_l_id"),
+                                 F.col("_hash").alias("_l_hash"))
+    score = F.struct("dt", "dq")
+    unique = F.col("_probe_n") == 1
+    return small_side(materialize(
+        orig_info.join(probe, "l_key")
+        .withColumn("_best", F.min(score).over(Window.partitionBy("r_key"))).where(score == F.col("_best"))
+        .groupBy("r_key").agg(F.count(F.lit(1)).alias("_probe_n"),
+                              F.min(F.struct("_l_id", "_l_hash", "l_key")).alias("_b"))
+        .select(F.col("r_key").alias("_key"), "_probe_n", F.when(unique, F.col("_b._l_id")).alias("_probe_id"),
+                F.when(unique, F.col("_b._l_hash")).alias("_probe_hash"),
+                F.when(unique, F.col("_b.l_key")).alias("_probe_root"))))
