@@ -18,6 +18,7 @@ from jobs.jars import JarsUnavailable
 from jobs.outputs import ConcurrentRunError
 from jobs.ruleset import load_ruleset
 from jobs.run import ConservationError
+from transforms.engine.decide import RuleError
 
 LOG = logging.getLogger("telco_ra")
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cases":
             return _cases(args)
         return _demo(args)
-    except (ConfigError, InputError, JarsUnavailable, CaseError) as exc:
+    except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
     except (ConservationError, ConcurrentRunError) as exc:

@@ -269,7 +269,8 @@ def _side(r: _Reader, key: str, value: Any, inputs: Mapping[str, Input], checks:
                                                  describe.items()})
 
 
-def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, Input], side: Input) -> Lookup:
+def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, Input], side: Input,
+            params: Mapping[str, object]) -> Lookup:
     m = r.mapping(key, value, {"input", "kind", "join", "where", "columns", "by", "at", "quantity", "map"})
     if m.get("input") not in inputs:
         raise r.fail(f"{key}.input", f"{m.get('input')!r} is not an input (inputs: {', '.join(inputs)})")
@@ -295,7 +296,7 @@ def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, In
     if mapping and kind != "price_list":
         raise r.fail(f"{key}.map", f"only a price_list lookup takes a map (this one is {kind})")
     return Lookup(name, target.name, str(kind), on,
-                  r.sql(f"{key}.where", m["where"], {}) if m.get("where") else None,
+                  r.sql(f"{key}.where", m["where"], params) if m.get("where") else None,
                   {str(k): r.text(f"{key}.columns.{k}", v) for k, v in columns.items()},
                   m.get("by"), m.get("at"), m.get("quantity"), {str(k): str(v) for k, v in mapping.items()})
 
@@ -436,7 +437,8 @@ def _record_point(r: _Reader, cp_id: str, m: dict[str, Any], inputs: Mapping[str
     for name, spec in r.mapping(f"{key}.lookups", m.get("lookups") or {}).items():
         if name in ("match", "dup", "counterpart", "quarantine"):
             raise r.fail(f"{key}.lookups.{name}", "a name the engine gives the record's match columns: choose another")
-        lookups[str(name)] = _lookup(r, f"{key}.lookups.{name}", str(name), spec, inputs, inputs[sides["LEFT"].input])
+        lookups[str(name)] = _lookup(r, f"{key}.lookups.{name}", str(name), spec, inputs, inputs[sides["LEFT"].input],
+                                     sql_params)
     stages = _stages(r, f"{key}.stages", m.get("stages"), sides, inputs)
     outcomes = _policies(r, f"{key}.outcomes", m.get("outcomes"), owners)
     let = {side: {str(n): r.sql(f"{key}.let.{side}.{n}", v, sql_params)

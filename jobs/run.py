@@ -6,6 +6,7 @@ load (outputs, control_run last). The transforms are pure and live in `transform
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -17,21 +18,31 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cases import case_history
 from jobs.config import ConfigError, Cycle, EnvConf
-from jobs.inputs import InputError, PinnedTable, conform, pin, validate_schema
+from jobs.inputs import InputError, PinnedTable, conform, is_path, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
 from jobs.ruleset import Ruleset
 from jobs.utc import instant_micros, micros_to_utc
 from transforms.cases import aggregate_cases, aggregate_key, record_cases
-from transforms.checkpoints import cut_scope, materialize, materialize_freeing, release
+from transforms.checkpoints import (
+    SMALL_RUN_BYTES_DEFAULT,
+    SMALL_RUN_BYTES_KEY,
+    cut_scope,
+    materialize,
+    materialize_freeing,
+    release,
+    small_run,
+)
 from transforms.corrections import correction_requests
 from transforms.engine.aggregate import aggregate_variance
-from transforms.engine.decide import counterpart_columns, decide, with_counterpart
+from transforms.engine.decide import DECIDED, counterpart_columns, decide, with_counterpart
 from transforms.engine.match import match
 from transforms.engine.prepare import BUCKET_ACCOUNT, IN_SIDE, prepare, quarantine_reason, with_bucket_accounts
 from transforms.engine.prepare import scoped as scope_rows
@@ -168,8 +179,33 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     Intermediate results written as files (spark.telcora.materialize.dir) live only as long as the run.
     """
     with cut_scope(spark, f"{spark.sparkContext.applicationId}-run{next(_RUN_NUMBERS)}"):
-        return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before, reproduction_of,
-                        hooks)
+        small = _is_small_run(spark, conf, ruleset)
+        with small_run(spark) if small else contextlib.nullcontext():
+            return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before,
+                            reproduction_of, hooks)
+
+
+def _is_small_run(spark: SparkSession, conf: EnvConf, ruleset: Ruleset) -> bool:
+    """Whether the run's input tables are small enough to run as a small run (transforms/checkpoints.small_run):
+    their bytes from Delta's table details (metadata: no Spark job reads data for it)."""
+    text = spark.conf.get(SMALL_RUN_BYTES_KEY, str(SMALL_RUN_BYTES_DEFAULT)) or "0"
+    limit = int(text)
+    if limit <= 0:
+        return False
+    total = 0
+    for name in ruleset.tables():
+        ref = conf.tables.get(name)
+        if ref is None:
+            return False            # pin() names the missing table
+        try:
+            table = DeltaTable.forPath(spark, ref) if is_path(ref) else DeltaTable.forName(spark, ref)
+            row = table.detail().select("sizeInBytes").first()
+        except AnalysisException:
+            return False            # pin() names the bad reference
+        total += int(row["sizeInBytes"] or 0) if row is not None else 0
+        if total > limit:
+            return False
+    return True
 
 
 _RUN_NUMBERS = itertools.count()
@@ -243,18 +279,23 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
     matched = match(left, right, cp.stages, left_inp.id, left.columns, right.columns if right is not None else [])
     counters.update(matched.counters)
     lookup_tables = {name: tables[ruleset.inputs[name].table] for name in ruleset.inputs}
-    left_cp = counterpart_columns(cp, "LEFT")
     left_m = matched.left
     if matched.right is not None:
-        left_m = with_counterpart(left_m, matched.right, left_cp)
-    parts = [decide(left_m, cp, "LEFT", left_inp, right_inp, lookup_tables, params)]
-    if matched.right is not None and right_inp is not None:
-        right_m = with_counterpart(matched.right, matched.left, counterpart_columns(cp, "RIGHT"))
-        parts.append(decide(right_m, cp, "RIGHT", right_inp, left_inp, lookup_tables, params))
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
+        left_m = with_counterpart(left_m, matched.right, counterpart_columns(cp, "LEFT"))
+    left_out = decide(left_m, cp, "LEFT", left_inp, right_inp, lookup_tables, params)
+    if matched.right is None or right_inp is None:
+        return left_out
+    # A right record may take its counterpart's decided outcome (`counterpart.outcome`, `.reason_code`, ...): the
+    # left side is decided first.
+    wanted = counterpart_columns(cp, "RIGHT")
+    decided = [c for c in wanted if c in DECIDED]
+    left_info = matched.left
+    if decided:
+        left_out = materialize(left_out)
+        left_info = left_info.join(left_out.select(F.col("record_key").alias("_key"), *decided), "_key", "left")
+    right_m = with_counterpart(matched.right, left_info, wanted)
+    right_out = decide(right_m, cp, "RIGHT", right_inp, left_inp, lookup_tables, params)
+    return left_out.unionByName(right_out)
 
 
 def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None,

@@ -33,6 +33,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                     "billed_at": T0 + timedelta(days=25)},
     "suspense": {"reason": "unknown subscriber", "rejected_at": T0, "status": "OPEN"},
     "tariff": {},
+    "product_inventory": {"account_id": "ACC-1", "offering_id": "OFF-1", "billing_product_code": "BB-100",
+                          "state": "ACTIVE", "activation_date": datetime(2026, 1, 1, tzinfo=UTC),
+                          "termination_date": None, "monthly_fee": Decimal("30.000000"), "quantity": 1,
+                          "parent_product_id": None, "exemption": None},
 }
 
 # VOICE: 0.01 per second, per-minute rounding, minimum 0.05. SMS 0.05 per event. DATA 1e-8 per byte, per-MB.

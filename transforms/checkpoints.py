@@ -42,10 +42,12 @@ _CUT_MARK = " | cut at "
 
 
 class _Runs(threading.local):
-    """The cut scope of the run this thread is in (runs side by side in one process each have their own), and the
-    cuts made inside each open `materialize_freeing` block of this thread (innermost last)."""
+    """The cut scope of the run this thread is in (runs side by side in one process each have their own), the cuts
+    made inside each open `materialize_freeing` block of this thread (innermost last), and whether the run is small
+    (`small_run`)."""
 
     scope: str | None = None
+    small: bool = False
     made: list[list[DataFrame]]
 
     def __init__(self) -> None:
@@ -66,8 +68,14 @@ def materialize(df: DataFrame) -> DataFrame:
     """Compute `df` once, cut its lineage, and release the shuffles that computing it created.
 
     A reliable checkpoint is used where a checkpoint directory is configured (clusters: survives executor loss),
-    else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says).
+    else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says). In a small
+    run (`small_run`) nothing is computed here: the result is only marked to be kept once an action computes it.
     """
+    if _THREAD.small:
+        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
+        if _THREAD.made:
+            _THREAD.made[-1].append(kept)
+        return kept
     spark = df.sparkSession
     free_shuffles = (spark.conf.get(RELEASE_SHUFFLES_KEY, "true") or "true").strip().lower() == "true"
     before = registered_shuffles(spark) if free_shuffles else frozenset()
@@ -160,6 +168,48 @@ def _parquet_cut(df: DataFrame, cut_dir: str) -> DataFrame:
     path = f"{_scope_folder(cut_dir, _scope(spark))}/cut-{next(_CUT_NUMBERS):06d}"
     df.write.mode("overwrite").parquet(path)
     return spark.read.schema(df.schema).parquet(path)
+
+
+# Session setting: a run whose input tables hold fewer bytes than this (Delta's sizeInBytes of their current
+# versions) runs as a small run (default 32 MiB; 0: never).
+SMALL_RUN_BYTES_KEY = "spark.telcora.smallRun.maxBytes"
+SMALL_RUN_BYTES_DEFAULT = 32 * 1024 * 1024
+# A small run's settings: one Spark job per action (adaptive execution submits every exchange as a job of its own,
+# and every broadcast is one), and few shuffle partitions for few rows.
+SMALL_RUN_SETTINGS = {"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1",
+                      "spark.sql.shuffle.partitions": "4"}
+
+
+def small_mode() -> bool:
+    """Whether this thread's run is a small run (see `small_run`)."""
+    return _THREAD.small
+
+
+@contextmanager
+def small_run(spark: SparkSession) -> Iterator[None]:
+    """Run the block as a small run: a notebook's month, a test's, a partition rerun of a small bucket.
+
+    What makes a big run scale makes a small run slow: each cut is a job that computes an intermediate of a few
+    hundred rows, each broadcast decision counts rows, and adaptive execution turns every exchange into a job of its
+    own: a 1,000-event month started 270 Spark jobs. In a small run cuts only mark results to be kept when first
+    computed, nothing is counted to decide a broadcast, and the session runs without adaptive execution and
+    broadcasts (SMALL_RUN_SETTINGS), so a Spark job is an action of the run. Results are the same: the run's
+    outputs do not depend on how Spark plans it (tested across partitionings and adaptive settings).
+    """
+    previous: dict[str, str | None] = {key: spark.conf.get(key, None) for key in SMALL_RUN_SETTINGS}
+    was = _THREAD.small
+    _THREAD.small = True
+    for key, value in SMALL_RUN_SETTINGS.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        _THREAD.small = was
+        for key, old in previous.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
 
 
 def release(df: DataFrame) -> None:

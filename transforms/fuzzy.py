@@ -24,6 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from transforms.checkpoints import materialize
+from transforms.sizing import broadcast_hint
 
 LOG = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def candidate_pairs(
     rhs = keyed(right).withColumn(
         "_bucket", F.explode(F.array(*[F.floor(F.col("_ms") / width) + d for d in (-1, 0, 1)]))
     )
-    lft, rgt = lhs.alias("l"), (F.broadcast(rhs) if broadcast_right else rhs).alias("r")
+    lft, rgt = lhs.alias("l"), (broadcast_hint(rhs) if broadcast_right else rhs).alias("r")
     cond = [F.col(f"l.{j}") == F.col(f"r.{j}") for j in join_keys] + [F.col("l._bucket") == F.col("r._bucket")]
     pairs = lft.join(rgt, cond, "inner").select(
         F.col("l._key").alias("l_key"),

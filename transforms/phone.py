@@ -26,7 +26,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from transforms.checkpoints import materialize
+from transforms.checkpoints import materialize, small_mode
 
 LOG = logging.getLogger(__name__)
 # Session setting: the largest E.164 mapping (estimated bytes in a broadcast hash table) that is broadcast; 0: never.
@@ -164,7 +164,7 @@ def normalize_phone_columns(
             key = f"{raw_key}_{i}"
             mapping = parsed if len(cols) == 1 else materialize(
                 parsed.join(pairs.where(F.col(col_key) == i).select(raw_key), raw_key, "left_semi"))
-            if limit > 0 and _hash_table_bytes(mapping, raw_key, e164_key) <= limit:
+            if not small_mode() and limit > 0 and _hash_table_bytes(mapping, raw_key, e164_key) <= limit:
                 mapping = F.broadcast(mapping)
             side = mapping.select(F.col(raw_key).alias(key), F.col(e164_key).alias(c + suffix))
             out = out.join(side, out[c].cast("string") == side[key], "left").drop(key)

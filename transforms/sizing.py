@@ -13,6 +13,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from transforms.checkpoints import small_mode
+
 # Session setting: the most rows a computed join side may hold to be broadcast (0: never). The sides this is used
 # for carry a few keys and figures per row (about 100-200 bytes in a broadcast hash table).
 BROADCAST_ROWS_KEY = "spark.telcora.join.broadcastMaxRows"
@@ -28,11 +30,22 @@ def broadcast_limit(df: DataFrame) -> int:
 
 
 def is_small(cut: DataFrame) -> bool:
-    """Whether `cut` (an already computed result: counting it reads no upstream) may be broadcast."""
+    """Whether `cut` (an already computed result: counting it reads no upstream) may be broadcast. In a small run
+    (transforms.checkpoints.small_run) everything is small and nothing is counted."""
+    if small_mode():
+        return True
     limit = broadcast_limit(cut)
     return limit > 0 and cut.count() <= limit
 
 
 def small_side(cut: DataFrame) -> DataFrame:
     """`cut` with a broadcast hint when it is small (see `is_small`), else `cut` as it is."""
+    if small_mode():
+        return cut
     return F.broadcast(cut) if is_small(cut) else cut
+
+
+def broadcast_hint(df: DataFrame) -> DataFrame:
+    """`df` hinted for broadcast (reference data, a side known to be small), except in a small run, where every
+    broadcast would be a Spark job of its own and a shuffle of a few rows costs nothing."""
+    return df if small_mode() else F.broadcast(df)

@@ -13,6 +13,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from transforms.schema import MONEY, RATE
+from transforms.sizing import broadcast_hint
 
 TARIFF_COLUMNS = ("tariff_id", "tariff_version", "service_type", "valid_from", "valid_to", "rate_per_unit",
                   "rounding_increment", "minimum_charge", "currency")
@@ -85,7 +86,7 @@ class TariffJoin:
             & (F.col(p + "valid_from") <= F.col("_t"))
             & (F.col("_t") < F.coalesce(F.col(p + "valid_to"), F.lit(FAR_FUTURE).cast("timestamp")))
         )
-        joined = keyed.join(F.broadcast(t), cond, "left")
+        joined = keyed.join(broadcast_hint(t), cond, "left")
         extra = [] if self.key in TARIFF_COLUMNS else [p + self.key]
         return joined.withColumn(
             "expected_amount",

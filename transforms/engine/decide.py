@@ -21,6 +21,8 @@ from transforms.outcomes import INTERNAL
 from transforms.schema import MONEY
 
 COUNTERPART = re.compile(r"\bcounterpart\.([A-Za-z_][A-Za-z0-9_]*)")
+# A right record's SQL may read its left counterpart's decision: these outcome columns of it.
+DECIDED = ("outcome", "reason_code", "reason", "expected_amount", "exposure")
 
 
 class RuleError(ValueError):
@@ -89,7 +91,7 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
     """Outcome rows (transforms.outcomes shape) of one side of a record control point."""
     base = f"control_points.{cp.id}"
     for name in lookups_used(cp, side):
-        df = apply_lookup(df, cp.lookups[name], lookup_tables[cp.lookups[name].input])
+        df = apply_lookup(df, cp.lookups[name], lookup_tables[cp.lookups[name].input], params)
     for name, sql in cp.let.get(side, {}).items():
         df = df.withColumn(name, _checked(df, f"{base}.let.{side}.{name}", sql, params))
     rules: Sequence[Rule] = cp.decide[side]

@@ -12,31 +12,35 @@ Price tables are reference data: broadcast.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from transforms.checkpoints import materialize
 from transforms.engine.spec import Lookup
+from transforms.engine.sql import render
 from transforms.sizing import small_side
 from transforms.tariff import TariffJoin, service_price_list
 
 PRICE_FIELDS = ("tariff_id", "tariff_version", "currency", "amount")
 
 
-def key_table(lookup: Lookup, table: DataFrame) -> DataFrame:
+def key_table(lookup: Lookup, table: DataFrame, params: Mapping[str, object]) -> DataFrame:
     """One row per key: (`_lk<i>` keys, the lookup's columns)."""
-    rows = table if lookup.where is None else table.where(F.expr(lookup.where))
+    rows = table if lookup.where is None else table.where(F.expr(render(lookup.where, params)))
     keys = list(lookup.on.values())
     for k in keys:
         rows = rows.where(F.col(k).isNotNull())
     grouped = rows.groupBy(*[F.col(k).alias(f"_lk{i}") for i, k in enumerate(keys)]).agg(
         *[F.expr(sql).alias(name) for name, sql in lookup.columns.items()])
-    return small_side(grouped)
+    return small_side(materialize(grouped))
 
 
-def apply_lookup(df: DataFrame, lookup: Lookup, table: DataFrame) -> DataFrame:
+def apply_lookup(df: DataFrame, lookup: Lookup, table: DataFrame, params: Mapping[str, object]) -> DataFrame:
     """`df` with the struct column `<lookup.name>`."""
     if lookup.kind == "key":
-        right = key_table(lookup, table).withColumn("_lfound", F.lit(True))
+        right = key_table(lookup, table, params).withColumn("_lfound", F.lit(True))
         cond = None
         for i, col in enumerate(lookup.on):
             c = F.col(col) == F.col(f"_lk{i}")

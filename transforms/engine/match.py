@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from transforms.checkpoints import materialize
 from transforms.engine.spec import Duplicates, ExactStage, FuzzyStage, Stages
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
-from transforms.sizing import is_small, small_side
+from transforms.sizing import broadcast_hint, is_small, small_side
 
 Q = "quarantine"
 
@@ -101,7 +101,7 @@ def _resolve_roots(marked: DataFrame) -> DataFrame:
     while True:
         parents = links.select(F.col("_key").alias("_pk"), F.col("_root").alias("_proot"))
         step = materialize(
-            links.join(F.broadcast(parents) if broadcast else parents, F.col("_root._key") == F.col("_pk"), "left")
+            links.join(broadcast_hint(parents) if broadcast else parents, F.col("_root._key") == F.col("_pk"), "left")
             .select("_key", F.coalesce(F.col("_proot"), F.col("_root")).alias("_root"),
                     F.col("_pk").isNotNull().alias("_moved")))
         links = step.drop("_moved")
@@ -332,7 +332,7 @@ def _probe(originals: DataFrame, fuzzy_right: DataFrame, fuzzy_matched: DataFram
     staged = _staged(originals, fz, fz.quantity_left)
     probe = materialize(candidate_pairs(staged, leftover, fz.keys, fz.window_s, tolerances,
                                         broadcast_right=is_small(leftover), class_column=fz.tolerance_by))
-    probe = small_side(materialize(matched_keys.join(F.broadcast(probe), "l_key") if is_small(probe)
+    probe = small_side(materialize(matched_keys.join(broadcast_hint(probe), "l_key") if is_small(probe)
                                    else probe.join(matched_keys, "l_key", "left_semi")))
     orig_info = originals.select(F.col("_key").alias("l_key"), F.col("_root._rid").alias("_l_id"),
                                  F.col("_hash").alias("_l_hash"))
