@@ -1,7 +1,7 @@
 """`telco-ra generate`: write a synthetic month (inputs + ground truth) as Delta tables.
 
 Why: demos, benchmarks and end-to-end tests need a month whose right answer is known. The month itself is built by
-`transforms.synthetic` (pure, lazy, scales with the cluster); this job only sizes the id range, starts the session
+`jobs.synthetic.usage_to_bill` (pure, lazy, scales with the cluster); this job only sizes the id range, starts the session
 and writes each table as `<out>/<name>` (overwrite), so re-running with the same arguments gives the same tables.
 
     python -m jobs.generate --out lakehouse/input --rows 200000 --seed 42 --cycle 2026-06
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from transforms.synthetic import SEED004_ROWS, TABLES, GeneratorParams, generate_month, layout
+from jobs.synthetic.usage_to_bill import SEED004_ROWS, TABLES, GeneratorParams, generate_month, layout
 
 LOG = logging.getLogger(__name__)
 

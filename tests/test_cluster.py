@@ -32,7 +32,7 @@ from jobs import jars
 from jobs.config import load_conf, load_ruleset
 from jobs.generate import generate
 from jobs.run import execute
-from transforms.synthetic import GeneratorParams
+from jobs.synthetic.usage_to_bill import GeneratorParams
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
