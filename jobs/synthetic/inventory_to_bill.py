@@ -1,0 +1,841 @@
+"""A synthetic month for the inventory-to-bill control point (CONTRACT section 7), with its ground truth.
+
+Why: the control can only be trusted against inventory and charges whose right answer is known record by record. This
+module builds `product_inventory` and `bill_charge` in the contract's shapes, plants every outcome of section 7 on
+both sides, and labels each record with the outcome its *planting* prescribes (labels are never derived by running a
+matcher; tests/test_generate_inventory.py re-derives them independently in plain Python from the generated rows).
+
+How it scales: everything is derived inside Spark from `spark.range(rows)` with built-in column functions; one id is a
+*slot*, and its *role* (ROLES) decides the 0-2 products and 0-4 charges it emits and their labels. Pseudo-randomness
+comes only from `xxhash64(seed, id, salt)` (jobs/synthetic/common.py), so the same seed gives the same month on any
+cluster and partitioning: no UDFs, no `rand()`, no collects, no Python loops over rows. Roles are drawn from shares
+(`InventoryParams.mix`), after pinned first ids that plant every role at least twice; a named scenario instead places
+exact numbers of roles by rank in a fixed permutation of the ids (`ScenarioCounts`, `seed004-s30`).
+
+Planted, per side (outcomes of section 7):
+
+- LEFT (products active in the cycle: activation_date < end and (termination_date null or >= start)):
+  QUARANTINED (null product_id, null activation_date, null monthly_fee); EXEMPT with reason FREE_TRIAL, BILLING_HOLD,
+  TEST_ACCOUNT, ZERO_PRICE (the exemption column, or monthly_fee = 0 without one), CHILD_BUNDLE_CHARGED_AT_PARENT (a
+  child product, not charged itself, whose parent has a RECURRING charge this cycle) and ACTIVATED_AFTER_CUTOFF (only
+  when a cutoff earlier than the cycle end is configured: section 7 counts a product as active only when
+  activation_date < end, so with the default cutoff = end no active product can be activated after it);
+  EXEMPT_BUT_BILLED; MATCHED (full month, mid-cycle activation and/or termination with daily proration, multi-seat,
+  sub-tolerance differences of 0.004 and differences equal to the tolerance, matched through (account_id,
+  billing_product_code) without a product_id); PRODUCT_MAPPING_MISMATCH; QUANTITY_MISMATCH;
+  RECURRING_AMOUNT_MISMATCH; ACTIVE_PRODUCT_NOT_BILLED (no charge; a child whose parent is not charged; the products
+  of an (account_id, billing_product_code) pair two products share, whose product-less charge cannot be matched;
+  products whose only charges are not RECURRING or of another cycle).
+- RIGHT (RECURRING charges of the cycle): the outcome of its product; DUPLICATE_CHARGE; BILLED_WITHOUT_ACTIVE_PRODUCT
+  (a product terminated before the cycle or activated at/after its end, a product id the inventory does not have, a
+  product-less charge whose pair no product or two products have); QUARANTINED (null charge_id, null amount).
+- Charges the control must ignore (ONE_TIME, ADJUSTMENT and USAGE charges of the cycle, RECURRING charges of the
+  previous cycle) are written with no ground-truth row; so are products not active in the cycle.
+- IGNORED (section 8's ignore list) is not planted: the ignore list is another issue's table, and no entry exists in
+  a generated month, so every record keeps the outcome it would have without one.
+
+Expected amount (`proration: daily`): monthly_fee * quantity * active days / days in the cycle, half-up to 6 places;
+active days are the cycle's UTC calendar days from the activation day to the termination day, both counted (clipped
+to the cycle). Amounts are computed in exact integer micro-units, fees being whole cents. Tolerance: max(0.01, 0.1% of
+expected), a difference equal to it being within.
+
+Readings where the contract leaves room (the ground truth follows these; none of the open combinations is planted
+unless said so):
+
+- LEFT precedence: QUARANTINED, IGNORED, EXEMPT (when not billed), EXEMPT_BUT_BILLED, MATCHED,
+  PRODUCT_MAPPING_MISMATCH, QUANTITY_MISMATCH, RECURRING_AMOUNT_MISMATCH, ACTIVE_PRODUCT_NOT_BILLED; a billed product
+  that is not exact takes the first mismatch in that order that holds (planted: a wrong SKU with a wrong quantity is
+  PRODUCT_MAPPING_MISMATCH; a wrong quantity whose amount follows it is QUANTITY_MISMATCH).
+- RIGHT precedence: QUARANTINED, BILLED_WITHOUT_ACTIVE_PRODUCT, DUPLICATE_CHARGE, then the outcome of its product.
+  The original among a product's charges is the first by billed_at, then charge_id (planted: a later duplicate, a
+  same-instant duplicate with the larger id, and a later duplicate with the smaller id). Quarantined charges take no
+  part in matching, so they neither bill a product nor make another charge a duplicate (planted only next to a valid
+  earlier charge of the same product, so either reading gives the same labels).
+- An EXEMPT reason is taken in this order: the exemption column, monthly_fee = 0 (ZERO_PRICE),
+  CHILD_BUNDLE_CHARGED_AT_PARENT, ACTIVATED_AFTER_CUTOFF. "Exempt" in EXEMPT_BUT_BILLED means any of these reasons;
+  only products with an exemption value are planted billed (a billed child of a billed parent, or a billed product
+  activated after the cutoff, is left open).
+- A product-less charge is matched when exactly one row of the whole product_inventory table (active or not) has its
+  (account_id, billing_product_code); planted pairs are either unique in the table or shared by two active products.
+- A product that is billed only by charges the control ignores, or whose parent is billed only in another cycle, is
+  ACTIVE_PRODUCT_NOT_BILLED (planted).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+from jobs.synthetic.common import (
+    GROUND_TRUTH_SCHEMA,
+    MONEY,
+    _below,
+    _code,
+    _emit,
+    _epoch,
+    _hash,
+    _row_key,
+    _unit,
+)
+
+CONTROL_POINT = "inventory-to-bill"
+TABLES = ("product_inventory", "bill_charge", "ground_truth")
+DAY_S = 86_400
+
+INVENTORY_GROUND_TRUTH_SCHEMA = StructType([*GROUND_TRUTH_SCHEMA.fields,
+                                            StructField("expected_reason_code", StringType())])
+PRODUCT_COLUMNS = ("product_id", "account_id", "offering_id", "billing_product_code", "state", "activation_date",
+                   "termination_date", "monthly_fee", "quantity", "parent_product_id", "exemption", "gen_row_id")
+CHARGE_COLUMNS = ("charge_id", "source_rated_event_id", "product_id", "account_id", "msisdn", "cycle_id",
+                  "invoice_id", "charge_type", "billing_product_code", "quantity", "amount", "currency", "billed_at",
+                  "gen_row_id")
+
+# Outcomes (CONTRACT section 7) and EXEMPT reasons.
+QUARANTINED = "QUARANTINED"
+EXEMPT = "EXEMPT"
+EXEMPT_BUT_BILLED = "EXEMPT_BUT_BILLED"
+MATCHED = "MATCHED"
+PRODUCT_MAPPING_MISMATCH = "PRODUCT_MAPPING_MISMATCH"
+QUANTITY_MISMATCH = "QUANTITY_MISMATCH"
+RECURRING_AMOUNT_MISMATCH = "RECURRING_AMOUNT_MISMATCH"
+ACTIVE_PRODUCT_NOT_BILLED = "ACTIVE_PRODUCT_NOT_BILLED"
+DUPLICATE_CHARGE = "DUPLICATE_CHARGE"
+BILLED_WITHOUT_ACTIVE_PRODUCT = "BILLED_WITHOUT_ACTIVE_PRODUCT"
+FREE_TRIAL = "FREE_TRIAL"
+BILLING_HOLD = "BILLING_HOLD"
+TEST_ACCOUNT = "TEST_ACCOUNT"
+ZERO_PRICE = "ZERO_PRICE"
+CHILD_BUNDLE = "CHILD_BUNDLE_CHARGED_AT_PARENT"
+AFTER_CUTOFF = "ACTIVATED_AFTER_CUTOFF"
+
+# Product timing: when a product is activated and terminated relative to the cycle [start, end) and its cutoff.
+FULL = "FULL"                  # activated before the cycle; not terminated, or terminated at/after the end
+ACT_MID = "ACT_MID"            # activated on day 2 .. the last second before the cutoff; not terminated
+ACT_TERM_MID = "ACT_TERM_MID"  # activated as ACT_MID and terminated later within the cycle
+TERM_MID = "TERM_MID"          # activated before the cycle, terminated on its first .. last-but-one day
+ENDED = "ENDED"                # terminated before the cycle start (the last second before it, or earlier)
+FUTURE = "FUTURE"              # activated at or after the cycle end
+LATE = "LATE"                  # activated at or after the cutoff, before the end (cutoff < end only)
+NULL_ACT = "NULL_ACT"          # activation_date null
+INACTIVE_TIMINGS = (ENDED, FUTURE)
+
+# Catalog groups a product draws its offering from.
+ANY, SEAT, ADDON, ZERO = "ANY", "SEAT", "ADDON", "ZERO"
+# Account kinds: a shared pool (pairs may repeat), the slot's own (its (account, SKU) pairs are unique in the table),
+# a test account of its own.
+POOL, OWN, TEST = "POOL", "OWN", "TEST"
+# Billed amounts (micro-units, from the expected amount of the billed product).
+EXACT = "EXACT"
+SUB_TOLERANCE = "SUB_TOLERANCE"    # expected +- 0.004: within max(0.01, 0.1%)
+AT_TOLERANCE = "AT_TOLERANCE"      # expected + the tolerance rounded down to a micro-unit: within (not beyond)
+HALF = "HALF"                      # half the expected (underbilling)
+OVER = "OVER"                      # expected + 10% + 0.05 (overbilling)
+JUST_BEYOND = "JUST_BEYOND"        # expected + the tolerance rounded up + 0.000001
+BILLED_QUANTITY = "BILLED_QUANTITY"  # the expected amount of the billed quantity
+FULL_FEE = "FULL_FEE"              # monthly_fee * quantity (a product with no active days)
+FLAT = "FLAT"                      # 25.00 (a ONE_TIME or USAGE charge)
+CREDIT = "CREDIT"                  # -5.00 (an ADJUSTMENT)
+NULL_ID, NULL_AMOUNT = "NULL_ID", "NULL_AMOUNT"
+SAME, OTHER = "SAME", "OTHER"
+
+
+@dataclass(frozen=True)
+class Offering:
+    offering_id: str
+    sku: str
+    fee: str           # monthly fee, whole cents
+    per_seat: bool
+    mobile: bool       # its charges carry an msisdn
+
+
+# Index ranges: plans 0-4 and per-seat offerings 5-7 (ANY = 0-7, SEAT = 5-7), child add-ons 8-10, zero-priced 11.
+CATALOG = (
+    Offering("OFF-MOBILE-20", "PLAN-MOBILE-20", "20.00", False, True),
+    Offering("OFF-MOBILE-UNL", "PLAN-MOBILE-UNL", "65.00", False, True),
+    Offering("OFF-FIBER-500", "PLAN-FIBER-500", "49.99", False, False),
+    Offering("OFF-FIBER-1G", "PLAN-FIBER-1G", "79.99", False, False),
+    Offering("OFF-STATIC-IP", "ADDON-STATIC-IP", "7.33", False, False),
+    Offering("OFF-UC-SEAT", "SEAT-UC-PRO", "24.50", True, False),
+    Offering("OFF-CC-AGENT", "SEAT-CC-AGENT", "45.00", True, False),
+    Offering("OFF-SIP-TRUNK", "SIP-TRUNK-CHANNEL", "12.75", True, False),
+    Offering("OFF-VOICEMAIL", "ADDON-VOICEMAIL", "3.99", False, True),
+    Offering("OFF-ROAMING", "ADDON-ROAMING", "9.99", False, True),
+    Offering("OFF-INTL-PACK", "ADDON-INTL-PACK", "14.95", False, True),
+    Offering("OFF-CALLER-ID", "ADDON-CALLER-ID", "0.00", False, True),
+)
+_CATALOG_RANGE = {ANY: (0, 8), SEAT: (5, 3), ADDON: (8, 3), ZERO: (11, 1)}   # group -> (first index, size)
+_BILLABLE_SKUS = 11       # a wrong SKU is drawn among indexes 0-10 (never the zero-priced one)
+
+
+@dataclass(frozen=True)
+class Product:
+    """One product a role plants: its label and how it is drawn. Options in tuples are drawn per product."""
+
+    outcome: str | None                 # LEFT label; None: not active in the cycle (no ground-truth row)
+    reason: str | None = None           # EXEMPT's reason code
+    timing: tuple[str, ...] = (FULL,)
+    catalog: str = ANY
+    exemption: tuple[str | None, ...] = (None,)
+    account: str = POOL
+    null_id: bool = False
+    null_fee: bool = False
+    child: bool = False                 # parent_product_id = the slot's product 0
+    same_pair: bool = False             # the SKU of the slot's product 0 (with account OWN: the same pair)
+    phantom: bool = False               # not written: only its charges exist (an id the inventory does not have)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One charge a role plants, billing the slot's product `product`."""
+
+    outcome: str | None                 # RIGHT label; None for a charge the control ignores
+    product: int = 0
+    by_pair: bool = False               # product_id null: matched on (account_id, billing_product_code)
+    sku: str = SAME
+    quantity: str = SAME
+    amount: tuple[str, ...] = (EXACT,)
+    charge_type: str = "RECURRING"
+    other_cycle: bool = False           # cycle_id of the previous cycle
+    quarantine: tuple[str, ...] = ()    # NULL_ID / NULL_AMOUNT, one drawn
+    duplicate: bool = False             # a further charge for the product of the slot's charge 0
+    delay_days: int = 0                 # billed this many days after the slot's bill run
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    products: tuple[Product, ...]
+    charges: tuple[Charge, ...] = ()
+
+
+ROLES = (
+    Role("M_FULL", (Product(MATCHED),), (Charge(MATCHED),)),
+    Role("M_ACT_MID", (Product(MATCHED, timing=(ACT_MID, ACT_MID, ACT_TERM_MID)),), (Charge(MATCHED),)),
+    Role("M_TERM_MID", (Product(MATCHED, timing=(TERM_MID,)),), (Charge(MATCHED),)),
+    Role("M_SUB_TOLERANCE", (Product(MATCHED, timing=(FULL, ACT_MID, TERM_MID)),),
+         (Charge(MATCHED, amount=(SUB_TOLERANCE,)),)),
+    Role("M_AT_TOLERANCE", (Product(MATCHED),), (Charge(MATCHED, amount=(AT_TOLERANCE,)),)),
+    Role("M_BY_PAIR", (Product(MATCHED, account=OWN),), (Charge(MATCHED, by_pair=True),)),
+    Role("M_DUPLICATE", (Product(MATCHED),), (Charge(MATCHED), Charge(DUPLICATE_CHARGE, duplicate=True))),
+    Role("M_QUARANTINED_CHARGE", (Product(MATCHED),),
+         (Charge(MATCHED), Charge(QUARANTINED, quarantine=(NULL_ID, NULL_AMOUNT), delay_days=2))),
+    Role("M_NOISE", (Product(MATCHED),),
+         (Charge(MATCHED), Charge(None, charge_type="ONE_TIME", amount=(FLAT,)),
+          Charge(None, other_cycle=True, amount=(FULL_FEE,)),
+          Charge(None, charge_type="ADJUSTMENT", amount=(CREDIT,)))),
+    Role("EX_CHILD", (Product(MATCHED), Product(EXEMPT, CHILD_BUNDLE, catalog=ADDON, child=True)),
+         (Charge(MATCHED),)),
+    Role("Q_NULL_ID", (Product(QUARANTINED, null_id=True, account=OWN),)),
+    Role("Q_NULL_ACTIVATION", (Product(QUARANTINED, timing=(NULL_ACT,), account=OWN),)),
+    Role("Q_NULL_FEE", (Product(QUARANTINED, null_fee=True, account=OWN),)),
+    Role("EX_FREE_TRIAL", (Product(EXEMPT, FREE_TRIAL, timing=(FULL, ACT_MID), exemption=(FREE_TRIAL,)),)),
+    Role("EX_BILLING_HOLD", (Product(EXEMPT, BILLING_HOLD, exemption=(BILLING_HOLD,)),)),
+    Role("EX_TEST_ACCOUNT", (Product(EXEMPT, TEST_ACCOUNT, exemption=(TEST_ACCOUNT,), account=TEST),)),
+    Role("EX_ZERO_PRICE", (Product(EXEMPT, ZERO_PRICE, catalog=ZERO, exemption=(ZERO_PRICE, None)),)),
+    Role("EX_AFTER_CUTOFF", (Product(EXEMPT, AFTER_CUTOFF, timing=(LATE,)),)),
+    Role("EXEMPT_BUT_BILLED", (Product(EXEMPT_BUT_BILLED, exemption=(FREE_TRIAL, BILLING_HOLD, TEST_ACCOUNT)),),
+         (Charge(EXEMPT_BUT_BILLED),)),
+    Role("MAPPING", (Product(PRODUCT_MAPPING_MISMATCH, timing=(FULL, ACT_MID, TERM_MID)),),
+         (Charge(PRODUCT_MAPPING_MISMATCH, sku=OTHER),)),
+    Role("MAPPING_AND_QUANTITY", (Product(PRODUCT_MAPPING_MISMATCH, catalog=SEAT),),
+         (Charge(PRODUCT_MAPPING_MISMATCH, sku=OTHER, quantity=OTHER, amount=(BILLED_QUANTITY,)),)),
+    Role("QUANTITY", (Product(QUANTITY_MISMATCH, catalog=SEAT, timing=(FULL, ACT_MID)),),
+         (Charge(QUANTITY_MISMATCH, quantity=OTHER, amount=(EXACT, BILLED_QUANTITY)),)),
+    Role("AMOUNT", (Product(RECURRING_AMOUNT_MISMATCH, timing=(FULL, ACT_MID, TERM_MID)),),
+         (Charge(RECURRING_AMOUNT_MISMATCH, amount=(HALF, OVER, JUST_BEYOND)),)),
+    Role("NOT_BILLED", (Product(ACTIVE_PRODUCT_NOT_BILLED, timing=(FULL, ACT_MID, TERM_MID)),)),
+    Role("NOT_BILLED_NOISE", (Product(ACTIVE_PRODUCT_NOT_BILLED),),
+         (Charge(None, charge_type="ONE_TIME", amount=(FLAT,)), Charge(None, other_cycle=True, amount=(FULL_FEE,)),
+          Charge(None, charge_type="USAGE", amount=(FLAT,)))),
+    Role("NOT_BILLED_CHILD", (Product(ACTIVE_PRODUCT_NOT_BILLED),
+                              Product(ACTIVE_PRODUCT_NOT_BILLED, catalog=ADDON, child=True)),
+         (Charge(None, other_cycle=True, amount=(FULL_FEE,)),)),
+    Role("PAIR_AMBIGUOUS", (Product(ACTIVE_PRODUCT_NOT_BILLED, account=OWN),
+                            Product(ACTIVE_PRODUCT_NOT_BILLED, account=OWN, same_pair=True)),
+         (Charge(BILLED_WITHOUT_ACTIVE_PRODUCT, by_pair=True),)),
+    Role("PAIR_AMBIGUOUS_ONE_BILLED", (Product(ACTIVE_PRODUCT_NOT_BILLED, account=OWN),
+                                       Product(MATCHED, account=OWN, same_pair=True)),
+         (Charge(BILLED_WITHOUT_ACTIVE_PRODUCT, by_pair=True), Charge(MATCHED, product=1))),
+    Role("BILLED_ENDED", (Product(None, timing=(ENDED,)),),
+         (Charge(BILLED_WITHOUT_ACTIVE_PRODUCT, amount=(FULL_FEE,)),)),
+    Role("BILLED_FUTURE", (Product(None, timing=(FUTURE,)),),
+         (Charge(BILLED_WITHOUT_ACTIVE_PRODUCT, amount=(FULL_FEE,)),)),
+    Role("BILLED_UNKNOWN", (Product(None, phantom=True),),
+         (Charge(BILLED_WITHOUT_ACTIVE_PRODUCT, amount=(FULL_FEE,)),)),
+    Role("BILLED_NO_PAIR", (Product(None, phantom=True, account=OWN),),
+         (Charge(BILLED_WITHOUT_ACTIVE_PRODUCT, by_pair=True, amount=(FULL_FEE,)),)),
+    Role("INACTIVE", (Product(None, timing=(ENDED, FUTURE)),)),
+)
+ROLE_BY_NAME = {role.name: role for role in ROLES}
+MAX_PRODUCTS = max(len(r.products) for r in ROLES)
+MAX_CHARGES = max(len(r.charges) for r in ROLES)
+MATCHED_ROLES = ("M_FULL", "M_ACT_MID", "M_TERM_MID")
+
+# Shares of slots per role in a generated month (the rest is M_FULL): a few percent of each fault.
+DEFAULT_MIX: tuple[tuple[str, float], ...] = (
+    ("M_ACT_MID", 0.06), ("M_TERM_MID", 0.05), ("M_SUB_TOLERANCE", 0.02), ("M_AT_TOLERANCE", 0.01),
+    ("M_BY_PAIR", 0.02), ("M_DUPLICATE", 0.01), ("M_QUARANTINED_CHARGE", 0.01), ("M_NOISE", 0.02),
+    ("EX_CHILD", 0.03), ("Q_NULL_ID", 0.003), ("Q_NULL_ACTIVATION", 0.003), ("Q_NULL_FEE", 0.003),
+    ("EX_FREE_TRIAL", 0.02), ("EX_BILLING_HOLD", 0.005), ("EX_TEST_ACCOUNT", 0.005), ("EX_ZERO_PRICE", 0.01),
+    ("EX_AFTER_CUTOFF", 0.01), ("EXEMPT_BUT_BILLED", 0.01), ("MAPPING", 0.01), ("MAPPING_AND_QUANTITY", 0.005),
+    ("QUANTITY", 0.01), ("AMOUNT", 0.02), ("NOT_BILLED", 0.02), ("NOT_BILLED_NOISE", 0.005),
+    ("NOT_BILLED_CHILD", 0.005), ("PAIR_AMBIGUOUS", 0.005), ("PAIR_AMBIGUOUS_ONE_BILLED", 0.005),
+    ("BILLED_ENDED", 0.005), ("BILLED_FUTURE", 0.005), ("BILLED_UNKNOWN", 0.005), ("BILLED_NO_PAIR", 0.005),
+    ("INACTIVE", 0.03),
+)
+PINNED_COPIES = 2
+
+
+def _utc(year: int, month: int, day: int = 1) -> datetime:
+    return datetime(year, month, day, tzinfo=UTC)
+
+
+def _check_roles() -> None:
+    """A role whose labels contradict its records would make the ground truth lie: checked once at import."""
+    for role in ROLES:
+        for p in role.products:
+            inactive = p.phantom or all(t in INACTIVE_TIMINGS for t in p.timing)
+            if inactive != (p.outcome is None) or (p.outcome == EXEMPT) != (p.reason is not None):
+                raise AssertionError(f"role {role.name}: product label {p.outcome}/{p.reason} contradicts it")
+        for c in role.charges:
+            ignored = c.charge_type != "RECURRING" or c.other_cycle
+            if ignored != (c.outcome is None) or c.product >= len(role.products):
+                raise AssertionError(f"role {role.name}: charge label {c.outcome} contradicts it")
+
+
+_check_roles()
+
+
+@dataclass(frozen=True)
+class ScenarioCounts:
+    """Exact numbers of slots per role, stated at `at_rows` slots; the other slots draw from `fill`.
+
+    Why: a scenario such as seed-004 section 30 is stated in counts (2,000 ACTIVE_PRODUCT_NOT_BILLED among 1.2M
+    products) and checked to the record; shares drawn from hashes only come near a count.
+    """
+
+    counts: tuple[tuple[str, int], ...]
+    at_rows: int
+    fill: tuple[tuple[str, float], ...]
+
+    def scaled(self, rows: int) -> tuple[tuple[str, int], ...]:
+        """The counts at `rows` slots, each rounded half up (12,000 slots = 1/100 of 1.2M: 10,000 -> 100)."""
+        return tuple((name, (2 * count * rows + self.at_rows) // (2 * self.at_rows)) for name, count in self.counts)
+
+
+SEED004_S30_ROWS = 1_200_000
+SEED004_S30 = ScenarioCounts(
+    counts=(("EX_FREE_TRIAL", 10_000), ("EX_BILLING_HOLD", 2_000), ("EX_TEST_ACCOUNT", 1_000), ("NOT_BILLED", 2_000)),
+    at_rows=SEED004_S30_ROWS,
+    fill=(("M_FULL", 0.90), ("M_ACT_MID", 0.05), ("M_TERM_MID", 0.05)),
+)
+MAX_EXACT_ROWS = 3_000_000_000   # the rank permutation multiplies two ids below rows in a signed 64-bit long
+
+
+@dataclass(frozen=True)
+class InventoryParams:
+    """What month to generate and how: slots (`rows`), seed, cycle bounds (UTC midnights), cutoff, role mix.
+
+    `cutoff` (None: the cycle end) is the instant from which an activation is ACTIVATED_AFTER_CUTOFF; such products
+    are planted only when it is earlier than the end. With `scenario` set, its counts are placed exactly and the rest
+    of the slots draw from its fill; `mix` and the pinned first ids are then not used.
+
+    Example::
+
+        params = InventoryParams.for_cycle("2026-07", rows=50_000, seed=7)
+        s30 = InventoryParams.seed004_s30(rows=12_000)      # 100 free trials, 20 holds, 10 test, 20 not billed
+    """
+
+    rows: int = 20_000
+    seed: int = 42
+    cycle_id: str = "2026-06"
+    cycle_start: datetime = field(default_factory=lambda: _utc(2026, 6))
+    cycle_end: datetime = field(default_factory=lambda: _utc(2026, 7))
+    cutoff: datetime | None = None
+    accounts: int | None = None          # shared accounts; None: rows // 4, at least 20
+    currency: str = "USD"
+    mix: tuple[tuple[str, float], ...] = DEFAULT_MIX
+    scenario: ScenarioCounts | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows < 1:
+            raise ValueError(f"rows must be positive, got {self.rows}")
+        for name in ("cycle_start", "cycle_end", "cutoff"):
+            value = getattr(self, name)
+            if value is not None and (value.tzinfo is None or value.utcoffset() != timedelta(0)):
+                raise ValueError(f"{name} must be a UTC datetime, got {value!r}")
+        for name in ("cycle_start", "cycle_end"):
+            if getattr(self, name) != getattr(self, name).replace(hour=0, minute=0, second=0, microsecond=0):
+                raise ValueError(f"{name} must be a UTC midnight (daily proration counts calendar days)")
+        if self.cycle_end - self.cycle_start < timedelta(days=2):
+            raise ValueError("the cycle must last at least 2 days")
+        if not self.cycle_start + timedelta(days=2) <= self.cutoff_at <= self.cycle_end:
+            raise ValueError(f"cutoff must be within [cycle start + 2 days, cycle end], got {self.cutoff_at}")
+        if self.accounts is not None and self.accounts < 1:
+            raise ValueError(f"accounts must be positive, got {self.accounts}")
+        for name, share in self.mix:
+            if name not in ROLE_BY_NAME or not 0.0 <= share <= 1.0:
+                raise ValueError(f"mix entry {name}: {share} is not a role with a share in [0, 1]")
+        if sum(share for _, share in self.mix) > 1.0:
+            raise ValueError("the shares of mix add up to more than 1")
+        if self.scenario is not None:
+            self._check_scenario(self.scenario)
+
+    def _check_scenario(self, scenario: ScenarioCounts) -> None:
+        if self.rows > MAX_EXACT_ROWS:
+            raise ValueError(f"a scenario supports at most {MAX_EXACT_ROWS} rows, got {self.rows}")
+        for name, _ in (*scenario.counts, *scenario.fill):
+            if name not in ROLE_BY_NAME:
+                raise ValueError(f"scenario role {name!r} is not one of ROLES")
+        placed = sum(count for _, count in scenario.scaled(self.rows))
+        if placed > self.rows:
+            raise ValueError(f"the scenario places {placed} slots, more than the {self.rows} rows")
+
+    @classmethod
+    def for_cycle(cls, cycle_id: str, **overrides: Any) -> InventoryParams:
+        """Params for the month `YYYY-MM`: start on the 1st, end on the 1st of the next month (UTC)."""
+        try:
+            start = datetime.strptime(cycle_id, "%Y-%m").replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise ValueError(f"cycle must be YYYY-MM, got {cycle_id!r}") from exc
+        end = _utc(start.year + start.month // 12, start.month % 12 + 1)
+        return cls(cycle_id=cycle_id, cycle_start=start, cycle_end=end, **overrides)
+
+    @classmethod
+    def seed004_s30(cls, rows: int = SEED004_S30_ROWS, cycle_id: str = "2026-06", **overrides: Any) -> InventoryParams:
+        """Seed 004 section 30, "Active Product Not Billed": 1.2M active products, 1,185,000 charged and MATCHED,
+        10,000 free trial, 2,000 billing hold, 1,000 test accounts and 2,000 with no explanation (exactly 2,000
+        ACTIVE_PRODUCT_NOT_BILLED); scaled to `rows` products, each count rounded half up. Plants only that mix.
+
+        Example::
+
+            InventoryParams.seed004_s30(rows=12_000).scenario.scaled(12_000)   # 100, 20, 10, 20 (11,850 MATCHED)
+        """
+        return cls.for_cycle(cycle_id, rows=rows, scenario=SEED004_S30, **overrides)
+
+    @property
+    def cutoff_at(self) -> datetime:
+        return self.cycle_end if self.cutoff is None else self.cutoff
+
+    @property
+    def days(self) -> int:
+        """Calendar days in the cycle (30 for June, 31 for July)."""
+        return (self.cycle_end - self.cycle_start).days
+
+    @property
+    def previous_cycle_id(self) -> str:
+        return (self.cycle_start - timedelta(days=1)).strftime("%Y-%m")
+
+    @property
+    def account_count(self) -> int:
+        return self.accounts if self.accounts is not None else max(20, self.rows // 4)
+
+    def roles(self) -> list[Role]:
+        """The roles this month can plant: ACTIVATED_AFTER_CUTOFF only when the cutoff is before the end."""
+        late_possible = self.cutoff_at < self.cycle_end
+        return [r for r in ROLES if late_possible or r.name != "EX_AFTER_CUTOFF"]
+
+    def drawn_mix(self) -> list[tuple[str, float]]:
+        """(role, share) drawn by hash: the scenario's fill, else `mix` without roles this month cannot plant."""
+        if self.scenario is not None:
+            return list(self.scenario.fill)
+        names = {r.name for r in self.roles()}
+        return [(name, share) for name, share in self.mix if name in names]
+
+    def pinned(self) -> list[str]:
+        """Roles of the first ids (every plantable role PINNED_COPIES times); none in a scenario."""
+        if self.scenario is not None:
+            return []
+        return [r.name for _ in range(PINNED_COPIES) for r in self.roles()]
+
+    def rank_permutation(self) -> tuple[int, int, int]:
+        """(A, B, n) of the rank `(id * A + B) mod n`: A coprime with n, so ranks are a bijection of the ids."""
+        n = self.rows
+        a = max(1, round(n * (math.sqrt(5) - 1) / 2))
+        while math.gcd(a, n) != 1:
+            a += 1
+        return a, (self.seed * 2_654_435_761) % n, n
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _lit(value: object) -> Column:
+    return F.lit(None).cast("string") if value is None else F.lit(value)
+
+
+def _by_role(role: Column, value: Callable[[Role], object], roles: Sequence[Role]) -> Column:
+    """A CASE on the role column with one branch per distinct value (roles sharing a value share a branch)."""
+    groups: dict[object, list[str]] = {}
+    for r in roles:
+        groups.setdefault(value(r), []).append(r.name)
+    expr: Column | None = None
+    for v, names in groups.items():
+        expr = F.when(role.isin(*names), _lit(v)) if expr is None else expr.when(role.isin(*names), _lit(v))
+    return _lit(None) if expr is None else expr
+
+
+def _pick(role: Column, options: Callable[[Role], tuple[Any, ...]], roles: Sequence[Role], draw: Column) -> Column:
+    """One of a role's options, chosen by `draw` (a non-negative long): a per-row pick among a role's variants."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for r in roles:
+        groups.setdefault(options(r), []).append(r.name)
+    expr: Column | None = None
+    for opts, names in groups.items():
+        chosen = _lit(opts[0]) if len(opts) == 1 else F.element_at(
+            F.array(*[_lit(o) for o in opts]), (F.pmod(draw, F.lit(len(opts))) + 1).cast("int"))
+        expr = F.when(role.isin(*names), chosen) if expr is None else expr.when(role.isin(*names), chosen)
+    return _lit(None) if expr is None else expr
+
+
+def _product(role: Role, j: int) -> Product | None:
+    return role.products[j] if j < len(role.products) else None
+
+
+def _charge(role: Role, k: int) -> Charge | None:
+    return role.charges[k] if k < len(role.charges) else None
+
+
+def _choose(draw: Column, options: Sequence[tuple[str, float]], default: str) -> Column:
+    """The first option whose cumulative share exceeds the draw in [0, 1), else the default."""
+    expr: Column | None = None
+    cumulative = 0.0
+    for value, share in options:
+        cumulative += share
+        expr = F.when(draw < cumulative, F.lit(value)) if expr is None else expr.when(draw < cumulative, F.lit(value))
+    return F.lit(default) if expr is None else expr.otherwise(F.lit(default))
+
+
+def _micros_to_money(micros: Column) -> Column:
+    """Whole micro-units as decimal(18,6), exactly (decimal(20,0) x 0.000001)."""
+    return (micros.cast("decimal(20,0)") * F.lit(Decimal("0.000001"))).cast(MONEY)
+
+
+def _catalog(index: Column, attribute: str) -> Column:
+    """An attribute of the offering at `index`; `fee` in whole cents (a long)."""
+    if attribute == "fee":
+        cents = F.array(*[F.lit(int(Decimal(o.fee) * 100)).cast("long") for o in CATALOG])
+        return F.element_at(cents, (index + 1).cast("int"))
+    return F.element_at(F.array(*[F.lit(getattr(o, attribute)) for o in CATALOG]), (index + 1).cast("int"))
+
+
+# ------------------------------------------------------------------------------------------------------------ slots
+
+
+def _role_column(ids: DataFrame, params: InventoryParams) -> Column:
+    """The slot's role: pinned (first ids), placed by rank (scenario counts) or drawn from the shares."""
+    idc, seed = F.col("id"), params.seed
+    drawn = _choose(_unit(seed, "role", idc), params.drawn_mix(), "M_FULL")
+    if params.scenario is not None:
+        a, b, n = params.rank_permutation()
+        rank = F.pmod(idc * F.lit(a).cast("long") + F.lit(b).cast("long"), F.lit(n).cast("long"))
+        expr: Column | None = None
+        cut = 0
+        for name, count in params.scenario.scaled(params.rows):
+            cut += count
+            expr = F.when(rank < cut, F.lit(name)) if expr is None else expr.when(rank < cut, F.lit(name))
+        return drawn if expr is None else expr.otherwise(drawn)
+    pinned = params.pinned()
+    if not pinned:
+        return drawn
+    return F.when(idc < len(pinned), F.element_at(F.array(*[F.lit(p) for p in pinned]), (idc + 1).cast("int"))) \
+        .otherwise(drawn)
+
+
+def _product_columns(params: InventoryParams, roles: Sequence[Role], j: int) -> dict[str, Column]:
+    """Stage 1 of product j of every slot: its drawn kind (timing, catalog index, exemption, seats)."""
+    seed, idc, role = params.seed, F.col("id"), F.col("role")
+
+    def attr(name: str, default: object) -> Column:
+        return _by_role(role, lambda r: getattr(_product(r, j), name, default), roles)
+
+    group = attr("catalog", ANY)
+    first = F.coalesce(*[F.when(group == g, F.lit(start)) for g, (start, _) in _CATALOG_RANGE.items()])
+    size = F.coalesce(*[F.when(group == g, F.lit(n)) for g, (_, n) in _CATALOG_RANGE.items()])
+    index = first + F.pmod(_hash(seed, f"offering-{j}", idc), size.cast("long"))
+    if j == 1:   # same_pair: product 0's offering
+        index = F.when(attr("same_pair", False), F.col("p0_cat")).otherwise(index)
+    seats = F.when(group == SEAT, 2 + _below(seed, f"seats-{j}", 39, idc)) \
+        .when(_catalog(index, "per_seat"), 1 + _below(seed, f"seats-{j}", 40, idc)).otherwise(F.lit(1).cast("long"))
+    return {
+        f"p{j}_timing": _pick(role, lambda r: getattr(_product(r, j), "timing", (FULL,)), roles,
+                              _hash(seed, f"timing-{j}", idc)),
+        f"p{j}_cat": index,
+        f"p{j}_qty": seats,
+        f"p{j}_exemption": _pick(role, lambda r: getattr(_product(r, j), "exemption", (None,)), roles,
+                                 _hash(seed, f"exemption-{j}", idc)),
+        f"p{j}_account_kind": attr("account", POOL),
+        f"p{j}_null_id": attr("null_id", False),
+        f"p{j}_null_fee": attr("null_fee", False),
+        f"p{j}_child": attr("child", False),
+        f"p{j}_phantom": attr("phantom", False),
+    }
+
+
+def _product_times(params: InventoryParams, j: int) -> dict[str, Column]:
+    """Stage 2: activation and termination (epoch seconds) of product j from its timing; edges on 1 draw in 8."""
+    seed, idc = params.seed, F.col("id")
+    s, e, c = _epoch(params.cycle_start), _epoch(params.cycle_end), _epoch(params.cutoff_at)
+    timing = F.col(f"p{j}_timing")
+    edge = _below(seed, f"edge-{j}", 8, idc) == 0
+    tod = _below(seed, f"tod-{j}", DAY_S, idc)
+    before = F.lit(s) - (1 + _below(seed, f"age-{j}", 700, idc)) * DAY_S + tod
+    mid = F.when(edge, F.lit(c - 1)).otherwise(F.lit(s + DAY_S) + _below(seed, f"act-{j}", c - 1 - s - DAY_S, idc))
+    activation = (
+        F.when(timing.isin(FULL, TERM_MID), before)
+        .when(timing.isin(ACT_MID, ACT_TERM_MID), mid)
+        .when(timing == ENDED, before - 400 * DAY_S)
+        .when(timing == FUTURE, F.when(edge, F.lit(e)).otherwise(F.lit(e) + _below(seed, f"fut-{j}", 20 * DAY_S, idc)))
+        .when(timing == LATE, F.when(edge, F.lit(c)).otherwise(F.lit(c) + _below(seed, f"late-{j}", max(1, e - c), idc)))
+    )
+    later = _below(seed, f"term-{j}", 1 << 40, idc)
+    termination = (
+        F.when((timing == FULL) & (_below(seed, f"ends-{j}", 10, idc) < 3),
+               F.when(edge, F.lit(e)).otherwise(F.lit(e) + F.pmod(later, F.lit(365 * DAY_S))))
+        .when(timing == TERM_MID, F.when(edge, F.lit(s)).otherwise(F.lit(s) + F.pmod(later, F.lit(e - s - DAY_S))))
+        .when(timing == ACT_TERM_MID, F.col(f"p{j}_act") + F.pmod(later, F.lit(e) - F.col(f"p{j}_act")))
+        .when(timing == ENDED, F.when(edge, F.lit(s - 1)).otherwise(F.lit(s - 1) - F.pmod(later, F.lit(200 * DAY_S))))
+    )
+    return {"activation": activation, "termination": termination}
+
+
+def _active_days(params: InventoryParams, activation: Column, termination: Column) -> Column:
+    """Calendar days of the cycle from the activation day to the termination day, both counted (clipped)."""
+    s, last = _epoch(params.cycle_start), params.days - 1
+    first_day = F.greatest(F.lit(0).cast("long"), F.floor((activation - s) / DAY_S))
+    last_day = F.when(termination.isNull(), F.lit(last).cast("long")) \
+        .otherwise(F.least(F.lit(last).cast("long"), F.floor((termination - s) / DAY_S)))
+    return last_day - first_day + 1
+
+
+def _expected_micros(params: InventoryParams, fee_cents: Column, quantity: Column, days: Column) -> Column:
+    """fee * quantity * days / days in cycle in micro-units, rounded half up (all terms positive integers)."""
+    d = params.days
+    return F.call_function("div", fee_cents * 10_000 * quantity * days * 2 + d, F.lit(2 * d).cast("long"))
+
+
+def _slots(ids: DataFrame, params: InventoryParams) -> DataFrame:
+    """One row per slot: its role and everything about its (up to two) products, staged so each expression is
+    computed once."""
+    roles = params.roles()
+    seed, idc = params.seed, F.col("id")
+    df = ids.select("id", _role_column(ids, params).alias("role"))
+    df = df.select("*", *[c.alias(n) for n, c in _product_columns(params, roles, 0).items()])
+    df = df.select("*", *[c.alias(n) for n, c in _product_columns(params, roles, 1).items()])
+    for j in range(MAX_PRODUCTS):
+        times = _product_times(params, j)      # termination of ACT_TERM_MID reads p{j}_act: one stage each
+        df = df.withColumn(f"p{j}_act", times["activation"]).withColumn(f"p{j}_term", times["termination"])
+    pool = _code("ACC-", F.pmod(_hash(seed, "account", idc), F.lit(params.account_count).cast("long")), 7)
+    account0 = (F.when(F.col("p0_account_kind") == OWN, _code("ACC-U", idc, 10))
+                .when(F.col("p0_account_kind") == TEST, _code("ACC-TEST-", idc, 10)).otherwise(pool))
+    product_id0 = F.when(F.col("p0_phantom"), _code("PRD-X", idc, 11)).otherwise(_code("PRD-", idc * 2, 11))
+    df = df.withColumns({
+        "p0_id": product_id0,
+        "p1_id": _code("PRD-", idc * 2 + 1, 11),
+        "p0_account": account0,
+        "p1_account": account0,     # a child or a pair partner lives on product 0's account
+        "msisdn": F.concat(F.lit("+1"), (F.lit(2_000_000_000) + _below(seed, "msisdn", 7_999_999_999, idc))
+                           .cast("string")),
+        "bill_run": F.lit(_epoch(params.cycle_end) + DAY_S) + _below(seed, "billed", 6 * 3600, idc),
+    })
+    for j in range(MAX_PRODUCTS):
+        fee = F.when(F.col(f"p{j}_null_fee"), F.lit(None).cast("long")).otherwise(_catalog(F.col(f"p{j}_cat"), "fee"))
+        days = _active_days(params, F.col(f"p{j}_act"), F.col(f"p{j}_term"))
+        df = df.withColumns({f"p{j}_fee": fee, f"p{j}_days": days})
+        df = df.withColumn(f"p{j}_expected", _expected_micros(params, F.col(f"p{j}_fee"), F.col(f"p{j}_qty"),
+                                                              F.col(f"p{j}_days")))
+    return df
+
+
+# ----------------------------------------------------------------------------------------------- product_inventory
+
+
+def _products_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
+    roles = params.roles()
+    role, col = F.col("role"), F.col
+    kinds = [(j, role.isin(*[r.name for r in roles if (p := _product(r, j)) is not None and not p.phantom]))
+             for j in range(MAX_PRODUCTS)]
+    df = _emit(slots, "j", kinds)
+
+    def pj(name: str) -> Column:
+        return F.when(col("j") == 0, col(f"p0_{name}")).otherwise(col(f"p1_{name}"))
+
+    def label(attribute: str) -> Column:
+        expr = F.when(col("j") == 0, _by_role(role, lambda r: getattr(_product(r, 0), attribute, None), roles))
+        return expr.otherwise(_by_role(role, lambda r: getattr(_product(r, 1), attribute, None), roles))
+
+    exemption = pj("exemption")
+    termination = pj("term")
+    state = (F.when(exemption == BILLING_HOLD, F.lit("SUSPENDED"))
+             .when(termination.isNotNull() & (termination < _epoch(params.cycle_end)), F.lit("TERMINATED"))
+             .otherwise(F.lit("ACTIVE")))
+    fee_cents = pj("fee")
+    return df.select(
+        F.when(pj("null_id"), F.lit(None).cast("string")).otherwise(pj("id")).alias("product_id"),
+        pj("account").alias("account_id"),
+        _catalog(pj("cat"), "offering_id").alias("offering_id"),
+        _catalog(pj("cat"), "sku").alias("billing_product_code"),
+        state.alias("state"),
+        F.timestamp_seconds(pj("act")).alias("activation_date"),
+        F.timestamp_seconds(termination).alias("termination_date"),
+        (fee_cents.cast("decimal(20,0)") * F.lit(Decimal("0.01"))).cast(MONEY).alias("monthly_fee"),
+        pj("qty").cast("long").alias("quantity"),
+        F.when(pj("child"), col("p0_id")).otherwise(F.lit(None).cast("string")).alias("parent_product_id"),
+        exemption.cast("string").alias("exemption"),
+        _row_key("p", col("id"), col("j")).alias("gen_row_id"),
+        label("outcome").alias("_outcome"),
+        label("reason").alias("_reason"),
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ bill_charge
+
+
+def _charges_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
+    roles = params.roles()
+    seed, role, col, idc = params.seed, F.col("role"), F.col, F.col("id")
+    kinds = [(k, role.isin(*[r.name for r in roles if k < len(r.charges)])) for k in range(MAX_CHARGES)]
+    df = _emit(slots, "k", kinds)
+
+    def attr(name: str, default: object) -> Column:
+        expr: Column | None = None
+        for k in range(MAX_CHARGES):
+            value = _by_role(role, lambda r, k=k: getattr(_charge(r, k), name, default), roles)  # type: ignore[misc]
+            expr = F.when(col("k") == k, value) if expr is None else expr.when(col("k") == k, value)
+        assert expr is not None
+        return expr
+
+    def pick(name: str, salt: str) -> Column:
+        expr: Column | None = None
+        for k in range(MAX_CHARGES):
+            value = _pick(role, lambda r, k=k: getattr(_charge(r, k), name, ()) or (None,), roles,  # type: ignore[misc]
+                          _hash(seed, f"{salt}-{k}", idc))
+            expr = F.when(col("k") == k, value) if expr is None else expr.when(col("k") == k, value)
+        assert expr is not None
+        return expr
+
+    df = df.withColumns({
+        "c_target": attr("product", 0), "c_outcome": attr("outcome", None), "c_by_pair": attr("by_pair", False),
+        "c_sku": attr("sku", SAME), "c_qty_kind": attr("quantity", SAME), "c_amount_kind": pick("amount", "amount"),
+        "c_type": attr("charge_type", "RECURRING"), "c_other_cycle": attr("other_cycle", False),
+        "c_quarantine": pick("quarantine", "quarantine"), "c_duplicate": attr("duplicate", False),
+        "c_delay": attr("delay_days", 0),
+        # duplicates: 0 a day later with the larger id, 1 at the same instant with the larger id, 2 a day later
+        # with the smaller id (the original is the first by billed_at, then charge_id)
+        "dup_variant": _below(seed, "dup-variant", 3, idc),
+        "has_dup": role.isin(*[r.name for r in roles if any(c.duplicate for c in r.charges)]),
+    })
+
+    def target(name: str) -> Column:
+        return F.when(col("c_target") == 0, col(f"p0_{name}")).otherwise(col(f"p1_{name}"))
+
+    qty, expected = target("qty"), target("expected")
+    other_qty = F.when((_below(seed, "qty-down", 2, idc) == 0) & (qty >= 2), qty - 1) \
+        .otherwise(qty + 1 + _below(seed, "qty-up", 3, idc))
+    billed_qty = F.when(col("c_qty_kind") == OTHER, other_qty).otherwise(qty)
+    df = df.withColumns({"billed_qty": billed_qty, "expected": expected})
+    expected = col("expected")
+    tolerance_down = F.greatest(F.lit(10_000).cast("long"), F.call_function("div", expected, F.lit(1000).cast("long")))
+    tolerance_up = F.greatest(F.lit(10_000).cast("long"),
+                              F.call_function("div", expected + 999, F.lit(1000).cast("long")))
+    kind = col("c_amount_kind")
+    sign = F.when(_below(seed, "sub-sign", 2, idc) == 0, F.lit(1)).otherwise(F.lit(-1))
+    micros = (
+        F.when(kind == EXACT, expected)
+        .when(kind == SUB_TOLERANCE, expected + sign * 4_000)
+        .when(kind == AT_TOLERANCE, expected + tolerance_down)
+        .when(kind == HALF, F.call_function("div", expected, F.lit(2).cast("long")))
+        .when(kind == OVER, expected + F.call_function("div", expected, F.lit(10).cast("long")) + 50_000)
+        .when(kind == JUST_BEYOND, expected + tolerance_up + 1)
+        .when(kind == BILLED_QUANTITY, _expected_micros(params, target("fee"), col("billed_qty"), target("days")))
+        .when(kind == FULL_FEE, target("fee") * 10_000 * qty)
+        .when(kind == FLAT, F.lit(25_000_000))
+        .when(kind == CREDIT, F.lit(-5_000_000))
+    )
+    sku_index = F.when(col("c_sku") == OTHER,
+                       F.pmod(target("cat") + 1 + _below(seed, "other-sku", _BILLABLE_SKUS - 1, idc),
+                              F.lit(_BILLABLE_SKUS))).otherwise(target("cat"))
+    swapped = col("has_dup") & (col("dup_variant") == 2) & (col("k") <= 1)
+    number = F.when(swapped, 1 - col("k")).otherwise(col("k"))
+    billed_at = (
+        F.when(col("c_other_cycle"), F.lit(_epoch(params.cycle_start) + DAY_S) + _below(seed, "prev", 6 * 3600, idc))
+        .otherwise(col("bill_run") + col("c_delay") * DAY_S
+                   + F.when(col("c_duplicate") & (col("dup_variant") != 1), F.lit(DAY_S)).otherwise(F.lit(0)))
+    )
+    charge_type = col("c_type")
+    account = target("account")
+    cycle = F.when(col("c_other_cycle"), F.lit(params.previous_cycle_id)).otherwise(F.lit(params.cycle_id))
+    return df.select(
+        F.when(col("c_quarantine") == NULL_ID, F.lit(None).cast("string"))
+        .otherwise(_code("CH-", idc * 8 + number, 12)).alias("charge_id"),
+        F.when(charge_type == "USAGE", _code("RE-", idc * 8 + col("k"), 12)).otherwise(F.lit(None).cast("string"))
+        .alias("source_rated_event_id"),
+        F.when(col("c_by_pair"), F.lit(None).cast("string")).otherwise(target("id")).alias("product_id"),
+        account.alias("account_id"),
+        F.when(_catalog(target("cat"), "mobile"), col("msisdn")).otherwise(F.lit(None).cast("string"))
+        .alias("msisdn"),
+        cycle.alias("cycle_id"),
+        F.concat(F.lit("INV-"), F.regexp_replace(cycle, "-", ""), F.lit("-"), account).alias("invoice_id"),
+        charge_type.alias("charge_type"),
+        _catalog(sku_index, "sku").alias("billing_product_code"),
+        F.when(charge_type == "RECURRING", col("billed_qty")).otherwise(F.lit(1)).cast("long").alias("quantity"),
+        F.when(col("c_quarantine") == NULL_AMOUNT, F.lit(None).cast(MONEY)).otherwise(_micros_to_money(micros))
+        .alias("amount"),
+        F.lit(params.currency).alias("currency"),
+        F.timestamp_seconds(billed_at).alias("billed_at"),
+        _row_key("b", idc, col("k")).alias("gen_row_id"),
+        col("c_outcome").alias("_outcome"),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------- ground truth
+
+
+def _ground_truth(products: DataFrame, charges: DataFrame) -> DataFrame:
+    """One row per product active in the cycle (LEFT) and per RECURRING charge of the cycle (RIGHT), quarantined
+    rows included; `account_id` is the record's own (a charge always carries its product's account here)."""
+    def rows(df: DataFrame, table: str, side: str, reason: Column) -> DataFrame:
+        return df.where(F.col("_outcome").isNotNull()).select(
+            "gen_row_id", F.lit(table).alias("table_name"), F.lit(CONTROL_POINT).alias("control_point_id"),
+            F.lit(side).alias("side"), F.col("_outcome").alias("expected_outcome"), "account_id",
+            F.lit(None).cast("string").alias("service_type"), reason.alias("expected_reason_code"),
+        )
+
+    left = rows(products, "product_inventory", "LEFT", F.col("_reason"))
+    right = rows(charges, "bill_charge", "RIGHT", F.lit(None).cast("string"))
+    out = left.unionByName(right)
+    return out.select(*[F.col(f.name).cast(f.dataType) for f in INVENTORY_GROUND_TRUTH_SCHEMA.fields])
+
+
+# ----------------------------------------------------------------------------------------------------------- public
+
+
+def generate_month(ids: DataFrame, params: InventoryParams) -> dict[str, DataFrame]:
+    """The synthetic month: DataFrames for product_inventory, bill_charge and ground_truth.
+
+    `ids` must be `spark.range(params.rows)` (one bigint column `id`, values 0 .. rows-1): each id is one slot.
+    Nothing is computed here; every frame is a lazy plan derived from `ids`, and the same params give the same rows.
+
+    Example::
+
+        month = generate_month(spark.range(12_000), InventoryParams.seed004_s30(rows=12_000))
+        month["ground_truth"].groupBy("side", "expected_outcome", "expected_reason_code").count().show()
+    """
+    if ids.columns != ["id"] or ids.schema["id"].dataType != LongType():
+        raise ValueError(f"ids must be spark.range(rows) with one bigint column 'id', got {ids.schema.simpleString()}")
+    slots = _slots(ids, params)
+    products = _products_labeled(slots, params)
+    charges = _charges_labeled(slots, params)
+    return {
+        "product_inventory": products.select(*PRODUCT_COLUMNS),
+        "bill_charge": charges.select(*CHARGE_COLUMNS),
+        "ground_truth": _ground_truth(products, charges),
+    }
