@@ -64,7 +64,7 @@ unless said so):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -472,28 +472,39 @@ def _lit(value: object) -> Column:
     return F.lit(None).cast("string") if value is None else F.lit(value)
 
 
-def _by_role(role: Column, value: Callable[[Role], object], roles: Sequence[Role]) -> Column:
-    """A CASE on the role column with one branch per distinct value (roles sharing a value share a branch)."""
+def _by_key(key: Column, values: Mapping[str, object]) -> Column:
+    """A CASE on a key column (a role, or `role:index`) with one branch per distinct value: keys sharing a value
+    share a branch, which keeps the generated code small."""
     groups: dict[object, list[str]] = {}
-    for r in roles:
-        groups.setdefault(value(r), []).append(r.name)
+    for name, value in values.items():
+        groups.setdefault(value, []).append(name)
     expr: Column | None = None
-    for v, names in groups.items():
-        expr = F.when(role.isin(*names), _lit(v)) if expr is None else expr.when(role.isin(*names), _lit(v))
+    for value, names in groups.items():
+        expr = F.when(key.isin(*names), _lit(value)) if expr is None else expr.when(key.isin(*names), _lit(value))
     return _lit(None) if expr is None else expr
 
 
-def _pick(role: Column, options: Callable[[Role], tuple[Any, ...]], roles: Sequence[Role], draw: Column) -> Column:
-    """One of a role's options, chosen by `draw` (a non-negative long): a per-row pick among a role's variants."""
+def _pick_key(key: Column, options: Mapping[str, tuple[Any, ...]], draw: Column) -> Column:
+    """One of a key's options, chosen by `draw` (a 64-bit hash): a per-row pick among a role's variants."""
     groups: dict[tuple[Any, ...], list[str]] = {}
-    for r in roles:
-        groups.setdefault(options(r), []).append(r.name)
+    for name, opts in options.items():
+        groups.setdefault(opts, []).append(name)
     expr: Column | None = None
     for opts, names in groups.items():
         chosen = _lit(opts[0]) if len(opts) == 1 else F.element_at(
             F.array(*[_lit(o) for o in opts]), (F.pmod(draw, F.lit(len(opts))) + 1).cast("int"))
-        expr = F.when(role.isin(*names), chosen) if expr is None else expr.when(role.isin(*names), chosen)
+        expr = F.when(key.isin(*names), chosen) if expr is None else expr.when(key.isin(*names), chosen)
     return _lit(None) if expr is None else expr
+
+
+def _product_values(roles: Sequence[Role], j: int, name: str, default: Any) -> dict[str, Any]:
+    """Role name -> attribute `name` of its product j (`default` where it has none)."""
+    return {r.name: getattr(_product(r, j), name, default) for r in roles}
+
+
+def _charge_values(roles: Sequence[Role], name: str, default: Any) -> dict[str, Any]:
+    """`role:k` -> attribute `name` of the role's charge k (`default` where it has none)."""
+    return {f"{r.name}:{k}": getattr(_charge(r, k), name, default) for r in roles for k in range(MAX_CHARGES)}
 
 
 def _product(role: Role, j: int) -> Product | None:
@@ -555,7 +566,7 @@ def _product_columns(params: InventoryParams, roles: Sequence[Role], j: int) -> 
     seed, idc, role = params.seed, F.col("id"), F.col("role")
 
     def attr(name: str, default: object) -> Column:
-        return _by_role(role, lambda r: getattr(_product(r, j), name, default), roles)
+        return _by_key(role, _product_values(roles, j, name, default))
 
     group = attr("catalog", ANY)
     first = F.coalesce(*[F.when(group == g, F.lit(start)) for g, (start, _) in _CATALOG_RANGE.items()])
@@ -566,12 +577,11 @@ def _product_columns(params: InventoryParams, roles: Sequence[Role], j: int) -> 
     seats = F.when(group == SEAT, 2 + _below(seed, f"seats-{j}", 39, idc)) \
         .when(_catalog(index, "per_seat"), 1 + _below(seed, f"seats-{j}", 40, idc)).otherwise(F.lit(1).cast("long"))
     return {
-        f"p{j}_timing": _pick(role, lambda r: getattr(_product(r, j), "timing", (FULL,)), roles,
-                              _hash(seed, f"timing-{j}", idc)),
+        f"p{j}_timing": _pick_key(role, _product_values(roles, j, "timing", (FULL,)), _hash(seed, f"timing-{j}", idc)),
         f"p{j}_cat": index,
         f"p{j}_qty": seats,
-        f"p{j}_exemption": _pick(role, lambda r: getattr(_product(r, j), "exemption", (None,)), roles,
-                                 _hash(seed, f"exemption-{j}", idc)),
+        f"p{j}_exemption": _pick_key(role, _product_values(roles, j, "exemption", (None,)),
+                                     _hash(seed, f"exemption-{j}", idc)),
         f"p{j}_account_kind": attr("account", POOL),
         f"p{j}_null_id": attr("null_id", False),
         f"p{j}_null_fee": attr("null_fee", False),
@@ -593,8 +603,8 @@ def _product_times(params: InventoryParams, j: int) -> dict[str, Column]:
         F.when(timing.isin(FULL, TERM_MID), before)
         .when(timing.isin(ACT_MID, ACT_TERM_MID), mid)
         .when(timing == ENDED, before - 400 * DAY_S)
-        .when(timing == FUTURE, F.when(edge, F.lit(e)).otherwise(F.lit(e) + _below(seed, f"fut-{j}", 20 * DAY_S, idc)))
-        .when(timing == LATE, F.when(edge, F.lit(c)).otherwise(F.lit(c) + _below(seed, f"late-{j}", max(1, e - c), idc)))
+        .when(timing == FUTURE, F.lit(e) + F.when(edge, 0).otherwise(_below(seed, f"future-{j}", 20 * DAY_S, idc)))
+        .when(timing == LATE, F.lit(c) + F.when(edge, 0).otherwise(_below(seed, f"late-{j}", max(1, e - c), idc)))
     )
     later = _below(seed, f"term-{j}", 1 << 40, idc)
     termination = (
@@ -669,8 +679,8 @@ def _products_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
         return F.when(col("j") == 0, col(f"p0_{name}")).otherwise(col(f"p1_{name}"))
 
     def label(attribute: str) -> Column:
-        expr = F.when(col("j") == 0, _by_role(role, lambda r: getattr(_product(r, 0), attribute, None), roles))
-        return expr.otherwise(_by_role(role, lambda r: getattr(_product(r, 1), attribute, None), roles))
+        return F.when(col("j") == 0, _by_key(role, _product_values(roles, 0, attribute, None))) \
+            .otherwise(_by_key(role, _product_values(roles, 1, attribute, None)))
 
     exemption = pj("exemption")
     termination = pj("term")
@@ -705,22 +715,14 @@ def _charges_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
     kinds = [(k, role.isin(*[r.name for r in roles if k < len(r.charges)])) for k in range(MAX_CHARGES)]
     df = _emit(slots, "k", kinds)
 
+    key = F.concat(role, F.lit(":"), col("k").cast("string"))
+
     def attr(name: str, default: object) -> Column:
-        expr: Column | None = None
-        for k in range(MAX_CHARGES):
-            value = _by_role(role, lambda r, k=k: getattr(_charge(r, k), name, default), roles)  # type: ignore[misc]
-            expr = F.when(col("k") == k, value) if expr is None else expr.when(col("k") == k, value)
-        assert expr is not None
-        return expr
+        return _by_key(key, _charge_values(roles, name, default))
 
     def pick(name: str, salt: str) -> Column:
-        expr: Column | None = None
-        for k in range(MAX_CHARGES):
-            value = _pick(role, lambda r, k=k: getattr(_charge(r, k), name, ()) or (None,), roles,  # type: ignore[misc]
-                          _hash(seed, f"{salt}-{k}", idc))
-            expr = F.when(col("k") == k, value) if expr is None else expr.when(col("k") == k, value)
-        assert expr is not None
-        return expr
+        options = {k: v or (None,) for k, v in _charge_values(roles, name, ()).items()}
+        return _pick_key(key, options, _hash(seed, salt, idc, col("k")))
 
     df = df.withColumns({
         "c_target": attr("product", 0), "c_outcome": attr("outcome", None), "c_by_pair": attr("by_pair", False),
