@@ -9,7 +9,7 @@ every generator's ground truth alike, so its columns are defined once here.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -88,3 +88,57 @@ def _code(prefix: str, number: Column, width: int) -> Column:
 def _row_key(*parts: str | Column) -> Column:
     """A gen_row_id such as `c-123-0` (table letter, slot id, sub-record)."""
     return F.concat_ws("-", *[F.lit(p) if isinstance(p, str) else p.cast("string") for p in parts])
+
+
+def _sql_literal(value: object) -> str:
+    """A Python constant (None, bool, int, str, or a tuple of them: an array) as Spark SQL text."""
+    if value is None:
+        return "CAST(NULL AS STRING)"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, tuple):
+        return "array(" + ", ".join(_sql_literal(v) for v in value) + ")"
+    raise TypeError(f"no SQL literal for {value!r}")
+
+
+def _const_array(values: Sequence[object]) -> Column:
+    """A constant array as one SQL literal expression: one JVM call instead of one per element (1024-entry lookup
+    tables built element by element cost seconds of driver time per plan)."""
+    return F.expr(_sql_literal(tuple(values)))
+
+
+def _case_sql(key: str, values: Mapping[str, object]) -> str:
+    """`CASE WHEN <key> IN (...) THEN <value> ... END` over the column named `key`, one branch per distinct value
+    (a constant when all keys share one): a lookup table keyed by role, as SQL text."""
+    groups: dict[object, list[str]] = {}
+    for name, value in values.items():
+        groups.setdefault(value, []).append(name)
+    if len(groups) == 1:
+        return _sql_literal(next(iter(groups)))
+    branches = " ".join(f"WHEN `{key}` IN ({', '.join(_sql_literal(n) for n in names)}) THEN {_sql_literal(value)}"
+                        for value, names in groups.items())
+    return f"CASE {branches} END"
+
+
+def _case(key: str, values: Mapping[str, object]) -> Column:
+    """`_case_sql` as one Column: one JVM call instead of one per key and value."""
+    return F.expr(_case_sql(key, values))
+
+
+def _hash_sql(seed: int, salt: str, *cols: str) -> str:
+    """`_hash` as SQL text over columns named `cols` (the same values as `_hash(seed, salt, F.col(c), ...)`)."""
+    return f"xxhash64(CAST({seed} AS BIGINT), {', '.join(cols)}, {_sql_literal(salt)})"
+
+
+def _below_sql(seed: int, salt: str, modulus: int, *cols: str) -> str:
+    """`_below` as SQL text: a pseudo-random bigint in [0, modulus)."""
+    return f"pmod({_hash_sql(seed, salt, *cols)}, CAST({modulus} AS BIGINT))"
+
+
+def _unit_sql(seed: int, salt: str, *cols: str) -> str:
+    """`_unit` as SQL text: a pseudo-random double in [0, 1)."""
+    return f"CAST({_hash_sql(seed, salt, *cols)} & {_HASH_MASK} AS DOUBLE) / {float(1 << 53)!r}D"

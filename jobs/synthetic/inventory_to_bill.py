@@ -64,26 +64,25 @@ unless said so):
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from jobs.synthetic.common import (
     GROUND_TRUTH_SCHEMA,
-    MONEY,
-    _below,
-    _code,
+    _below_sql,
+    _case_sql,
     _emit,
     _epoch,
-    _hash,
-    _row_key,
-    _unit,
+    _hash_sql,
+    _sql_literal,
+    _unit_sql,
 )
 
 CONTROL_POINT = "inventory-to-bill"
@@ -466,35 +465,18 @@ class InventoryParams:
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
+#
+# Expressions are SQL text, one `F.expr` per column, over columns named in earlier stages: building them from column
+# functions took some 10,000 JVM calls per month (seconds of driver time per plan); this way a plan takes a few
+# dozen. Only constants of this module and column names are pasted into the text (`_sql_literal` quotes them).
 
 
-def _lit(value: object) -> Column:
-    return F.lit(None).cast("string") if value is None else F.lit(value)
+def _product(role: Role, j: int) -> Product | None:
+    return role.products[j] if j < len(role.products) else None
 
 
-def _by_key(key: Column, values: Mapping[str, object]) -> Column:
-    """A CASE on a key column (a role, or `role:index`) with one branch per distinct value: keys sharing a value
-    share a branch, which keeps the generated code small."""
-    groups: dict[object, list[str]] = {}
-    for name, value in values.items():
-        groups.setdefault(value, []).append(name)
-    expr: Column | None = None
-    for value, names in groups.items():
-        expr = F.when(key.isin(*names), _lit(value)) if expr is None else expr.when(key.isin(*names), _lit(value))
-    return _lit(None) if expr is None else expr
-
-
-def _pick_key(key: Column, options: Mapping[str, tuple[Any, ...]], draw: Column) -> Column:
-    """One of a key's options, chosen by `draw` (a 64-bit hash): a per-row pick among a role's variants."""
-    groups: dict[tuple[Any, ...], list[str]] = {}
-    for name, opts in options.items():
-        groups.setdefault(opts, []).append(name)
-    expr: Column | None = None
-    for opts, names in groups.items():
-        chosen = _lit(opts[0]) if len(opts) == 1 else F.element_at(
-            F.array(*[_lit(o) for o in opts]), (F.pmod(draw, F.lit(len(opts))) + 1).cast("int"))
-        expr = F.when(key.isin(*names), chosen) if expr is None else expr.when(key.isin(*names), chosen)
-    return _lit(None) if expr is None else expr
+def _charge(role: Role, k: int) -> Charge | None:
+    return role.charges[k] if k < len(role.charges) else None
 
 
 def _product_values(roles: Sequence[Role], j: int, name: str, default: Any) -> dict[str, Any]:
@@ -507,81 +489,77 @@ def _charge_values(roles: Sequence[Role], name: str, default: Any) -> dict[str, 
     return {f"{r.name}:{k}": getattr(_charge(r, k), name, default) for r in roles for k in range(MAX_CHARGES)}
 
 
-def _product(role: Role, j: int) -> Product | None:
-    return role.products[j] if j < len(role.products) else None
+def _pick_sql(options: str, draw: str) -> str:
+    """One element of an array of options (a role's variants), chosen by `draw` (a 64-bit hash)."""
+    return f"element_at({options}, CAST(pmod({draw}, size({options})) AS INT) + 1)"
 
 
-def _charge(role: Role, k: int) -> Charge | None:
-    return role.charges[k] if k < len(role.charges) else None
-
-
-def _choose(draw: Column, options: Sequence[tuple[str, float]], default: str) -> Column:
-    """The first option whose cumulative share exceeds the draw in [0, 1), else the default."""
-    expr: Column | None = None
-    cumulative = 0.0
-    for value, share in options:
-        cumulative += share
-        expr = F.when(draw < cumulative, F.lit(value)) if expr is None else expr.when(draw < cumulative, F.lit(value))
-    return F.lit(default) if expr is None else expr.otherwise(F.lit(default))
-
-
-def _micros_to_money(micros: Column) -> Column:
-    """Whole micro-units as decimal(18,6), exactly (decimal(20,0) x 0.000001)."""
-    return (micros.cast("decimal(20,0)") * F.lit(Decimal("0.000001"))).cast(MONEY)
-
-
-def _catalog(index: Column, attribute: str) -> Column:
-    """An attribute of the offering at `index`; `fee` in whole cents (a long)."""
+def _catalog_sql(index: str, attribute: str) -> str:
+    """An attribute of the offering at `index`; `fee` in whole cents (a bigint)."""
     if attribute == "fee":
-        cents = F.array(*[F.lit(int(Decimal(o.fee) * 100)).cast("long") for o in CATALOG])
-        return F.element_at(cents, (index + 1).cast("int"))
-    return F.element_at(F.array(*[F.lit(getattr(o, attribute)) for o in CATALOG]), (index + 1).cast("int"))
+        cents = tuple(int(Decimal(o.fee) * 100) for o in CATALOG)
+        return f"CAST(element_at({_sql_literal(cents)}, CAST({index} AS INT) + 1) AS BIGINT)"
+    values = tuple(getattr(o, attribute) for o in CATALOG)
+    return f"element_at({_sql_literal(values)}, CAST({index} AS INT) + 1)"
+
+
+def _money_sql(micros: str) -> str:
+    """Whole micro-units as decimal(18,6), exactly (decimal(20,0) x 0.000001)."""
+    return f"CAST(CAST({micros} AS DECIMAL(20,0)) * 0.000001 AS DECIMAL(18,6))"
+
+
+def _stage(df: DataFrame, columns: dict[str, str]) -> DataFrame:
+    """`df` plus named SQL columns. A stage of its own keeps an expression computed once where later stages read it
+    several times (the optimizer does not inline a non-trivial expression into several places)."""
+    return df.select("*", *[F.expr(sql).alias(name) for name, sql in columns.items()])
+
+
+def _expected_sql(params: InventoryParams, fee_cents: str, quantity: str, days: str) -> str:
+    """fee x quantity x active days / days in the cycle, in micro-units, half up (all terms positive integers)."""
+    d = params.days
+    return f"div({fee_cents} * 10000 * {quantity} * {days} * 2 + {d}, CAST({2 * d} AS BIGINT))"
 
 
 # ------------------------------------------------------------------------------------------------------------ slots
 
 
-def _role_column(ids: DataFrame, params: InventoryParams) -> Column:
-    """The slot's role: pinned (first ids), placed by rank (scenario counts) or drawn from the shares."""
-    idc, seed = F.col("id"), params.seed
-    drawn = _choose(_unit(seed, "role", idc), params.drawn_mix(), "M_FULL")
+def _role_sql(params: InventoryParams) -> str:
+    """The slot's role: pinned (first ids), placed by rank (scenario counts) or drawn from the shares (`d_role`)."""
+    branches: list[str] = []
+    pinned = params.pinned()
+    if pinned:
+        branches.append(f"WHEN id < {len(pinned)} THEN element_at({_sql_literal(tuple(pinned))}, CAST(id AS INT) + 1)")
     if params.scenario is not None:
-        a, b, n = params.rank_permutation()
-        rank = F.pmod(idc * F.lit(a).cast("long") + F.lit(b).cast("long"), F.lit(n).cast("long"))
-        expr: Column | None = None
         cut = 0
         for name, count in params.scenario.scaled(params.rows):
             cut += count
-            expr = F.when(rank < cut, F.lit(name)) if expr is None else expr.when(rank < cut, F.lit(name))
-        return drawn if expr is None else expr.otherwise(drawn)
-    pinned = params.pinned()
-    if not pinned:
-        return drawn
-    return F.when(idc < len(pinned), F.element_at(F.array(*[F.lit(p) for p in pinned]), (idc + 1).cast("int"))) \
-        .otherwise(drawn)
+            branches.append(f"WHEN `rank` < {cut} THEN {_sql_literal(name)}")
+    cumulative = 0.0
+    for name, share in params.drawn_mix():
+        cumulative += share
+        branches.append(f"WHEN d_role < {cumulative!r}D THEN {_sql_literal(name)}")
+    return f"CASE {' '.join(branches)} ELSE 'M_FULL' END"
 
 
-def _product_columns(params: InventoryParams, roles: Sequence[Role], j: int) -> dict[str, Column]:
-    """Stage 1 of product j of every slot: its drawn kind (timing, catalog index, exemption, seats)."""
-    seed, idc, role = params.seed, F.col("id"), F.col("role")
+def _kind_columns(params: InventoryParams, roles: Sequence[Role], j: int) -> dict[str, str]:
+    """Product j of every slot, stage 1: what its role makes it (timing, offering, exemption, flags)."""
+    seed = params.seed
 
-    def attr(name: str, default: object) -> Column:
-        return _by_key(role, _product_values(roles, j, name, default))
+    def attr(name: str, default: object) -> str:
+        return _case_sql("role", _product_values(roles, j, name, default))
 
-    group = attr("catalog", ANY)
-    first = F.coalesce(*[F.when(group == g, F.lit(start)) for g, (start, _) in _CATALOG_RANGE.items()])
-    size = F.coalesce(*[F.when(group == g, F.lit(n)) for g, (_, n) in _CATALOG_RANGE.items()])
-    index = first + F.pmod(_hash(seed, f"offering-{j}", idc), size.cast("long"))
-    if j == 1:   # same_pair: product 0's offering
-        index = F.when(attr("same_pair", False), F.col("p0_cat")).otherwise(index)
-    seats = F.when(group == SEAT, 2 + _below(seed, f"seats-{j}", 39, idc)) \
-        .when(_catalog(index, "per_seat"), 1 + _below(seed, f"seats-{j}", 40, idc)).otherwise(F.lit(1).cast("long"))
+    def offering(k: int) -> str:
+        ranges = {r.name: _CATALOG_RANGE[p.catalog if (p := _product(r, k)) else ANY] for r in roles}
+        first = _case_sql("role", {name: start for name, (start, _) in ranges.items()})
+        size = _case_sql("role", {name: n for name, (_, n) in ranges.items()})
+        return f"({first}) + pmod({_hash_sql(seed, f'offering-{k}', 'id')}, CAST({size} AS BIGINT))"
+
+    index = offering(j) if j == 0 else f"CASE WHEN {attr('same_pair', False)} THEN {offering(0)} ELSE {offering(j)} END"
     return {
-        f"p{j}_timing": _pick_key(role, _product_values(roles, j, "timing", (FULL,)), _hash(seed, f"timing-{j}", idc)),
+        f"p{j}_timing": _pick_sql(attr("timing", (FULL,)), _hash_sql(seed, f"timing-{j}", "id")),
         f"p{j}_cat": index,
-        f"p{j}_qty": seats,
-        f"p{j}_exemption": _pick_key(role, _product_values(roles, j, "exemption", (None,)),
-                                     _hash(seed, f"exemption-{j}", idc)),
+        f"p{j}_group": attr("catalog", ANY),
+        f"p{j}_exemption": _pick_sql(attr("exemption", (None,)), _hash_sql(seed, f"exemption-{j}", "id")),
         f"p{j}_account_kind": attr("account", POOL),
         f"p{j}_null_id": attr("null_id", False),
         f"p{j}_null_fee": attr("null_fee", False),
@@ -590,79 +568,86 @@ def _product_columns(params: InventoryParams, roles: Sequence[Role], j: int) -> 
     }
 
 
-def _product_times(params: InventoryParams, j: int) -> dict[str, Column]:
-    """Stage 2: activation and termination (epoch seconds) of product j from its timing; edges on 1 draw in 8."""
-    seed, idc = params.seed, F.col("id")
+def _activation_columns(params: InventoryParams, j: int) -> dict[str, str]:
+    """Stage 2: seats, fee and activation (epoch seconds) of product j; boundary instants on 1 draw in 8."""
+    seed = params.seed
     s, e, c = _epoch(params.cycle_start), _epoch(params.cycle_end), _epoch(params.cutoff_at)
-    timing = F.col(f"p{j}_timing")
-    edge = _below(seed, f"edge-{j}", 8, idc) == 0
-    tod = _below(seed, f"tod-{j}", DAY_S, idc)
-    before = F.lit(s) - (1 + _below(seed, f"age-{j}", 700, idc)) * DAY_S + tod
-    mid = F.when(edge, F.lit(c - 1)).otherwise(F.lit(s + DAY_S) + _below(seed, f"act-{j}", c - 1 - s - DAY_S, idc))
-    activation = (
-        F.when(timing.isin(FULL, TERM_MID), before)
-        .when(timing.isin(ACT_MID, ACT_TERM_MID), mid)
-        .when(timing == ENDED, before - 400 * DAY_S)
-        .when(timing == FUTURE, F.lit(e) + F.when(edge, 0).otherwise(_below(seed, f"future-{j}", 20 * DAY_S, idc)))
-        .when(timing == LATE, F.lit(c) + F.when(edge, 0).otherwise(_below(seed, f"late-{j}", max(1, e - c), idc)))
-    )
-    later = _below(seed, f"term-{j}", 1 << 40, idc)
-    termination = (
-        F.when((timing == FULL) & (_below(seed, f"ends-{j}", 10, idc) < 3),
-               F.when(edge, F.lit(e)).otherwise(F.lit(e) + F.pmod(later, F.lit(365 * DAY_S))))
-        .when(timing == TERM_MID, F.when(edge, F.lit(s)).otherwise(F.lit(s) + F.pmod(later, F.lit(e - s - DAY_S))))
-        .when(timing == ACT_TERM_MID, F.col(f"p{j}_act") + F.pmod(later, F.lit(e) - F.col(f"p{j}_act")))
-        .when(timing == ENDED, F.when(edge, F.lit(s - 1)).otherwise(F.lit(s - 1) - F.pmod(later, F.lit(200 * DAY_S))))
-    )
-    return {"activation": activation, "termination": termination}
+
+    def below(salt: str, modulus: int) -> str:
+        return _below_sql(seed, f"{salt}-{j}", modulus, "id")
+
+    edge = f"{below('edge', 8)} = 0"
+    before = f"{s} - (1 + {below('age', 700)}) * {DAY_S} + {below('tod', DAY_S)}"
+    timing = f"p{j}_timing"
+    return {
+        f"p{j}_qty": f"CASE WHEN p{j}_group = '{SEAT}' THEN 2 + {below('seats', 39)} "
+                     f"WHEN {_catalog_sql(f'p{j}_cat', 'per_seat')} THEN 1 + {below('seats', 40)} "
+                     f"ELSE CAST(1 AS BIGINT) END",
+        f"p{j}_fee": f"CASE WHEN p{j}_null_fee THEN CAST(NULL AS BIGINT) ELSE {_catalog_sql(f'p{j}_cat', 'fee')} END",
+        f"p{j}_edge": edge,
+        f"p{j}_act": f"""CASE
+            WHEN {timing} IN ('{FULL}', '{TERM_MID}') THEN {before}
+            WHEN {timing} IN ('{ACT_MID}', '{ACT_TERM_MID}') THEN
+                CASE WHEN {edge} THEN {c - 1} ELSE {s + DAY_S} + {below('act', c - 1 - s - DAY_S)} END
+            WHEN {timing} = '{ENDED}' THEN {before} - {400 * DAY_S}
+            WHEN {timing} = '{FUTURE}' THEN {e} + CASE WHEN {edge} THEN 0 ELSE {below('future', 20 * DAY_S)} END
+            WHEN {timing} = '{LATE}' THEN {c} + CASE WHEN {edge} THEN 0 ELSE {below('late', max(1, e - c))} END
+            END""",
+    }
 
 
-def _active_days(params: InventoryParams, activation: Column, termination: Column) -> Column:
+def _termination_columns(params: InventoryParams, j: int) -> dict[str, str]:
+    """Stage 3: termination (epoch seconds) of product j, which may depend on its activation."""
+    seed = params.seed
+    s, e = _epoch(params.cycle_start), _epoch(params.cycle_end)
+    later = _below_sql(seed, f"term-{j}", 1 << 40, "id")
+    timing, edge, act = f"p{j}_timing", f"p{j}_edge", f"p{j}_act"
+    return {
+        f"p{j}_term": f"""CASE
+            WHEN {timing} = '{FULL}' AND {_below_sql(seed, f'ends-{j}', 10, 'id')} < 3 THEN
+                CASE WHEN {edge} THEN {e} ELSE {e} + pmod({later}, {365 * DAY_S}) END
+            WHEN {timing} = '{TERM_MID}' THEN CASE WHEN {edge} THEN {s} ELSE {s} + pmod({later}, {e - s - DAY_S}) END
+            WHEN {timing} = '{ACT_TERM_MID}' THEN {act} + pmod({later}, {e} - {act})
+            WHEN {timing} = '{ENDED}' THEN CASE WHEN {edge} THEN {s - 1} ELSE {s - 1} - pmod({later}, {200 * DAY_S}) END
+            END""",
+    }
+
+
+def _active_days_sql(params: InventoryParams, activation: str, termination: str) -> str:
     """Calendar days of the cycle from the activation day to the termination day, both counted (clipped)."""
     s, last = _epoch(params.cycle_start), params.days - 1
-    first_day = F.greatest(F.lit(0).cast("long"), F.floor((activation - s) / DAY_S))
-    last_day = F.when(termination.isNull(), F.lit(last).cast("long")) \
-        .otherwise(F.least(F.lit(last).cast("long"), F.floor((termination - s) / DAY_S)))
-    return last_day - first_day + 1
-
-
-def _expected_micros(params: InventoryParams, fee_cents: Column, quantity: Column, days: Column) -> Column:
-    """fee * quantity * days / days in cycle in micro-units, rounded half up (all terms positive integers)."""
-    d = params.days
-    return F.call_function("div", fee_cents * 10_000 * quantity * days * 2 + d, F.lit(2 * d).cast("long"))
+    first_day = f"greatest(CAST(0 AS BIGINT), floor(({activation} - {s}) / {DAY_S}))"
+    last_day = (f"CASE WHEN {termination} IS NULL THEN CAST({last} AS BIGINT) "
+                f"ELSE least(CAST({last} AS BIGINT), floor(({termination} - {s}) / {DAY_S})) END")
+    return f"{last_day} - {first_day} + 1"
 
 
 def _slots(ids: DataFrame, params: InventoryParams) -> DataFrame:
-    """One row per slot: its role and everything about its (up to two) products, staged so each expression is
+    """One row per slot: its role and everything about its (up to two) products, in stages so each expression is
     computed once."""
     roles = params.roles()
-    seed, idc = params.seed, F.col("id")
-    df = ids.select("id", _role_column(ids, params).alias("role"))
-    df = df.select("*", *[c.alias(n) for n, c in _product_columns(params, roles, 0).items()])
-    df = df.select("*", *[c.alias(n) for n, c in _product_columns(params, roles, 1).items()])
-    for j in range(MAX_PRODUCTS):
-        times = _product_times(params, j)      # termination of ACT_TERM_MID reads p{j}_act: one stage each
-        df = df.withColumn(f"p{j}_act", times["activation"]).withColumn(f"p{j}_term", times["termination"])
-    pool = _code("ACC-", F.pmod(_hash(seed, "account", idc), F.lit(params.account_count).cast("long")), 7)
-    account0 = (F.when(F.col("p0_account_kind") == OWN, _code("ACC-U", idc, 10))
-                .when(F.col("p0_account_kind") == TEST, _code("ACC-TEST-", idc, 10)).otherwise(pool))
-    product_id0 = F.when(F.col("p0_phantom"), _code("PRD-X", idc, 11)).otherwise(_code("PRD-", idc * 2, 11))
-    df = df.withColumns({
-        "p0_id": product_id0,
-        "p1_id": _code("PRD-", idc * 2 + 1, 11),
-        "p0_account": account0,
-        "p1_account": account0,     # a child or a pair partner lives on product 0's account
-        "msisdn": F.concat(F.lit("+1"), (F.lit(2_000_000_000) + _below(seed, "msisdn", 7_999_999_999, idc))
-                           .cast("string")),
-        "bill_run": F.lit(_epoch(params.cycle_end) + DAY_S) + _below(seed, "billed", 6 * 3600, idc),
+    seed = params.seed
+    a, b, n = params.rank_permutation()
+    df = _stage(ids, {"rank": f"pmod(id * {a} + {b}, CAST({n} AS BIGINT))", "d_role": _unit_sql(seed, "role", "id")})
+    df = _stage(df.select("id", "rank", "d_role"), {"role": _role_sql(params)}).select("id", "role")
+    df = _stage(df, {**_kind_columns(params, roles, 0), **_kind_columns(params, roles, 1)})
+    df = _stage(df, {**_activation_columns(params, 0), **_activation_columns(params, 1)})
+    df = _stage(df, {**_termination_columns(params, 0), **_termination_columns(params, 1)})
+    pool = f"concat('ACC-', lpad(CAST({_below_sql(seed, 'account', params.account_count, 'id')} AS STRING), 7, '0'))"
+    df = _stage(df, {
+        "p0_id": "CASE WHEN p0_phantom THEN concat('PRD-X', lpad(CAST(id AS STRING), 11, '0')) "
+                 "ELSE concat('PRD-', lpad(CAST(id * 2 AS STRING), 11, '0')) END",
+        "p1_id": "concat('PRD-', lpad(CAST(id * 2 + 1 AS STRING), 11, '0'))",
+        # a child or a pair partner lives on product 0's account
+        "account": f"CASE WHEN p0_account_kind = '{OWN}' THEN concat('ACC-U', lpad(CAST(id AS STRING), 10, '0')) "
+                   f"WHEN p0_account_kind = '{TEST}' THEN concat('ACC-TEST-', lpad(CAST(id AS STRING), 10, '0')) "
+                   f"ELSE {pool} END",
+        "msisdn": f"concat('+1', CAST(2000000000 + {_below_sql(seed, 'msisdn', 7_999_999_999, 'id')} AS STRING))",
+        "bill_run": f"{_epoch(params.cycle_end) + DAY_S} + {_below_sql(seed, 'billed', 6 * 3600, 'id')}",
+        **{f"p{j}_days": _active_days_sql(params, f"p{j}_act", f"p{j}_term") for j in range(MAX_PRODUCTS)},
     })
-    for j in range(MAX_PRODUCTS):
-        fee = F.when(F.col(f"p{j}_null_fee"), F.lit(None).cast("long")).otherwise(_catalog(F.col(f"p{j}_cat"), "fee"))
-        days = _active_days(params, F.col(f"p{j}_act"), F.col(f"p{j}_term"))
-        df = df.withColumns({f"p{j}_fee": fee, f"p{j}_days": days})
-        df = df.withColumn(f"p{j}_expected", _expected_micros(params, F.col(f"p{j}_fee"), F.col(f"p{j}_qty"),
-                                                              F.col(f"p{j}_days")))
-    return df
+    return _stage(df, {f"p{j}_expected": _expected_sql(params, f"p{j}_fee", f"p{j}_qty", f"p{j}_days")
+                       for j in range(MAX_PRODUCTS)})
 
 
 # ----------------------------------------------------------------------------------------------- product_inventory
@@ -670,40 +655,38 @@ def _slots(ids: DataFrame, params: InventoryParams) -> DataFrame:
 
 def _products_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
     roles = params.roles()
-    role, col = F.col("role"), F.col
-    kinds = [(j, role.isin(*[r.name for r in roles if (p := _product(r, j)) is not None and not p.phantom]))
+    kinds = [(j, F.col("role").isin(*[r.name for r in roles if (p := _product(r, j)) is not None and not p.phantom]))
              for j in range(MAX_PRODUCTS)]
     df = _emit(slots, "j", kinds)
+    names = ("id", "null_id", "cat", "exemption", "act", "term", "fee", "qty", "child")
+    df = _stage(df, {
+        "rj": "concat(role, ':', CAST(j AS STRING))",
+        **{f"x_{name}": f"CASE WHEN j = 0 THEN p0_{name} ELSE p1_{name} END" for name in names},
+    })
 
-    def pj(name: str) -> Column:
-        return F.when(col("j") == 0, col(f"p0_{name}")).otherwise(col(f"p1_{name}"))
+    def label(attribute: str) -> str:
+        return _case_sql("rj", {f"{r.name}:{j}": getattr(_product(r, j), attribute, None)
+                                for r in roles for j in range(MAX_PRODUCTS)})
 
-    def label(attribute: str) -> Column:
-        return F.when(col("j") == 0, _by_key(role, _product_values(roles, 0, attribute, None))) \
-            .otherwise(_by_key(role, _product_values(roles, 1, attribute, None)))
-
-    exemption = pj("exemption")
-    termination = pj("term")
-    state = (F.when(exemption == BILLING_HOLD, F.lit("SUSPENDED"))
-             .when(termination.isNotNull() & (termination < _epoch(params.cycle_end)), F.lit("TERMINATED"))
-             .otherwise(F.lit("ACTIVE")))
-    fee_cents = pj("fee")
-    return df.select(
-        F.when(pj("null_id"), F.lit(None).cast("string")).otherwise(pj("id")).alias("product_id"),
-        pj("account").alias("account_id"),
-        _catalog(pj("cat"), "offering_id").alias("offering_id"),
-        _catalog(pj("cat"), "sku").alias("billing_product_code"),
-        state.alias("state"),
-        F.timestamp_seconds(pj("act")).alias("activation_date"),
-        F.timestamp_seconds(termination).alias("termination_date"),
-        (fee_cents.cast("decimal(20,0)") * F.lit(Decimal("0.01"))).cast(MONEY).alias("monthly_fee"),
-        pj("qty").cast("long").alias("quantity"),
-        F.when(pj("child"), col("p0_id")).otherwise(F.lit(None).cast("string")).alias("parent_product_id"),
-        exemption.cast("string").alias("exemption"),
-        _row_key("p", col("id"), col("j")).alias("gen_row_id"),
-        label("outcome").alias("_outcome"),
-        label("reason").alias("_reason"),
-    )
+    end = _epoch(params.cycle_end)
+    columns = {
+        "product_id": "CASE WHEN x_null_id THEN CAST(NULL AS STRING) ELSE x_id END",
+        "account_id": "account",
+        "offering_id": _catalog_sql("x_cat", "offering_id"),
+        "billing_product_code": _catalog_sql("x_cat", "sku"),
+        "state": f"CASE WHEN x_exemption = '{BILLING_HOLD}' THEN 'SUSPENDED' "
+                 f"WHEN x_term IS NOT NULL AND x_term < {end} THEN 'TERMINATED' ELSE 'ACTIVE' END",
+        "activation_date": "timestamp_seconds(x_act)",
+        "termination_date": "timestamp_seconds(x_term)",
+        "monthly_fee": "CAST(CAST(x_fee AS DECIMAL(20,0)) * 0.01 AS DECIMAL(18,6))",
+        "quantity": "CAST(x_qty AS BIGINT)",
+        "parent_product_id": "CASE WHEN x_child THEN p0_id ELSE CAST(NULL AS STRING) END",
+        "exemption": "CAST(x_exemption AS STRING)",
+        "gen_row_id": "concat_ws('-', 'p', CAST(id AS STRING), CAST(j AS STRING))",
+        "_outcome": label("outcome"),
+        "_reason": label("reason"),
+    }
+    return df.select(*[F.expr(sql).alias(name) for name, sql in columns.items()])
 
 
 # ------------------------------------------------------------------------------------------------------ bill_charge
@@ -711,20 +694,18 @@ def _products_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
 
 def _charges_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
     roles = params.roles()
-    seed, role, col, idc = params.seed, F.col("role"), F.col, F.col("id")
-    kinds = [(k, role.isin(*[r.name for r in roles if k < len(r.charges)])) for k in range(MAX_CHARGES)]
-    df = _emit(slots, "k", kinds)
+    seed = params.seed
+    kinds = [(k, F.col("role").isin(*[r.name for r in roles if k < len(r.charges)])) for k in range(MAX_CHARGES)]
+    df = _stage(_emit(slots, "k", kinds), {"rk": "concat(role, ':', CAST(k AS STRING))"})
 
-    key = F.concat(role, F.lit(":"), col("k").cast("string"))
+    def attr(name: str, default: object) -> str:
+        return _case_sql("rk", _charge_values(roles, name, default))
 
-    def attr(name: str, default: object) -> Column:
-        return _by_key(key, _charge_values(roles, name, default))
+    def pick(name: str, salt: str) -> str:
+        options = {key: value or (None,) for key, value in _charge_values(roles, name, ()).items()}
+        return _pick_sql(_case_sql("rk", options), _hash_sql(seed, salt, "id", "k"))
 
-    def pick(name: str, salt: str) -> Column:
-        options = {k: v or (None,) for k, v in _charge_values(roles, name, ()).items()}
-        return _pick_key(key, options, _hash(seed, salt, idc, col("k")))
-
-    df = df.withColumns({
+    df = _stage(df, {
         "c_target": attr("product", 0), "c_outcome": attr("outcome", None), "c_by_pair": attr("by_pair", False),
         "c_sku": attr("sku", SAME), "c_qty_kind": attr("quantity", SAME), "c_amount_kind": pick("amount", "amount"),
         "c_type": attr("charge_type", "RECURRING"), "c_other_cycle": attr("other_cycle", False),
@@ -732,70 +713,57 @@ def _charges_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
         "c_delay": attr("delay_days", 0),
         # duplicates: 0 a day later with the larger id, 1 at the same instant with the larger id, 2 a day later
         # with the smaller id (the original is the first by billed_at, then charge_id)
-        "dup_variant": _below(seed, "dup-variant", 3, idc),
-        "has_dup": role.isin(*[r.name for r in roles if any(c.duplicate for c in r.charges)]),
+        "dup_variant": _below_sql(seed, "dup-variant", 3, "id"),
+        "has_dup": _case_sql("role", {r.name: any(c.duplicate for c in r.charges) for r in roles}),
+        **{f"t_{name}": f"CASE WHEN {attr('product', 0)} = 0 THEN p0_{name} ELSE p1_{name} END"
+           for name in ("id", "cat", "qty", "fee", "days", "expected")},
     })
-
-    def target(name: str) -> Column:
-        return F.when(col("c_target") == 0, col(f"p0_{name}")).otherwise(col(f"p1_{name}"))
-
-    qty, expected = target("qty"), target("expected")
-    other_qty = F.when((_below(seed, "qty-down", 2, idc) == 0) & (qty >= 2), qty - 1) \
-        .otherwise(qty + 1 + _below(seed, "qty-up", 3, idc))
-    billed_qty = F.when(col("c_qty_kind") == OTHER, other_qty).otherwise(qty)
-    df = df.withColumns({"billed_qty": billed_qty, "expected": expected})
-    expected = col("expected")
-    tolerance_down = F.greatest(F.lit(10_000).cast("long"), F.call_function("div", expected, F.lit(1000).cast("long")))
-    tolerance_up = F.greatest(F.lit(10_000).cast("long"),
-                              F.call_function("div", expected + 999, F.lit(1000).cast("long")))
-    kind = col("c_amount_kind")
-    sign = F.when(_below(seed, "sub-sign", 2, idc) == 0, F.lit(1)).otherwise(F.lit(-1))
-    micros = (
-        F.when(kind == EXACT, expected)
-        .when(kind == SUB_TOLERANCE, expected + sign * 4_000)
-        .when(kind == AT_TOLERANCE, expected + tolerance_down)
-        .when(kind == HALF, F.call_function("div", expected, F.lit(2).cast("long")))
-        .when(kind == OVER, expected + F.call_function("div", expected, F.lit(10).cast("long")) + 50_000)
-        .when(kind == JUST_BEYOND, expected + tolerance_up + 1)
-        .when(kind == BILLED_QUANTITY, _expected_micros(params, target("fee"), col("billed_qty"), target("days")))
-        .when(kind == FULL_FEE, target("fee") * 10_000 * qty)
-        .when(kind == FLAT, F.lit(25_000_000))
-        .when(kind == CREDIT, F.lit(-5_000_000))
-    )
-    sku_index = F.when(col("c_sku") == OTHER,
-                       F.pmod(target("cat") + 1 + _below(seed, "other-sku", _BILLABLE_SKUS - 1, idc),
-                              F.lit(_BILLABLE_SKUS))).otherwise(target("cat"))
-    swapped = col("has_dup") & (col("dup_variant") == 2) & (col("k") <= 1)
-    number = F.when(swapped, 1 - col("k")).otherwise(col("k"))
-    billed_at = (
-        F.when(col("c_other_cycle"), F.lit(_epoch(params.cycle_start) + DAY_S) + _below(seed, "prev", 6 * 3600, idc))
-        .otherwise(col("bill_run") + col("c_delay") * DAY_S
-                   + F.when(col("c_duplicate") & (col("dup_variant") != 1), F.lit(DAY_S)).otherwise(F.lit(0)))
-    )
-    charge_type = col("c_type")
-    account = target("account")
-    cycle = F.when(col("c_other_cycle"), F.lit(params.previous_cycle_id)).otherwise(F.lit(params.cycle_id))
-    return df.select(
-        F.when(col("c_quarantine") == NULL_ID, F.lit(None).cast("string"))
-        .otherwise(_code("CH-", idc * 8 + number, 12)).alias("charge_id"),
-        F.when(charge_type == "USAGE", _code("RE-", idc * 8 + col("k"), 12)).otherwise(F.lit(None).cast("string"))
-        .alias("source_rated_event_id"),
-        F.when(col("c_by_pair"), F.lit(None).cast("string")).otherwise(target("id")).alias("product_id"),
-        account.alias("account_id"),
-        F.when(_catalog(target("cat"), "mobile"), col("msisdn")).otherwise(F.lit(None).cast("string"))
-        .alias("msisdn"),
-        cycle.alias("cycle_id"),
-        F.concat(F.lit("INV-"), F.regexp_replace(cycle, "-", ""), F.lit("-"), account).alias("invoice_id"),
-        charge_type.alias("charge_type"),
-        _catalog(sku_index, "sku").alias("billing_product_code"),
-        F.when(charge_type == "RECURRING", col("billed_qty")).otherwise(F.lit(1)).cast("long").alias("quantity"),
-        F.when(col("c_quarantine") == NULL_AMOUNT, F.lit(None).cast(MONEY)).otherwise(_micros_to_money(micros))
-        .alias("amount"),
-        F.lit(params.currency).alias("currency"),
-        F.timestamp_seconds(billed_at).alias("billed_at"),
-        _row_key("b", idc, col("k")).alias("gen_row_id"),
-        col("c_outcome").alias("_outcome"),
-    )
+    other_qty = (f"CASE WHEN {_below_sql(seed, 'qty-down', 2, 'id')} = 0 AND t_qty >= 2 THEN t_qty - 1 "
+                 f"ELSE t_qty + 1 + {_below_sql(seed, 'qty-up', 3, 'id')} END")
+    df = _stage(df, {"billed_qty": f"CASE WHEN c_qty_kind = '{OTHER}' THEN {other_qty} ELSE t_qty END"})
+    sign = f"CASE WHEN {_below_sql(seed, 'sub-sign', 2, 'id')} = 0 THEN 1 ELSE -1 END"
+    micros = f"""CASE c_amount_kind
+        WHEN '{EXACT}' THEN t_expected
+        WHEN '{SUB_TOLERANCE}' THEN t_expected + ({sign}) * 4000
+        WHEN '{AT_TOLERANCE}' THEN t_expected + greatest(CAST(10000 AS BIGINT), div(t_expected, 1000))
+        WHEN '{HALF}' THEN div(t_expected, 2)
+        WHEN '{OVER}' THEN t_expected + div(t_expected, 10) + 50000
+        WHEN '{JUST_BEYOND}' THEN t_expected + greatest(CAST(10000 AS BIGINT), div(t_expected + 999, 1000)) + 1
+        WHEN '{BILLED_QUANTITY}' THEN {_expected_sql(params, 't_fee', 'billed_qty', 't_days')}
+        WHEN '{FULL_FEE}' THEN t_fee * 10000 * t_qty
+        WHEN '{FLAT}' THEN CAST(25000000 AS BIGINT)
+        WHEN '{CREDIT}' THEN CAST(-5000000 AS BIGINT)
+        END"""
+    sku_index = (f"CASE WHEN c_sku = '{OTHER}' THEN pmod(t_cat + 1 + "
+                 f"{_below_sql(seed, 'other-sku', _BILLABLE_SKUS - 1, 'id')}, {_BILLABLE_SKUS}) ELSE t_cat END")
+    number = "CASE WHEN has_dup AND dup_variant = 2 AND k <= 1 THEN 1 - k ELSE k END"
+    billed_at = (f"CASE WHEN c_other_cycle THEN {_epoch(params.cycle_start) + DAY_S} + "
+                 f"{_below_sql(seed, 'previous-bill-run', 6 * 3600, 'id')} "
+                 f"ELSE bill_run + c_delay * {DAY_S} + CASE WHEN c_duplicate AND dup_variant != 1 THEN {DAY_S} "
+                 f"ELSE 0 END END")
+    previous, current = _sql_literal(params.previous_cycle_id), _sql_literal(params.cycle_id)
+    cycle = f"CASE WHEN c_other_cycle THEN {previous} ELSE {current} END"
+    columns = {
+        "charge_id": f"CASE WHEN c_quarantine = '{NULL_ID}' THEN CAST(NULL AS STRING) "
+                     f"ELSE concat('CH-', lpad(CAST(id * 8 + {number} AS STRING), 12, '0')) END",
+        "source_rated_event_id": "CASE WHEN c_type = 'USAGE' THEN concat('RE-', lpad(CAST(id * 8 + k AS STRING), 12, "
+                                 "'0')) ELSE CAST(NULL AS STRING) END",
+        "product_id": "CASE WHEN c_by_pair THEN CAST(NULL AS STRING) ELSE t_id END",
+        "account_id": "account",
+        "msisdn": f"CASE WHEN {_catalog_sql('t_cat', 'mobile')} THEN msisdn ELSE CAST(NULL AS STRING) END",
+        "cycle_id": cycle,
+        "invoice_id": f"concat('INV-', replace({cycle}, '-', ''), '-', account)",
+        "charge_type": "c_type",
+        "billing_product_code": _catalog_sql(sku_index, "sku"),
+        "quantity": "CAST(CASE WHEN c_type = 'RECURRING' THEN billed_qty ELSE 1 END AS BIGINT)",
+        "amount": f"CASE WHEN c_quarantine = '{NULL_AMOUNT}' THEN CAST(NULL AS DECIMAL(18,6)) "
+                  f"ELSE {_money_sql(micros)} END",
+        "currency": _sql_literal(params.currency),
+        "billed_at": f"timestamp_seconds({billed_at})",
+        "gen_row_id": "concat_ws('-', 'b', CAST(id AS STRING), CAST(k AS STRING))",
+        "_outcome": "c_outcome",
+    }
+    return df.select(*[F.expr(sql).alias(name) for name, sql in columns.items()])
 
 
 # ----------------------------------------------------------------------------------------------------- ground truth
@@ -804,15 +772,15 @@ def _charges_labeled(slots: DataFrame, params: InventoryParams) -> DataFrame:
 def _ground_truth(products: DataFrame, charges: DataFrame) -> DataFrame:
     """One row per product active in the cycle (LEFT) and per RECURRING charge of the cycle (RIGHT), quarantined
     rows included; `account_id` is the record's own (a charge always carries its product's account here)."""
-    def rows(df: DataFrame, table: str, side: str, reason: Column) -> DataFrame:
+    def rows(df: DataFrame, table: str, side: str, reason: str) -> DataFrame:
         return df.where(F.col("_outcome").isNotNull()).select(
             "gen_row_id", F.lit(table).alias("table_name"), F.lit(CONTROL_POINT).alias("control_point_id"),
             F.lit(side).alias("side"), F.col("_outcome").alias("expected_outcome"), "account_id",
-            F.lit(None).cast("string").alias("service_type"), reason.alias("expected_reason_code"),
+            F.lit(None).cast("string").alias("service_type"), F.expr(reason).alias("expected_reason_code"),
         )
 
-    left = rows(products, "product_inventory", "LEFT", F.col("_reason"))
-    right = rows(charges, "bill_charge", "RIGHT", F.lit(None).cast("string"))
+    left = rows(products, "product_inventory", "LEFT", "_reason")
+    right = rows(charges, "bill_charge", "RIGHT", "CAST(NULL AS STRING)")
     out = left.unionByName(right)
     return out.select(*[F.col(f.name).cast(f.dataType) for f in INVENTORY_GROUND_TRUTH_SCHEMA.fields])
 

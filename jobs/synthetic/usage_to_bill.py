@@ -48,6 +48,7 @@ from jobs.synthetic.common import (
     _apportion,
     _below,
     _code,
+    _const_array,
     _emit,
     _epoch,
     _hash,
@@ -525,17 +526,6 @@ def _weighted_int(draw: Column, weights: Sequence[float]) -> Column:
         table += [index] * round(1024 * weight / total)
     table = (table + [len(weights) - 1] * 1024)[:1024]
     return F.element_at(_const_array(table), (F.shiftright(draw, _FIELD_BITS - 10) + 1).cast("int"))
-
-
-def _const_array(values: Sequence[int | str | None]) -> Column:
-    """A constant array as one SQL literal expression: one JVM call instead of one per element (1024-entry lookup
-    tables built element by element cost seconds of driver time per plan)."""
-    def render(value: int | str | None) -> str:
-        if value is None:
-            return "CAST(NULL AS STRING)"
-        return str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
-
-    return F.expr("array(" + ", ".join(render(v) for v in values) + ")")
 
 
 def _ts(epoch: Column) -> Column:
