@@ -167,7 +167,7 @@ class Bench:
 def dataset(spark: SparkSession, data_root: Path, rows: int, scenario: str, seed: int) -> tuple[Path, float | None]:
     """The generated month for (scenario, rows, seed): reused when already there, else generated now."""
     from jobs.generate import generate
-    from transforms.synthetic import GeneratorParams
+    from jobs.synthetic.usage_to_bill import GeneratorParams
 
     folder = data_root / f"{scenario}-{rows}-s{seed}"
     if (folder / "ground_truth" / "_delta_log").is_dir():
@@ -468,7 +468,7 @@ def render(results: list[SizeResult], cores: int, cross: dict[str, float | None]
 
 def seed004_counts(rows: int, outcomes: dict[str, int]) -> dict[str, dict[str, int]]:
     """The four counts seed 004 states, as the job reported them, against what the generator planted."""
-    from transforms.synthetic import GeneratorParams
+    from jobs.synthetic.usage_to_bill import GeneratorParams
 
     want = GeneratorParams.seed004(rows=rows).exact
     assert want is not None

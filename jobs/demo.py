@@ -26,7 +26,7 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     from jobs.run import execute
     from jobs.session import build_session
     from jobs.summary import render
-    from transforms.synthetic import GeneratorParams
+    from jobs.synthetic.usage_to_bill import GeneratorParams
 
     base = yaml.safe_load(LOCAL_CONF.read_text())
     lakehouse = lakehouse.resolve()

@@ -1,11 +1,16 @@
-"""`telco-ra generate`: write a synthetic month (inputs + ground truth) as Delta tables.
+"""`telco-ra generate`: write a synthetic month (inputs + ground truth) as Delta tables, for one ruleset's controls.
 
-Why: demos, benchmarks and end-to-end tests need a month whose right answer is known. The month itself is built by
-`transforms.synthetic` (pure, lazy, scales with the cluster); this job only sizes the id range, starts the session
-and writes each table as `<out>/<name>` (overwrite), so re-running with the same arguments gives the same tables.
+Why: demos, benchmarks and end-to-end tests need a month whose right answer is known. The month itself is built by a
+module of `jobs.synthetic` (one per ruleset's data; pure, lazy, scales with the cluster); this job picks the module
+from `--ruleset` (the file's top-level `ruleset:` key, else its file stem, so a ruleset file that does not exist yet
+still names its generator), sizes the id range, starts the session and writes each table as `<out>/<name>`
+(overwrite), so re-running with the same arguments gives the same tables. Without `--ruleset` it writes the
+usage-to-bill month.
 
     python -m jobs.generate --out lakehouse/input --rows 200000 --seed 42 --cycle 2026-06
     python -m jobs.generate --out lakehouse/input --scenario seed004    # 10M rows, exact counts (see SCENARIOS)
+    python -m jobs.generate --ruleset rulesets/inventory_to_bill.yaml --scenario seed004-s30 --rows 12000 \
+        --out lakehouse/inventory
 """
 
 from __future__ import annotations
@@ -14,23 +19,37 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+import yaml
+from pyspark.sql import DataFrame, SparkSession
 
-from transforms.synthetic import SEED004_ROWS, TABLES, GeneratorParams, generate_month, layout
+from jobs.synthetic import inventory_to_bill, usage_to_bill
+from jobs.synthetic.inventory_to_bill import SEED004_S30_ROWS, InventoryParams
+from jobs.synthetic.usage_to_bill import SEED004_ROWS, GeneratorParams, layout
 
 LOG = logging.getLogger(__name__)
 
-# Named scenarios: a fault mix stated as exact outcome counts, and the size it is stated at (the default --rows).
-SCENARIOS = {"seed004": (GeneratorParams.seed004, SEED004_ROWS)}
+# Named scenarios per ruleset: a fault mix stated as exact outcome counts, and the size it is stated at (the default
+# --rows).
+SCENARIOS: dict[str, tuple[Callable[..., GeneratorParams], int]] = {"seed004": (GeneratorParams.seed004, SEED004_ROWS)}
+INVENTORY_SCENARIOS: dict[str, tuple[Callable[..., InventoryParams], int]] = {
+    "seed004-s30": (InventoryParams.seed004_s30, SEED004_S30_ROWS),
+}
+DEFAULT_RULESET = "usage_to_bill"
 
 ROWS_PER_PARTITION = 2_000_000
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
 
 
-def generate(spark: SparkSession, out_dir: str, params: GeneratorParams) -> dict[str, str]:
-    """Write cdr, rated_event, bill_charge, suspense, tariff and ground_truth under `out_dir`; returns name -> path.
+def generate(spark: SparkSession, out_dir: str, params: GeneratorParams | InventoryParams) -> dict[str, str]:
+    """Write the month `params` describes under `out_dir`; returns table name -> path.
+
+    GeneratorParams: cdr, rated_event, bill_charge, suspense, tariff and ground_truth (usage-to-bill).
+    InventoryParams: product_inventory, bill_charge and ground_truth (inventory-to-bill).
 
     Example::
 
@@ -39,15 +58,26 @@ def generate(spark: SparkSession, out_dir: str, params: GeneratorParams) -> dict
     """
     partitions = max(spark.sparkContext.defaultParallelism, -(-params.rows // ROWS_PER_PARTITION))
     ids = spark.range(0, params.rows, 1, partitions)
-    month = generate_month(ids, params)
-    lay = layout(params)
-    LOG.info("generating %s rows (seed %s, cycle %s): %s subscriber numbers (%s hot), %s accounts, %s partitions",
-             params.rows, params.seed, params.cycle_id, lay.subscribers, lay.hot_numbers, params.account_count,
-             partitions)
-    if params.exact is not None:
-        LOG.info("exact counts: %s rejected (IN_SUSPENSE + SUSPENSE_AGED), %s LATE_USAGE, %s DUPLICATE_USAGE, "
-                 "%s TARIFF_MISMATCH", params.exact.rejected, params.exact.late, params.exact.duplicates,
-                 params.exact.tariff_mismatches)
+    month: dict[str, DataFrame]
+    if isinstance(params, InventoryParams):
+        month = inventory_to_bill.generate_month(ids, params)
+        LOG.info("generating %s inventory slots (seed %s, cycle %s, cutoff %s, scenario counts %s), %s partitions",
+                 params.rows, params.seed, params.cycle_id, params.cutoff_at.isoformat(),
+                 None if params.scenario is None else dict(params.scenario.scaled(params.rows)), partitions)
+    else:
+        month = usage_to_bill.generate_month(ids, params)
+        lay = layout(params)
+        LOG.info("generating %s rows (seed %s, cycle %s): %s subscriber numbers (%s hot), %s accounts, %s partitions",
+                 params.rows, params.seed, params.cycle_id, lay.subscribers, lay.hot_numbers, params.account_count,
+                 partitions)
+        if params.exact is not None:
+            LOG.info("exact counts: %s rejected (IN_SUSPENSE + SUSPENSE_AGED), %s LATE_USAGE, %s DUPLICATE_USAGE, "
+                     "%s TARIFF_MISMATCH", params.exact.rejected, params.exact.late, params.exact.duplicates,
+                     params.exact.tariff_mismatches)
+    return _write(spark, out_dir, month)
+
+
+def _write(spark: SparkSession, out_dir: str, month: dict[str, DataFrame]) -> dict[str, str]:
     paths: dict[str, str] = {}
     # The generator's projections are wide: whole-stage codegen fuses them into methods beyond the JVM's 8 KB JIT
     # limit, which then run interpreted (measured 5-10x slower). This limit makes Spark fall back to per-operator
@@ -55,10 +85,10 @@ def generate(spark: SparkSession, out_dir: str, params: GeneratorParams) -> dict
     previous = spark.conf.get(HUGE_METHOD_LIMIT, None)
     spark.conf.set(HUGE_METHOD_LIMIT, "8000")
     try:
-        for name in TABLES:
+        for name, frame in month.items():
             path = str(Path(out_dir) / name) if "://" not in out_dir else f"{out_dir.rstrip('/')}/{name}"
             started = time.monotonic()
-            month[name].write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+            frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
             LOG.info("wrote %s in %.1f s", path, time.monotonic() - started)
             paths[name] = path
     finally:
@@ -69,22 +99,105 @@ def generate(spark: SparkSession, out_dir: str, params: GeneratorParams) -> dict
     return paths
 
 
+def ruleset_name(path: str) -> str:
+    """The ruleset a file names: its top-level `ruleset:` key; the file stem when the file does not exist or has no
+    such key (`rulesets/inventory_to_bill.yaml` -> `inventory_to_bill`).
+
+    Raises ValueError naming the file when it exists but is not YAML.
+    """
+    file = Path(path)
+    if file.is_file():
+        try:
+            document = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"ruleset {path} is not readable YAML: {exc}") from exc
+        if isinstance(document, dict) and isinstance(document.get("ruleset"), str):
+            return document["ruleset"]
+    return file.stem
+
+
+def _usage_params(args: argparse.Namespace) -> GeneratorParams:
+    if args.cutoff is not None:
+        raise ValueError("--cutoff is an inventory-to-bill option; the usage-to-bill month has none")
+    skew = GeneratorParams.skew_share if args.skew_share is None else args.skew_share
+    options = {"seed": args.seed, "skew_share": skew, "accounts": args.accounts}
+    if args.scenario is None:
+        rows = GeneratorParams.rows if args.rows is None else args.rows
+        params = GeneratorParams.for_cycle(args.cycle, rows=rows, **options)
+    else:
+        preset, preset_rows = _scenario(SCENARIOS, args.scenario, DEFAULT_RULESET)
+        params = preset(rows=preset_rows if args.rows is None else args.rows, cycle_id=args.cycle, **options)
+    layout(params)
+    return params
+
+
+def _inventory_params(args: argparse.Namespace) -> InventoryParams:
+    if args.skew_share is not None:
+        raise ValueError("--skew-share is a usage-to-bill option; the inventory-to-bill month has none")
+    options = {"seed": args.seed, "accounts": args.accounts, "cutoff": _utc_instant(args.cutoff)}
+    if args.scenario is None:
+        rows = InventoryParams.rows if args.rows is None else args.rows
+        return InventoryParams.for_cycle(args.cycle, rows=rows, **options)
+    preset, preset_rows = _scenario(INVENTORY_SCENARIOS, args.scenario, "inventory_to_bill")
+    return preset(rows=preset_rows if args.rows is None else args.rows, cycle_id=args.cycle, **options)
+
+
+Preset = tuple[Callable[..., Any], int]
+
+
+def _scenario(scenarios: dict[str, Preset], name: str, ruleset: str) -> Preset:
+    if name not in scenarios:
+        raise ValueError(f"scenario {name!r} is not one of ruleset {ruleset}'s: {', '.join(sorted(scenarios))}")
+    return scenarios[name]
+
+
+def _utc_instant(text: str | None) -> datetime | None:
+    """An ISO 8601 instant with a zone (`2026-06-28T00:00:00Z`) as a UTC datetime; a naive one is refused."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"--cutoff must be an ISO 8601 instant, got {text!r}") from exc
+    if value.tzinfo is None:
+        raise ValueError(f"--cutoff must carry a zone (e.g. 2026-06-28T00:00:00Z), got {text!r}")
+    return value.astimezone(UTC)
+
+
+PARAMS: dict[str, Callable[[argparse.Namespace], GeneratorParams | InventoryParams]] = {
+    DEFAULT_RULESET: _usage_params,
+    "inventory_to_bill": _inventory_params,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telco-ra generate",
                                      description="write a synthetic month with planted faults and its ground truth")
+    parser.add_argument("--ruleset", default=None,
+                        help="the ruleset whose data to generate (its `ruleset:` key, else the file stem; "
+                             f"generators: {', '.join(sorted(PARAMS))}; default {DEFAULT_RULESET})")
     parser.add_argument("--out", default="lakehouse/input", help="folder of the Delta tables (default %(default)s)")
     parser.add_argument("--rows", type=int, default=None,
-                        help=f"usage slots, about one cdr each (default {GeneratorParams.rows}, or the scenario's "
-                             f"size: seed004 {SEED004_ROWS})")
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default=None,
-                        help="a named fault mix with exact outcome counts, scaled to --rows (seed004: 50K rejected, "
-                             "20K late, 5K duplicates, 3K tariff mismatches per 10M rows)")
+                        help=f"usage_to_bill: usage slots, about one cdr each (default {GeneratorParams.rows}, or "
+                             f"the scenario's size: seed004 {SEED004_ROWS}); inventory_to_bill: product slots, "
+                             f"about one product each (default {InventoryParams.rows}; seed004-s30 "
+                             f"{SEED004_S30_ROWS})")
+    parser.add_argument("--scenario", choices=sorted([*SCENARIOS, *INVENTORY_SCENARIOS]), default=None,
+                        help="a named fault mix with exact outcome counts, scaled to --rows (usage_to_bill seed004: "
+                             "50K rejected, 20K late, 5K duplicates, 3K tariff mismatches per 10M rows; "
+                             "inventory_to_bill seed004-s30: 10K free trial, 2K billing hold, 1K test accounts, 2K "
+                             "not billed per 1.2M active products)")
     parser.add_argument("--seed", type=int, default=GeneratorParams.seed)
     parser.add_argument("--cycle", default=GeneratorParams.cycle_id,
-                        help="billing month YYYY-MM (close = end + 2 days)")
-    parser.add_argument("--skew-share", type=float, default=GeneratorParams.skew_share,
-                        help="share of calls on the hot numbers (default %(default)s)")
-    parser.add_argument("--accounts", type=int, default=None, help="billing accounts (default rows // 40, min 50)")
+                        help="billing month YYYY-MM (usage_to_bill: close = end + 2 days)")
+    parser.add_argument("--skew-share", type=float, default=None,
+                        help=f"usage_to_bill: share of calls on the hot numbers (default {GeneratorParams.skew_share})")
+    parser.add_argument("--accounts", type=int, default=None,
+                        help="billing accounts (usage_to_bill: rows // 40, min 50; inventory_to_bill: rows // 4, "
+                             "min 20)")
+    parser.add_argument("--cutoff", default=None,
+                        help="inventory_to_bill: the cycle's cutoff, an ISO 8601 instant (default the cycle end); "
+                             "activations from it on are ACTIVATED_AFTER_CUTOFF")
     parser.add_argument("--master", default="local[*]", help="Spark master (default %(default)s)")
     return parser
 
@@ -96,14 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                             stream=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
-        options = {"seed": args.seed, "skew_share": args.skew_share, "accounts": args.accounts}
-        if args.scenario is None:
-            rows = GeneratorParams.rows if args.rows is None else args.rows
-            params = GeneratorParams.for_cycle(args.cycle, rows=rows, **options)
-        else:
-            preset, preset_rows = SCENARIOS[args.scenario]
-            params = preset(rows=preset_rows if args.rows is None else args.rows, cycle_id=args.cycle, **options)
-        layout(params)
+        name = DEFAULT_RULESET if args.ruleset is None else ruleset_name(args.ruleset)
+        if name not in PARAMS:
+            raise ValueError(f"no synthetic generator for ruleset {name!r} (from {args.ruleset}); generators exist "
+                             f"for: {', '.join(sorted(PARAMS))}")
+        params = PARAMS[name](args)
     except ValueError as exc:
         sys.stderr.write(f"telco-ra generate: {exc}\n")
         return 2

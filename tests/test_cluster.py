@@ -33,7 +33,7 @@ from jobs.config import load_conf
 from jobs.generate import generate
 from jobs.ruleset import load_ruleset
 from jobs.run import execute
-from transforms.synthetic import GeneratorParams
+from jobs.synthetic.usage_to_bill import GeneratorParams
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, LongType, StringType, TimestampType
 
 from jobs.generate import generate, main
-from transforms.synthetic import ExactCounts, GeneratorParams, generate_month
+from jobs.synthetic.usage_to_bill import ExactCounts, GeneratorParams, generate_month
 
 ROWS = 5_000
 SEED = 42

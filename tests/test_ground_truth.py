@@ -22,10 +22,10 @@ from jobs.outputs import content_hash, read_output
 from jobs.ruleset import load_ruleset
 from jobs.run import execute
 from jobs.score import render, score
+from jobs.synthetic.usage_to_bill import GeneratorParams
 from jobs.utc import instant_micros
 from transforms.keys import account_bucket
 from transforms.schema import OUTCOMES
-from transforms.synthetic import GeneratorParams
 from transforms.usage_to_rating import PRICED_OUTCOMES
 
 

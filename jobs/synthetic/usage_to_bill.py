@@ -42,7 +42,21 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-MONEY = DecimalType(18, 6)
+from jobs.synthetic.common import (
+    GROUND_TRUTH_SCHEMA,
+    MONEY,
+    _apportion,
+    _below,
+    _code,
+    _const_array,
+    _emit,
+    _epoch,
+    _hash,
+    _money,
+    _row_key,
+    _unit,
+)
+
 RATE = DecimalType(18, 8)
 
 TABLES = ("cdr", "rated_event", "bill_charge", "suspense", "tariff", "ground_truth")
@@ -54,14 +68,6 @@ _NUMBER_STRIDE = 7919    # coprime with SUBSCRIBER_SPACE: j -> (j * stride + off
 _OTHER_PARTY_NPAS = ("212", "213", "305", "312", "415", "617", "702", "713", "206", "404")  # x 555-01xx: fiction
 _ALPHA_SENDERS = ("BANKALERT", "MYCARRIER", "PARCELSVC")
 _SUSPENSE_REASONS = ("UNKNOWN_SUBSCRIBER", "NO_RATING_PLAN", "INVALID_OTHER_PARTY", "MISSING_CELL_ID")
-_HASH_MASK = (1 << 53) - 1
-
-GROUND_TRUTH_SCHEMA = StructType([
-    StructField("gen_row_id", StringType()), StructField("table_name", StringType()),
-    StructField("control_point_id", StringType()), StructField("side", StringType()),
-    StructField("expected_outcome", StringType()), StructField("account_id", StringType()),
-    StructField("service_type", StringType()),
-])
 
 TARIFF_SCHEMA = StructType([
     StructField("tariff_id", StringType()), StructField("tariff_version", StringType()),
@@ -135,21 +141,6 @@ EXACT_ACCURACY_ROLES = (A_HIGH, A_LOW, A_WRONG_VERSION)
 
 def _utc(year: int, month: int, day: int = 1) -> datetime:
     return datetime(year, month, day, tzinfo=UTC)
-
-
-def _apportion(total: int, weights: Sequence[float]) -> list[int]:
-    """`total` split in proportion to `weights` (largest remainder, ties to the first), summing to `total` exactly.
-
-    All-zero weights split evenly: an exact count must be planted even if the rates that shape it are all 0.
-    """
-    if sum(weights) <= 0:
-        weights = [1.0] * len(weights)
-    quotas = [total * w / sum(weights) for w in weights]
-    parts = [math.floor(q) for q in quotas]
-    by_remainder = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - parts[i]), i))
-    for i in by_remainder[:total - sum(parts)]:
-        parts[i] += 1
-    return parts
 
 
 @dataclass(frozen=True)
@@ -480,20 +471,6 @@ def layout(params: GeneratorParams) -> Layout:
 # ---------------------------------------------------------------------------------------------------------- helpers
 
 
-def _hash(seed: int, salt: str, *cols: Column) -> Column:
-    return F.xxhash64(F.lit(seed).cast("long"), *cols, F.lit(salt))
-
-
-def _unit(seed: int, salt: str, *cols: Column) -> Column:
-    """A pseudo-random double in [0, 1) from (seed, cols, salt)."""
-    return _hash(seed, salt, *cols).bitwiseAND(F.lit(_HASH_MASK)).cast("double") / float(1 << 53)
-
-
-def _below(seed: int, salt: str, modulus: int, *cols: Column) -> Column:
-    """A pseudo-random long in [0, modulus)."""
-    return F.pmod(_hash(seed, salt, *cols), F.lit(modulus).cast("long"))
-
-
 _FIELD_BITS = 21
 _DRAWS = ("d_offset", "d_service", "d_role", "d_fmt_c0", "d_fmt_c1", "d_fmt_r", "d_fmt_op_c", "d_fmt_op_r",
           "d_duration", "d_other_party", "d_direction", "d_volume", "d_carrier", "d_received", "d_reject", "d_skew",
@@ -551,21 +528,6 @@ def _weighted_int(draw: Column, weights: Sequence[float]) -> Column:
     return F.element_at(_const_array(table), (F.shiftright(draw, _FIELD_BITS - 10) + 1).cast("int"))
 
 
-def _const_array(values: Sequence[int | str | None]) -> Column:
-    """A constant array as one SQL literal expression: one JVM call instead of one per element (1024-entry lookup
-    tables built element by element cost seconds of driver time per plan)."""
-    def render(value: int | str | None) -> str:
-        if value is None:
-            return "CAST(NULL AS STRING)"
-        return str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
-
-    return F.expr("array(" + ", ".join(render(v) for v in values) + ")")
-
-
-def _money(value: str | Decimal) -> Column:
-    return F.lit(Decimal(value)).cast(MONEY)
-
-
 def _ts(epoch: Column) -> Column:
     return F.timestamp_seconds(epoch)
 
@@ -615,10 +577,6 @@ def _price(quantity: Column, increment: Column, rate: Column, minimum: Column) -
     units = quantity + F.pmod(-quantity, increment)
     raw = units.cast(DecimalType(12, 0)) * rate      # decimal(12,0) x decimal(18,8) = decimal(31,8): no precision loss
     return F.round(F.greatest(raw, minimum), 6).cast(MONEY)
-
-
-def _epoch(value: datetime) -> int:
-    return int(value.timestamp())
 
 
 # ------------------------------------------------------------------------------------------------------------ slots
@@ -782,27 +740,6 @@ def _other_party(fmt: Column) -> Column:
 
 def _role_in(roles: Sequence[str]) -> Column:
     return F.col("role").isin(*roles)
-
-
-def _emit(df: DataFrame, name: str, kinds: Sequence[tuple[int, Column]]) -> DataFrame:
-    """One output row per (input row, kind) whose condition holds; `name` holds the kind.
-
-    Explodes `[kind if condition else null, ...]` and drops the nulls: the filter then references only the generated
-    column. A filter on the slot columns would be pushed below the staged projections with all of them inlined, and
-    a higher-order `filter` over the array is interpreted (several times slower).
-    """
-    exploded = df.select("*", F.explode(F.array(*[F.when(cond, F.lit(code)) for code, cond in kinds])).alias(name))
-    return exploded.where(F.col(name).isNotNull())
-
-
-def _code(prefix: str, number: Column, width: int) -> Column:
-    """`prefix` + the number zero-padded to `width` digits (concat/lpad: `format_string` is several times slower)."""
-    return F.concat(F.lit(prefix), F.lpad(number.cast("string"), width, "0"))
-
-
-def _row_key(*parts: str | Column) -> Column:
-    """A gen_row_id such as `c-123-0` (table letter, slot id, sub-record)."""
-    return F.concat_ws("-", *[F.lit(p) if isinstance(p, str) else p.cast("string") for p in parts])
 
 
 # -------------------------------------------------------------------------------------------------------------- cdr
@@ -1183,8 +1120,7 @@ def _ground_truth(cdr: DataFrame, rated: DataFrame, charges: DataFrame) -> DataF
     root's account too. They are not split by currency: the month has one currency (params.currency) in every table,
     so each (account, service_type) group is one (account, service_type, currency) group of the engine's.
     """
-    gt_cols = ["gen_row_id", "table_name", "control_point_id", "side", "expected_outcome", "account_id",
-               "service_type"]
+    gt_cols = GROUND_TRUTH_SCHEMA.fieldNames()
     from_cdr = cdr.select(
         "gen_row_id", F.lit("cdr").alias("table_name"), F.lit("usage-to-rating").alias("control_point_id"),
         F.lit("LEFT").alias("side"), F.col("_u2r").alias("expected_outcome"), "account_id", "service_type",
