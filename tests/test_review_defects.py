@@ -192,11 +192,11 @@ def test_a_mapping_naming_a_tariff_absent_from_the_table_is_refused(spark: Spark
                                                                     tmp_path: Path) -> None:
     conf_path, _ = month
     data = yaml.safe_load(Path(RULESET).read_text())
-    data["unrated_tariff"] = {"VOICE": "B-VOX", "DATA": "VOICE-STD"}
+    data["control_points"]["usage-to-rating"]["lookups"]["price"]["map"] = {"VOICE": "B-VOX", "DATA": "VOICE-STD"}
     ruleset = tmp_path / "mapped.yaml"
     ruleset.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r"mapped.yaml: unrated_tariff.DATA: tariff id 'VOICE-STD' is not in "
-                                          r"table tariff"):
+    with pytest.raises(ConfigError, match=r"mapped.yaml: control_points.usage-to-rating.lookups.price.map.DATA: "
+                                          r"tariff id 'VOICE-STD' is not in table tariff"):
         execute(spark, load_conf(conf_path), load_ruleset(ruleset), "2026-06", "mapped-run")
 
 
