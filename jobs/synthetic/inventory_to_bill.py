@@ -344,8 +344,10 @@ class InventoryParams:
     """What month to generate and how: slots (`rows`), seed, cycle bounds (UTC midnights), cutoff, role mix.
 
     `cutoff` (None: the cycle end) is the instant from which an activation is ACTIVATED_AFTER_CUTOFF; such products
-    are planted only when it is earlier than the end. With `scenario` set, its counts are placed exactly and the rest
-    of the slots draw from its fill; `mix` and the pinned first ids are then not used.
+    are planted only when it is earlier than the end. The first 2 x (roles) ids are pinned to every role twice, so
+    any month of at least that many rows (66, or 64 without a cutoff) plants every outcome; the other slots draw
+    their role from `mix`. With `scenario` set, its counts are placed exactly and the rest of the slots draw from
+    its fill; `mix` and the pinned first ids are then not used.
 
     Example::
 
