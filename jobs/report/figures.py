@@ -175,8 +175,20 @@ def _sign_split(amount: Column) -> list[Column]:
             F.sum(F.when(amount < 0, amount)).cast(MONEY_SUM).alias("negative")]
 
 
+def _sign_split_counted(amount: Column) -> list[Column]:
+    return [*_sign_split(amount), F.count_if(amount > 0).alias("positive_records"),
+            F.count_if(amount < 0).alias("negative_records")]
+
+
+def _parts(r: Any, exempt: Decimal | None) -> dict[str, Any]:
+    return {"positive": r["positive"], "negative": r["negative"], "exempt": exempt,
+            "positive_records": int(r["positive_records"]), "negative_records": int(r["negative_records"])}
+
+
 def exposure_by_sign(spark: SparkSession, output: str, run: Run) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(control point, side, outcome) -> the outcome's positive and negative exposure, summed apart.
+    """(control point, side, outcome) -> the outcome's exposure in three parts that add up to control_run's: positive
+    and negative summed apart, and that of exempt records (an exemption keeps the outcome but raises no case, so it
+    is neither leak nor excess).
 
     Record-level control points from record_outcome, aggregate ones from aggregate_variance (side AGGREGATE, the
     rows beyond tolerance being AGGREGATE_VARIANCE as in control_run). One small group-by each; bounded by the
@@ -186,25 +198,27 @@ def exposure_by_sign(spark: SparkSession, output: str, run: Run) -> dict[tuple[s
     ro_ref = table_ref(output, "record_outcome")
     if exists(spark, ro_ref):
         ro = read_output(spark, ro_ref).where((F.col("cycle_id") == run.cycle_id) & (F.col("run_id") == run.run_id))
+        exempt = F.col("exemption").isNotNull()
+        e = F.col("exposure_amount")
         for r in ro.groupBy("control_point_id", "side", "outcome").agg(
-                *_sign_split(F.col("exposure_amount"))).collect():
-            split[(r["control_point_id"], r["side"], r["outcome"])] = {"positive": r["positive"],
-                                                                        "negative": r["negative"]}
+                *_sign_split_counted(F.when(~exempt, e)),
+                F.sum(F.when(exempt, e)).cast(MONEY_SUM).alias("exempt")).collect():
+            split[(r["control_point_id"], r["side"], r["outcome"])] = _parts(r, r["exempt"])
     av_ref = table_ref(output, "aggregate_variance")
     if exists(spark, av_ref):
         av = read_output(spark, av_ref).where((F.col("cycle_id") == run.cycle_id) & (F.col("run_id") == run.run_id))
         outcome = F.when(F.col("beyond_tolerance"), F.lit("AGGREGATE_VARIANCE")).otherwise(F.lit("MATCHED"))
         diff = F.when(F.col("beyond_tolerance"), F.col("difference"))
-        for r in av.groupBy("control_point_id", outcome.alias("outcome")).agg(*_sign_split(diff)).collect():
-            split[(r["control_point_id"], "AGGREGATE", r["outcome"])] = {"positive": r["positive"],
-                                                                          "negative": r["negative"]}
+        for r in av.groupBy("control_point_id", outcome.alias("outcome")).agg(*_sign_split_counted(diff)).collect():
+            split[(r["control_point_id"], "AGGREGATE", r["outcome"])] = _parts(r, None)
     return split
 
 
 def control_points(rows: Sequence[Any], layout: Mapping[str, Mapping[str, Any]],
                    split: Mapping[tuple[str, str, str], Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per control point: control_run's counts, amounts and metrics as they are, plus each outcome's exposure class
-    (from the ruleset) and its exposure by sign (from `split`). Generic: any control point of any ruleset."""
+    (from the ruleset) and its exposure by sign and exempt (from `split`). Generic: any control point of any
+    ruleset."""
     out = []
     for r in rows:
         cp = r["control_point_id"]
@@ -218,6 +232,9 @@ def control_points(rows: Sequence[Any], layout: Mapping[str, Mapping[str, Any]],
                 "exposure_class": (shape.get("classes") or {}).get(m["outcome"]),
                 "exposure_positive": money(by_sign.get("positive")),
                 "exposure_negative": money(by_sign.get("negative")),
+                "exposure_exempt": money(by_sign.get("exempt")),
+                "positive_records": by_sign.get("positive_records", 0),
+                "negative_records": by_sign.get("negative_records", 0),
             })
         out.append({
             "control_point_id": cp, "kind": shape.get("kind"),
@@ -347,9 +364,9 @@ def cases_by_owner(current: DataFrame, as_of: datetime) -> list[dict[str, Any]]:
 
 
 def trend(spark: SparkSession, output: str, run: Run, n: int = TREND_RUNS) -> list[dict[str, Any]]:
-    """Exposure (underbilling and overbilling apart) and open cases of each committed run of the cycle under the
-    same ruleset, up to and including this one (the last `n`), oldest first. Reproductions are evidence about a run,
-    not a run of the cycle, and are left out."""
+    """Each committed run of the cycle under the same ruleset, up to and including this one (the last `n`), oldest
+    first: its open cases (all currencies) and, per currency, the exposure of the cases it found (underbilling,
+    overbilling and other classes apart). Reproductions are evidence about a run, not a run of the cycle."""
     runs = load_run(spark, output).where(
         (F.col("cycle_id") == run.cycle_id) & F.col("ruleset_name").isin(*run.ruleset_name.split(","))
         & ~F.col("run_id").contains(REPRODUCTION_MARK))
@@ -360,30 +377,28 @@ def trend(spark: SparkSession, output: str, run: Run, n: int = TREND_RUNS) -> li
                                           F.max("watermark").alias("watermark"))
                .where(F.col("completed_at") <= F.lit(run.completed_at).cast("timestamp"))
                .orderBy(F.desc("completed_at"), F.desc("run_id")).limit(n).collect())
-    ids = [r["run_id"] for r in earlier]
     cases = read_output(spark, table_ref(output, "ra_case")).where(
-        (F.col("cycle_id") == run.cycle_id) & F.col("run_id").isin(*ids))
+        (F.col("cycle_id") == run.cycle_id) & F.col("run_id").isin(*[r["run_id"] for r in earlier]))
     e, cls, found = F.col("exposure_amount"), F.col("exposure_class"), F.col("status") != AUTO_CLEARED
-    per_run = {(r["run_id"], r["currency"]): r for r in cases.groupBy("run_id", "currency").agg(
+    per_currency = cases.groupBy("run_id", "currency").agg(
         F.sum(F.when(found & (cls == UNDER) & (e > 0), e)).cast(MONEY_SUM).alias("underbilling"),
         F.sum(F.when(found & (cls == OVER) & (e < 0), e)).cast(MONEY_SUM).alias("overbilling"),
         F.sum(F.when(found & ~cls.isin(UNDER, OVER), F.abs(e))).cast(MONEY_SUM).alias("other"),
         F.count_if(F.col("status").isin(*ACTIVE)).alias("open_cases"),
-        F.count_if(found).alias("found"), F.count_if(~found).alias("cleared")).collect()}
-    currencies = sorted({c for _, c in per_run if c is not None}) or [None]
+        F.count_if(found).alias("found"), F.count_if(~found).alias("cleared")).collect()
     out = []
     for r in sorted(earlier, key=lambda r: (as_utc(r["completed_at"]), r["run_id"])):
-        for currency in currencies:
-            p = per_run.get((r["run_id"], currency))
-            out.append({
-                "run_id": r["run_id"], "completed_at": instant(r["completed_at"]), "currency": currency,
-                "partition_scope": r["partition_scope"], "watermark": instant(r["watermark"]),
-                "underbilling": money(p["underbilling"]) if p else None,
-                "overbilling": money(p["overbilling"]) if p else None,
-                "other": money(p["other"]) if p else None,
-                "open_cases": int(p["open_cases"]) if p else 0, "found": int(p["found"]) if p else 0,
-                "cleared": int(p["cleared"]) if p else 0, "this_run": r["run_id"] == run.run_id,
-            })
+        mine = sorted((p for p in per_currency if p["run_id"] == r["run_id"]), key=lambda p: p["currency"] or "")
+        out.append({
+            "run_id": r["run_id"], "completed_at": instant(r["completed_at"]), "partition_scope": r["partition_scope"],
+            "watermark": instant(r["watermark"]), "this_run": r["run_id"] == run.run_id,
+            "open_cases": sum(int(p["open_cases"]) for p in mine), "found": sum(int(p["found"]) for p in mine),
+            "cleared": sum(int(p["cleared"]) for p in mine),
+            "exposure": [{"currency": p["currency"], "underbilling": money(p["underbilling"]),
+                          "overbilling": money(p["overbilling"]), "other": money(p["other"])}
+                         for p in mine if p["currency"] is not None or p["underbilling"] or p["overbilling"]
+                         or p["other"]],
+        })
     return out
 
 
@@ -420,9 +435,10 @@ def _dec(value: str | None) -> Decimal:
 def _edge(cp: Mapping[str, Any]) -> dict[str, Any]:
     """What leaks across one control point: revenue not carried downstream (positive exposure of outcomes whose class
     is UNDERBILLING or BY_SIGN), and what was carried in excess (negative exposure of OVERBILLING or BY_SIGN
-    outcomes), apart; other classes (TIMING, ...) listed by class."""
+    outcomes), apart, each with its records; other classes (TIMING, ...) listed by class. Exempt records are
+    neither (see `exposure_by_sign`)."""
     leak, excess = Decimal(0), Decimal(0)
-    leak_records = 0
+    leak_records = excess_records = 0
     other: dict[str, Decimal] = {}
     outcomes = []
     for m in cp["metrics"]:
@@ -432,15 +448,16 @@ def _edge(cp: Mapping[str, Any]) -> dict[str, Any]:
         pos, neg = _dec(m["exposure_positive"]), _dec(m["exposure_negative"])
         if cls in LEAK_CLASSES:
             leak += pos
-            leak_records += m["count"] if pos else 0
+            leak_records += m["positive_records"]
         if cls in EXCESS_CLASSES:
             excess += neg
+            excess_records += m["negative_records"]
         if cls not in LEAK_CLASSES + EXCESS_CLASSES:
             other[cls] = other.get(cls, Decimal(0)) + pos + neg
         outcomes.append({"side": m["side"], "outcome": m["outcome"], "exposure_class": cls, "count": m["count"],
                          "exposure_positive": m["exposure_positive"], "exposure_negative": m["exposure_negative"]})
     return {"control_point_id": cp["control_point_id"], "leak": money(leak), "leak_records": leak_records,
-            "excess": money(excess), "other": {k: money(v) for k, v in sorted(other.items())}, "outcomes": outcomes}
+            "excess": money(excess), "excess_records": excess_records, "other": {k: money(v) for k, v in sorted(other.items())}, "outcomes": outcomes}
 
 
 def funnel(cps: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:

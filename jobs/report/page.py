@@ -176,7 +176,8 @@ def _funnel(f: Mapping[str, Any] | None) -> str:
     stages = [svg.Stage(s["stage"] + (f" ({s['table']})" if s["table"] else ""), f"{count(s['count'])} records",
                         "amount " + money(s["amount"]) if s["amount"] is not None else "(no amount on usage)")
               for s in f["stages"]]
-    edges = [svg.Edge(f"leak +{money(e['leak'])} ({e['leak_records']:,} records)", f"excess {money(e['excess'])}",
+    edges = [svg.Edge(f"leak +{money(e['leak'])} ({e['leak_records']:,} records)",
+                      f"excess {money(e['excess'])} ({e['excess_records']:,} records)",
                       "; ".join(f"{k.lower()} {money(v)}" for k, v in e["other"].items()))
              for e in f["edges"]]
     rows = []
@@ -189,12 +190,12 @@ def _funnel(f: Mapping[str, Any] | None) -> str:
     edge_rows = "".join(
         f'<tr class="funnel-edge"{_attrs(cp=e["control_point_id"], leak=e["leak"], excess=e["excess"])}>'
         f'{_td(e["control_point_id"])}{_td(money(e["leak"]), "num pos")}{_td(count(e["leak_records"]), "num")}'
-        f'{_td(money(e["excess"]), "num neg")}</tr>' for e in f["edges"])
+        f'{_td(money(e["excess"]), "num neg")}{_td(count(e["excess_records"]), "num")}</tr>' for e in f["edges"])
     return ('<section id="funnel"><h2>Usage funnel</h2><p class="sub">usage → rated → billed, from the '
             "usage-to-rating and rating-to-billing control points: at each edge the revenue that did not flow on (leak,"
             " positive exposure of underbilling outcomes) and what flowed on in excess (negative exposure of "
             f"overbilling outcomes), apart.</p>{svg.funnel(stages, edges, 'usage to rated to billed')}"
-            f'{_table(["edge", "leak", "records", "excess"], [edge_rows], [False, True, True, True])}'
+            f'{_table(["edge", "leak", "records", "excess", "records"], [edge_rows], [False, True, True, True, True])}'
             f"<details><summary>outcomes at each edge</summary>"
             f'{_table(["control point", "side", "outcome", "class", "records", "exposure +", "exposure −"], rows, [False, False, False, False, True, True, True])}'
             "</details></section>")
@@ -221,7 +222,8 @@ def _control_point(cp: Mapping[str, Any]) -> str:
             f'{_td(m["side"])}{_td(m["outcome"])}{_td(m["exposure_class"] or "–", "muted" if not m["exposure_class"] else "")}'
             f'{_td(count(m["count"]), "num")}{_td(money(m["amount"]), "num")}'
             f'{_td(money(m["exposure"]), _sign_css(m["exposure"]))}{_td(money(m["exposure_positive"]), "num pos")}'
-            f'{_td(money(m["exposure_negative"]), "num neg")}{_td(count(m["unpriced"]), "num")}</tr>')
+            f'{_td(money(m["exposure_negative"]), "num neg")}{_td(money(m["exposure_exempt"]), "num")}'
+            f'{_td(count(m["unpriced"]), "num")}</tr>')
     sides = []
     for side, table in (("left", cp["left_table"]), ("right", cp["right_table"])):
         if cp[f"{side}_count"] is not None or table:
@@ -231,7 +233,7 @@ def _control_point(cp: Mapping[str, Any]) -> str:
                     "ok" if m["outcome"] == "MATCHED" else CLASS_CSS.get(m["exposure_class"] or "", "other"))
             for m in cp["metrics"]]
     head = ["side", "outcome", "class", "count", "amount", "exposure (control_run)", "exposure +", "exposure −",
-            "unpriced"]
+            "exempt", "unpriced"]
     attrs = _attrs(cp=cp["control_point_id"], left_count=cp["left_count"], right_count=cp["right_count"],
                    left_amount=cp["left_amount"], right_amount=cp["right_amount"], cases_opened=cp["cases_opened"])
     return (f'<section class="control-point"{attrs}><h3>{escape(cp["control_point_id"])} '
@@ -239,14 +241,15 @@ def _control_point(cp: Mapping[str, Any]) -> str:
             f'{count(cp["cases_opened"])}</span> <span class="badge">conservation '
             f'{"ok" if cp["conservation_ok"] else "NOT OK"}</span></h3><p>{"".join(sides)}</p>'
             f'{_counter_notes(cp["counters"])}{svg.bars(bars, cp["control_point_id"] + " outcome counts")}'
-            f'{_table(head, rows, [False, False, False, True, True, True, True, True, True], "metrics")}</section>')
+            f'{_table(head, rows, [False, False, False, True, True, True, True, True, True, True], "metrics")}</section>')
 
 
 def _control_points(cps: Sequence[Mapping[str, Any]]) -> str:
     return ('<section id="control-points"><h2>Control points</h2><p class="sub">Counts, amounts and exposure per side '
-            "and outcome exactly as control_run records them; the two right-hand exposure columns sum the outcome's "
-            "positive and negative exposures apart (record_outcome / aggregate_variance), so a signed outcome shows "
-            f"what its net figure is made of.</p>{''.join(_control_point(cp) for cp in cps)}</section>")
+            "and outcome exactly as control_run records them. Beside control_run's exposure, what it is made of "
+            "(record_outcome / aggregate_variance): the positive and the negative exposures summed apart, and that of "
+            "exempt records (they keep their outcome and raise no case); the three add up to control_run's figure."
+            f"</p>{''.join(_control_point(cp) for cp in cps)}</section>")
 
 
 def _top(accounts: Sequence[Mapping[str, Any]], types: Sequence[Mapping[str, Any]]) -> str:
@@ -293,28 +296,36 @@ def _owners(rows: Sequence[Mapping[str, Any]], report: Mapping[str, Any]) -> str
 def _trend(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return ""
+    labels = [f"{i + 1}" + ("*" if r["this_run"] else "") for i, r in enumerate(rows)]
     parts = ['<section id="trend"><h2>Trend across runs of the cycle</h2><p class="sub">Each committed run of this '
-             "cycle and ruleset up to this one: the exposure of the cases it found (underbilling and |overbilling| "
-             "apart) and its open cases.</p>"]
-    for currency in sorted({r["currency"] or "?" for r in rows}):
-        mine = [r for r in rows if (r["currency"] or "?") == currency]
-        labels = [f"{i + 1}" + ("*" if r["this_run"] else "") for i, r in enumerate(mine)]
-        parts.append(f"<h3>{escape(currency)}</h3>" + svg.lines(labels, [
-            svg.Series("underbilling", "under", [Decimal(r["underbilling"]) if r["underbilling"] else None
-                                                 for r in mine]),
-            svg.Series("|overbilling|", "over", [abs(Decimal(r["overbilling"])) if r["overbilling"] else None
-                                                for r in mine]),
-        ], f"exposure per run, {currency}") + svg.lines(labels, [
-            svg.Series("open cases", "open", [Decimal(r["open_cases"]) for r in mine])], "open cases per run"))
-        body = [f'<tr class="trend-run"{_attrs(run_id=r["run_id"], currency=currency, underbilling=r["underbilling"], overbilling=r["overbilling"], open_cases=r["open_cases"])}>'
-                f'{_td(label)}{_td(r["run_id"] + (" (this run)" if r["this_run"] else ""))}{_td(r["completed_at"] or "–")}'
-                f'{_td(r["partition_scope"] or "all")}{_td(money(r["underbilling"]), "num pos")}'
-                f'{_td(money(r["overbilling"]), "num neg")}{_td(money(r["other"]), "num")}'
-                f'{_td(count(r["open_cases"]), "num")}{_td(count(r["cleared"]), "num")}</tr>'
-                for label, r in zip(labels, mine, strict=True)]
-        parts.append(_table(["#", "run", "completed", "scope", "underbilling", "overbilling", "other |exposure|",
-                             "open cases", "auto-cleared"], body,
-                            [False, False, False, False, True, True, True, True, True]))
+             "cycle and ruleset up to this one (* this run): its open cases, and the exposure of the cases it found "
+             "(underbilling and |overbilling| apart) per currency.</p>",
+             svg.lines(labels, [svg.Series("open cases", "open", [Decimal(r["open_cases"]) for r in rows])],
+                       "open cases per run")]
+    currencies = sorted({x["currency"] or "?" for r in rows for x in r["exposure"]})
+    for currency in currencies:
+        per_run = [next((x for x in r["exposure"] if (x["currency"] or "?") == currency), None) for r in rows]
+        parts.append(f"<h3>exposure, {escape(currency)}</h3>" + svg.lines(labels, [
+            svg.Series("underbilling", "under", [Decimal(x["underbilling"]) if x and x["underbilling"] else None
+                                                 for x in per_run]),
+            svg.Series("|overbilling|", "over", [abs(Decimal(x["overbilling"])) if x and x["overbilling"] else None
+                                                for x in per_run]),
+        ], f"exposure per run, {currency}"))
+    body = []
+    for label, r in zip(labels, rows, strict=True):
+        first = True
+        for x in r["exposure"] or [{"currency": None, "underbilling": None, "overbilling": None, "other": None}]:
+            run_cells = (f'{_td(label)}{_td(r["run_id"] + (" (this run)" if r["this_run"] else ""))}'
+                         f'{_td(r["completed_at"] or "–")}{_td(r["partition_scope"] or "all")}'
+                         f'{_td(count(r["open_cases"]), "num")}{_td(count(r["cleared"]), "num")}'
+                         if first else '<td colspan="6"></td>')
+            body.append(f'<tr class="trend-run"{_attrs(run_id=r["run_id"], currency=x["currency"], open_cases=r["open_cases"], underbilling=x["underbilling"], overbilling=x["overbilling"])}>'
+                        f'{run_cells}{_td(x["currency"] or "?")}{_td(money(x["underbilling"]), "num pos")}'
+                        f'{_td(money(x["overbilling"]), "num neg")}{_td(money(x["other"]), "num")}</tr>')
+            first = False
+    parts.append(_table(["#", "run", "completed", "scope", "open cases", "auto-cleared", "currency", "underbilling",
+                         "overbilling", "other |exposure|"], body,
+                        [False, False, False, False, True, True, False, True, True, True]))
     parts.append("</section>")
     return "".join(parts)
 

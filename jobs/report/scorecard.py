@@ -14,9 +14,10 @@ Named in the TM Forum revenue-assurance KPI terms (GB941 family), per cycle and 
   cases a person RESOLVED with evidence that no run has refuted yet (`recovered_claimed`).
 - **% revenue recovered**, **% recoverable**, **% leakage detected**: each amount as % of `revenue_covered`;
   `pct_leakage_recovered`: recovered as % of underbilling detected.
-- **days per recovery case**: mean days from a recovered case's first opening (`first_opened_at`, the data watermark
-  of the run that first found it) to its recovery: the RESOLVED row's `recorded_at` when a person resolved it (and a
-  run then confirmed it), else the watermark of the run that cleared it.
+- **days per recovery case**: mean days from a recovered case's detection to its recovery, both on telco-ra's own
+  clock (`recorded_at`): from its first row in the history to the RESOLVED row when a person resolved it (whether a
+  run has confirmed it yet or not), else to the AUTO_CLEARED row of the run that no longer found it. (`opened_at` is
+  the data watermark, another clock: it says which data a case was found in, not when.)
 
 The case population is the current state (latest row of the history, manual transitions included) of those cases, so
 the scorecard of R improves as its cases are worked. `as_of` is the latest `recorded_at` of those cases' history:
@@ -146,24 +147,24 @@ def _population(spark: SparkSession, output: str, run: Run, history: DataFrame) 
     return found.select("case_id").distinct()
 
 
-def _current_with_recovery(spark: SparkSession, output: str, history: DataFrame, population: DataFrame) -> DataFrame:
-    """Each case's latest row (current_state's order), with when it was recovered (null when it was not)."""
-    asc = Window.partitionBy("cycle_id", "case_id").orderBy(
-        F.col("recorded_at").asc_nulls_first(), F.col("run_id").asc(), F.col("status").asc())
-    desc = Window.partitionBy("cycle_id", "case_id").orderBy(
-        F.col("recorded_at").desc_nulls_last(), F.col("run_id").desc(), F.col("status").desc())
+def _current_with_recovery(history: DataFrame, population: DataFrame) -> DataFrame:
+    """Each case's latest row (current_state's order), with how long it took from first being recorded to being
+    recovered, in microseconds (null when it is not recovered). Both ends are telco-ra's own `recorded_at`: the
+    first row of the case, and the RESOLVED row (a person's resolution, confirmed or not) or else the AUTO_CLEARED
+    row (the run that no longer found it)."""
+    case = Window.partitionBy("cycle_id", "case_id")
+    asc = case.orderBy(F.col("recorded_at").asc_nulls_first(), F.col("run_id").asc(), F.col("status").asc())
+    desc = case.orderBy(F.col("recorded_at").desc_nulls_last(), F.col("run_id").desc(), F.col("status").desc())
     latest = (history.join(population, "case_id", "left_semi")
+              .withColumn("_first_recorded_at", F.min("recorded_at").over(case))
               .withColumn("_prev_status", F.lag("status").over(asc))
               .withColumn("_prev_at", F.lag("recorded_at").over(asc))
               .withColumn("_n", F.row_number().over(desc)).where(F.col("_n") == 1))
-    clearing = load_run(spark, output).groupBy(F.col("run_id").alias("closed_by_run")).agg(
-        F.max("watermark").alias("_cleared_watermark"))
     recovered_at = (F.when(F.col("status") == RESOLVED, F.col("recorded_at"))
                     .when((F.col("status") == AUTO_CLEARED) & (F.col("_prev_status") == RESOLVED), F.col("_prev_at"))
-                    .when(F.col("status") == AUTO_CLEARED, F.col("_cleared_watermark")))
-    opened = F.coalesce(F.col("first_opened_at"), F.col("opened_at"))
-    return (latest.join(clearing, "closed_by_run", "left")
-            .withColumn("_recovery_micros", F.unix_micros(recovered_at) - F.unix_micros(opened)))
+                    .when(F.col("status") == AUTO_CLEARED, F.col("recorded_at")))
+    return latest.withColumn("_recovery_micros",
+                             F.unix_micros(recovered_at) - F.unix_micros(F.col("_first_recorded_at")))
 
 
 def _figures(current: DataFrame) -> dict[str | None, dict[str, Any]]:
@@ -203,7 +204,7 @@ def scorecard(spark: SparkSession, output: str, run: Run, layout: Mapping[str, M
     cycle's case history (figures.cycle_history). A currency with no billed revenue and nothing but zero exposure
     (quarantined rows that carry no amount) has no KPI and gets no row."""
     revenue = revenue_covered(spark, output, run, billed_sides(layout, run.control_points))
-    figures = _figures(_current_with_recovery(spark, output, history, _population(spark, output, run, history)))
+    figures = _figures(_current_with_recovery(history, _population(spark, output, run, history)))
     latest = [f["as_of"] for f in figures.values() if f["as_of"] is not None]
     as_of = as_utc(max(latest)) if latest else None
     zero = Decimal(0).quantize(Decimal("0.000001"))
