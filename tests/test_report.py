@@ -47,7 +47,9 @@ from jobs.cli import main
 from jobs.config import ConfigError, load_conf, load_ruleset
 from jobs.outputs import read_output, table_ref
 from jobs.report import page
-from jobs.report.figures import cycle_history, funnel, run_layout, run_rows
+from jobs.report.exports import COLUMNS as EXPORT_COLUMNS
+from jobs.report.exports import open_case_rows
+from jobs.report.figures import Run, account_variance, cycle_history, funnel, run_layout, run_rows
 from jobs.report.masking import mask_phones_in_text, mask_phones_in_text_str
 from jobs.report.scorecard import scorecard, write_scorecard
 from jobs.run import RunResult, execute
@@ -577,6 +579,55 @@ def test_report_conf_is_validated(tmp_path: Path) -> None:
     with_report = load_conf(path)
     assert with_report.report_clear_numbers_for == ("billing-operations",) and plain.report_clear_numbers_for == ()
     assert with_report.fingerprint == plain.fingerprint           # it changes what an export shows, not a result
+
+
+def test_accounts_are_good_only_when_every_row_is_within_tolerance(spark: SparkSession, tmp_path: Path) -> None:
+    """ACC-1: VOICE within, DATA beyond -> VARIANCE; ACC-2: VOICE and SMS within -> GOOD; ACC-3 beyond -> VARIANCE."""
+    from transforms.schema import AGGREGATE_VARIANCE
+
+    rows = [{"run_id": "r", "control_point_id": "usage-aggregate", "cycle_id": CYCLE, "account_id": a,
+             "service_type": st, "currency": "USD", "left_amount": D(left), "right_amount": D(right),
+             "difference": D(left) - D(right), "tolerance": D("0.01"), "beyond_tolerance": beyond}
+            for a, st, left, right, beyond in (("ACC-1", "VOICE", "1", "1", False), ("ACC-1", "DATA", "5", "2", True),
+                                               ("ACC-2", "VOICE", "1", "1", False), ("ACC-2", "SMS", "2", "2", False),
+                                               ("ACC-3", "VOICE", "1", "2", True))]
+    output = tmp_path / "output"
+    spark.createDataFrame(_rows(AGGREGATE_VARIANCE, rows), AGGREGATE_VARIANCE).write.format("delta").save(
+        str(output / "aggregate_variance"))
+    run = Run("r", CYCLE, "usage_to_bill", "v", JUL, "all", None, None, ("usage-aggregate",), None)
+    (agg,) = account_variance(spark, str(output), run)
+    assert (agg["good"], agg["variance"]) == (1, 2)
+    assert [(t["account_id"], t["service_type"], t["difference"]) for t in agg["top"]] == [
+        ("ACC-1", "DATA", "3.000000"), ("ACC-3", "VOICE", "-1.000000")]
+
+
+def test_export_rows_mask_every_number_unless_the_team_may_see_them(spark: SparkSession) -> None:
+    """Two teams' open cases, each with a number in the msisdn, the account id, a record id and the reason; only
+    the team named in clear_numbers_for sees them in clear. Closed and resolved cases are not exported."""
+    from transforms.schema import RA_CASE
+
+    def case(case_id: str, team: str, status: str = "OPEN") -> dict[str, Any]:
+        return {"case_id": case_id, "cycle_id": CYCLE, "control_point_id": "usage-to-rating",
+                "case_type": "USAGE_NOT_RATED", "owner_team": team, "status": status, "exposure_amount": D("1"),
+                "business_key": {"account_id": "15552000001", "msisdn": "+15552000001", "service_type": "VOICE",
+                                 "record_ids": ["C-1", "+15552000001-0610"]},
+                "reason": "no rated event; subscriber +15552000001", "due_at": JUL, "opened_at": JUL,
+                "evidence": [{"source_system": "mediation", "source_table": "cdr", "record_id": "+15552000001-0610",
+                              "payload_hash": "h", "table_version": 3}]}
+
+    current = spark.createDataFrame(_rows(RA_CASE, [case("A", "ops"), case("B", "noc"), case("C", "ops", "WAIVED"),
+                                                    case("D", "ops", "RESOLVED")]), RA_CASE)
+    got = {r["case_id"]: r for r in open_case_rows(current, _day(1), ["noc"]).collect()}   # due a day ago
+    assert set(got) == {"A", "B"}
+    masked, clear = got["A"], got["B"]
+    assert (masked["msisdn"], masked["account_id"], masked["record_ids"], masked["reason"],
+            masked["evidence_summary"]) == (
+        "+1555***0001", "15552***0001", "C-1 +1555***0001-0610", "no rated event; subscriber +1555***0001",
+        "mediation cdr +1555***0001-0610 @v3")
+    assert (clear["msisdn"], clear["account_id"], clear["record_ids"], clear["reason"], clear["evidence_summary"]) == (
+        "+15552000001", "15552000001", "C-1 +15552000001-0610", "no rated event; subscriber +15552000001",
+        "mediation cdr +15552000001-0610 @v3")
+    assert masked["sla"] == "overdue" and "msisdn" in [name for name, _ in EXPORT_COLUMNS]
 
 
 # --------------------------------------------------------------------------------------------------------- browser
