@@ -16,6 +16,7 @@ from jobs.config import ConfigError, load_conf
 from jobs.inputs import InputError
 from jobs.jars import JarsUnavailable
 from jobs.outputs import ConcurrentRunError
+from jobs.report.figures import ReportError
 from jobs.ruleset import load_ruleset
 from jobs.run import ConservationError
 from transforms.engine.decide import RuleError
@@ -112,6 +113,18 @@ def _cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """`telco-ra report` (jobs/report/job.py): the run's HTML page, scorecard and per-team exports."""
+    conf = load_conf(args.conf)
+    from jobs.report.job import main_lines, write_report
+    from jobs.session import build_session
+
+    spark = build_session(conf.spark)
+    files = write_report(spark, conf, args.run_id, args.out, args.as_of)
+    sys.stdout.write("\n".join(main_lines(files)) + "\n")
+    return 0
+
+
 def _generate(argv: list[str]) -> int:
     from jobs.generate import main as generate_main
 
@@ -159,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--conf", required=True)
     ls.add_argument("--cycle")
     ls.add_argument("--status")
+    report = sub.add_parser("report", help="one committed run -> a self-contained HTML report, the RA scorecard and "
+                            "per-team CSV/Parquet exports of open cases")
+    report.add_argument("--conf", required=True)
+    report.add_argument("--run-id", required=True)
+    report.add_argument("--out", help="folder for the report and exports (default: reports/<run-id> beside output)")
+    report.add_argument("--as-of", default="now", help="SLA status as of: now (default), close (the cycle close), "
+                        "or an ISO-8601 instant")
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
@@ -188,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             return _close(args)
         if args.command == "cases":
             return _cases(args)
+        if args.command == "report":
+            return _report(args)
         return _demo(args)
-    except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError) as exc:
+    except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError, ReportError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
     except (ConservationError, ConcurrentRunError) as exc:

@@ -46,6 +46,9 @@ class EnvConf:
     phone_region: str = "US"
     suspense_sla_days: int | None = None
     fingerprint: str = ""
+    # `report: {clear_numbers_for: [team, ...]}`: owner teams whose case exports show phone numbers in clear
+    # (jobs/report/exports.py). Not in the fingerprint: it changes no result, only what an export shows.
+    report_clear_numbers_for: tuple[str, ...] = ()
 
     def cycle(self, cycle_id: str) -> Cycle:
         if cycle_id not in self.cycles:
@@ -53,7 +56,8 @@ class EnvConf:
         return self.cycles[cycle_id]
 
 
-CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sla_days"}
+CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sla_days", "report"}
+REPORT_KEYS = {"clear_numbers_for"}
 SPARK_KEYS = {"master", "settings", "delta_provided"}
 
 
@@ -148,5 +152,13 @@ def load_conf(path: str | Path) -> EnvConf:
                 + ([str(v.cutoff)] if v.cutoff else []) for k, v in cycles.items()}, "phone_region": region,
                 "suspense_sla_days": sla}
     fingerprint = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+    report = data.get("report") or {}
+    if not isinstance(report, dict):
+        raise ConfigError(path, "report", f"expected a mapping, got {report!r}")
+    _unknown(path, "report.", report, REPORT_KEYS)
+    clear = report.get("clear_numbers_for") or []
+    if not isinstance(clear, list) or not all(isinstance(t, str) and t.strip() for t in clear):
+        raise ConfigError(path, "report.clear_numbers_for", f"{clear!r} is not a list of owner team names")
     del text
-    return EnvConf(str(path), dict(tables), data["output"], cycles, dict(spark), region, sla, fingerprint)
+    return EnvConf(str(path), dict(tables), data["output"], cycles, dict(spark), region, sla, fingerprint,
+                   report_clear_numbers_for=tuple(t.strip() for t in clear))

@@ -50,6 +50,8 @@ PARTITIONS = {
     "suspense_aging": ("cycle_id", "run_id"),
     "control_run": ("cycle_id",),
     "cycle_close": ("cycle_id",),
+    # The RA scorecard (jobs/report/scorecard.py): a few rows per run, replaced as the run's cases are worked.
+    "ra_scorecard": ("cycle_id",),
 }
 # Written once per run (after the already-committed check) and not bucketed: blind, idempotent appends, so runs of
 # disjoint slices never conflict on them.
