@@ -44,7 +44,8 @@ from pyspark.sql import functions as F
 from factories import CYCLE, DEFAULTS, RULESET, frame, write_inputs
 from jobs.cases import current_cases, transition
 from jobs.cli import main
-from jobs.config import ConfigError, load_conf, load_ruleset
+from jobs.config import ConfigError, load_conf
+from jobs.ruleset import load_ruleset
 from jobs.outputs import read_output, table_ref
 from jobs.report import page
 from jobs.report.exports import COLUMNS as EXPORT_COLUMNS
