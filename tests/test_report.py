@@ -45,7 +45,6 @@ from factories import CYCLE, DEFAULTS, RULESET, frame, write_inputs
 from jobs.cases import current_cases, transition
 from jobs.cli import main
 from jobs.config import ConfigError, load_conf
-from jobs.ruleset import load_ruleset
 from jobs.outputs import read_output, table_ref
 from jobs.report import page
 from jobs.report.exports import COLUMNS as EXPORT_COLUMNS
@@ -53,6 +52,7 @@ from jobs.report.exports import open_case_rows
 from jobs.report.figures import Run, account_variance, cycle_history, funnel, run_layout, run_rows
 from jobs.report.masking import mask_phones_in_text, mask_phones_in_text_str
 from jobs.report.scorecard import scorecard, write_scorecard
+from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE, charge
 from transforms.schema import CONTROL_RUN, RA_CASE, RECORD_OUTCOME
