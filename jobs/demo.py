@@ -1,4 +1,7 @@
-"""`telco-ra demo`: a synthetic month into a local lakehouse, every usage-to-bill control, and the summary.
+"""`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, and summaries.
+
+Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated inventory month (its own input
+folder: its bill_charge holds RECURRING charges), both writing to the same output tables.
 
 The embedded default a newcomer sees first; it uses exactly the code paths of `telco-ra generate` and
 `telco-ra run`, with conf written next to the data so the run can be repeated by hand.
@@ -18,6 +21,7 @@ from jobs.ruleset import load_ruleset
 LOG = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 RULESET = REPO / "rulesets" / "usage_to_bill.yaml"
+INVENTORY_RULESET = REPO / "rulesets" / "inventory_to_bill.yaml"
 LOCAL_CONF = REPO / "conf" / "local.yaml"
 
 
@@ -44,5 +48,20 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     result = execute(spark, conf, ruleset, cycle_id)
     sys.stdout.write(render(spark, result))
     sys.stdout.write(f"\nconf used: {conf_path}\nrepeat: telco-ra run --conf {conf_path} --ruleset {RULESET} "
+                     f"--cycle {cycle_id}\n")
+
+    from jobs.synthetic.inventory_to_bill import InventoryParams
+
+    products = max(1_000, rows // 20)
+    inventory = InventoryParams.for_cycle(cycle_id, rows=products, seed=seed)
+    LOG.info("generating an inventory month of %d product slots into %s", products, lakehouse / "inventory")
+    paths = generate(spark, str(lakehouse / "inventory"), inventory)
+    inv_conf = dict(base)
+    inv_conf["tables"] = {name: paths[name] for name in ("product_inventory", "bill_charge")}
+    inv_conf_path = lakehouse / "demo_inventory.yaml"
+    inv_conf_path.write_text(yaml.safe_dump(inv_conf, sort_keys=False))
+    inv_result = execute(spark, load_conf(inv_conf_path), load_ruleset(INVENTORY_RULESET), cycle_id)
+    sys.stdout.write("\n" + render(spark, inv_result))
+    sys.stdout.write(f"\nrepeat: telco-ra run --conf {inv_conf_path} --ruleset {INVENTORY_RULESET} "
                      f"--cycle {cycle_id}\n")
     return 0
