@@ -69,10 +69,13 @@ def materialize(df: DataFrame) -> DataFrame:
 
     A reliable checkpoint is used where a checkpoint directory is configured (clusters: survives executor loss),
     else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says). In a small
-    run (`small_run`) nothing is computed here: the result is only marked to be kept once an action computes it.
+    run (`small_run`) nothing is computed here: a lazy local checkpoint cuts the plan, and keeps the rows once the
+    first job that needs them computes them.
     """
     if _THREAD.small:
-        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
+        # A lazy local checkpoint: the plan is cut here (later steps analyse a short plan) and the rows are kept
+        # when the first job that needs them computes them; no job of its own.
+        kept = df.localCheckpoint(eager=False)
         if _THREAD.made:
             _THREAD.made[-1].append(kept)
         return kept

@@ -69,13 +69,19 @@ def lookups_used(cp: ControlPoint, side: str) -> list[str]:
 
 
 def _checked(df: DataFrame, where: str, text: str, params: Mapping[str, object]) -> Column:
+    """The rendered SQL as a Column, analysed against `df`'s columns (on an empty frame of its schema: a short plan,
+    no job) so that SQL that does not analyse is named by its rule, not by a stack trace."""
     rendered = render(text, params)
     try:
         column = F.expr(rendered)
-        df.select(column)               # analysis only: no job runs
+        _shape(df).select(column)
     except (AnalysisException, ParseException) as exc:
         raise RuleError(where, text, str(exc)) from exc
     return column
+
+
+def _shape(df: DataFrame) -> DataFrame:
+    return df.sparkSession.createDataFrame([], df.schema)
 
 
 def with_counterpart(df: DataFrame, other: DataFrame, columns: Sequence[str]) -> DataFrame:
