@@ -69,13 +69,12 @@ def materialize(df: DataFrame) -> DataFrame:
 
     A reliable checkpoint is used where a checkpoint directory is configured (clusters: survives executor loss),
     else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says). In a small
-    run (`small_run`) nothing is computed here: a lazy local checkpoint cuts the plan, and keeps the rows once the
-    first job that needs them computes them.
+    run (`small_run`) nothing is computed here: the rows are kept once the first job that needs them computes them.
     """
     if _THREAD.small:
-        # A lazy local checkpoint: the plan is cut here (later steps analyse a short plan) and the rows are kept
-        # when the first job that needs them computes them; no job of its own.
-        kept = df.localCheckpoint(eager=False)
+        # Kept when the first job that needs the rows computes them; no job of its own. (A lazy local checkpoint
+        # would also cut the plan, but a release before its first computation loses its blocks.)
+        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
         if _THREAD.made:
             _THREAD.made[-1].append(kept)
         return kept
@@ -174,9 +173,10 @@ def _parquet_cut(df: DataFrame, cut_dir: str) -> DataFrame:
 
 
 # Session setting: a run whose input tables hold fewer bytes than this (Delta's sizeInBytes of their current
-# versions) runs as a small run (default 32 MiB; 0: never).
+# versions) runs as a small run (0, the default: never). Off by default until its job counts and wall times are
+# measured against the cut path (issue "One control engine", point 6).
 SMALL_RUN_BYTES_KEY = "spark.telcora.smallRun.maxBytes"
-SMALL_RUN_BYTES_DEFAULT = 32 * 1024 * 1024
+SMALL_RUN_BYTES_DEFAULT = 0
 # A small run's settings: one Spark job per action (adaptive execution submits every exchange as a job of its own,
 # and every broadcast is one), and few shuffle partitions for few rows.
 SMALL_RUN_SETTINGS = {"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1",
