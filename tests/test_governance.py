@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,28 +70,63 @@ def test_rerun_names_a_vacuumed_input_version(spark: SparkSession, tmp_path: Pat
         rerun(spark, load_conf(conf_path), result.run_id)
 
 
+# A driver built as `telco-ra run` builds it, whose run kills it (SIGKILL, as a node failure would) at the point a
+# RunHooks names: every output is written, control_run is not. The kill is injected by the caller: product code
+# holds no fault point.
+KILLED_DRIVER = """\
+import os
+import signal
+import sys
+from pathlib import Path
+
+from jobs.config import load_conf
+from jobs.ruleset import load_ruleset
+from jobs.run import RunHooks, execute
+from jobs.session import build_session
+
+conf_path, ruleset_path, cycle, run_id, marker = sys.argv[1:]
+conf = load_conf(conf_path)
+ruleset = load_ruleset(ruleset_path)
+conf.cycle(cycle)
+spark = build_session(conf.spark)
+
+
+def killed(reached: str) -> None:
+    Path(marker).write_text(reached)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+execute(spark, conf, ruleset, cycle, run_id, hooks=RunHooks(before_control_run=killed))
+sys.exit("the run committed: the kill point was never reached")
+"""
+
+
 @pytest.mark.slow
 def test_driver_killed_before_commit_leaves_no_run_and_rerun_is_clean(spark: SparkSession, tmp_path: Path,
                                                                       committed: Any) -> None:
     _, clean = committed
     conf_path = write_inputs(spark, tmp_path, {"cdr": CDR, "rated_event": RATED, "bill_charge": CHARGES,
                                                 "suspense": SUSPENSE})
-    marker = tmp_path / "fault.marker"
-    env = {**os.environ, "TELCO_RA_FAULT": "before-control-run", "TELCO_RA_FAULT_MARKER": str(marker),
-           "PYSPARK_PYTHON": sys.executable}
-    cmd = [sys.executable, "-m", "jobs.cli", "run", "--conf", str(conf_path), "--ruleset", RULESET,
-           "--cycle", "2026-06", "--run-id", "killed-run"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while not marker.exists():
-            assert proc.poll() is None, "the job ended before reaching the fault point"
-            assert time.monotonic() < deadline, "fault point not reached in time"
-            time.sleep(1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)      # the driver and its JVM, as a node failure would
-        proc.wait()
+    marker = tmp_path / "killed.marker"
+    driver = tmp_path / "killed_driver.py"
+    driver.write_text(KILLED_DRIVER)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable,
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    cmd = [sys.executable, str(driver), str(conf_path), RULESET, "2026-06", "killed-run", str(marker)]
+    log = tmp_path / "killed_driver.log"
+    with log.open("w") as output:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)      # what the killed driver leaves of its session: its JVM
+            proc.wait()
+    tail = log.read_text()[-3000:]
+    assert marker.exists(), f"the driver ended (exit {proc.returncode}) before the kill point:\n{tail}"
+    assert marker.read_text() == "killed-run"
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, tail)
     out = tmp_path / "output"
     half = read_output(spark, str(out / "record_outcome")).where(F.col("run_id") == "killed-run").count()
     assert half > 0, "the crash was meant to hit after the outcome write"
