@@ -15,7 +15,6 @@ One run (module fixture) over two scenarios, each on its own subscriber number a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -28,7 +27,7 @@ from factories import RULESET, T0, write_inputs
 from jobs.config import load_conf
 from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
-from transforms.usage_to_rating import UsageToRatingParams, _with_roots
+from transforms.engine.match import with_roots
 
 S = timedelta(seconds=1)
 H = timedelta(hours=1)
@@ -165,11 +164,11 @@ def test_a_rated_event_with_a_unique_best_matched_usage_keeps_it_as_counterpart(
 
 
 def test_roots_of_a_long_alternating_chain_reach_its_first_row(spark: SparkSession) -> None:
-    """`_with_roots` alone, on a chain nine rows deep (several pointer-jumping steps), plus a row with no copy.
+    """`with_roots` alone, on a chain nine rows deep (several pointer-jumping steps), plus a row with no copy.
 
     Row i carries record_id L-(i // 2) and content (i + 1) // 2: rows 2k, 2k+1 share an id, rows 2k+1, 2k+2 share a
     content, so each row's parent is the one before it and every root is row 0, which the record_outcome table
-    cannot show for a copy whose parent shares row 0's record_id.
+    cannot show for a copy whose parent shares row 0's record_id. The duplicates stage is the shipped ruleset's.
     """
     depth = 9
     rows = [(f"k{i}", f"h{i}", f"L-{i // 2}", T0 + (i + 1) // 2 * 100 * S, T0 + i * H) for i in range(depth)]
@@ -177,17 +176,18 @@ def test_roots_of_a_long_alternating_chain_reach_its_first_row(spark: SparkSessi
     valid = (spark.createDataFrame(rows, "_key string, _hash string, record_id string, start_time timestamp, "
                                          "received_at timestamp")
              .select("*", F.lit(_n(9)).alias("msisdn_e164"), F.lit("VOICE").alias("service_type"),
-                     F.lit("MO").alias("direction"), F.lit(_n(99)).alias("_other_party_n"),
+                     F.lit("MO").alias("direction"), F.lit(_n(99)).alias("other_party_key"),
                      F.lit(60).cast("bigint").alias("duration_s"), F.lit(0).cast("bigint").alias("volume_bytes"),
                      F.lit("F1").alias("source_file")))
-    # Only the duplicate columns are read; the other parameters do not take part.
-    values: dict[str, Any] = {f.name: None for f in fields(UsageToRatingParams)}
-    values.update(content_columns=["msisdn", "service_type", "direction", "other_party", "start_time", "duration_s",
-                                   "volume_bytes"],
-                  order_columns=["received_at", "source_file", "record_id"])
-    params = UsageToRatingParams(**values)
-    actual = _with_roots(valid, params).select("_key", "_is_dup", "_dup_by", "_first_of_id",
-                                               F.col("_root._key").alias("root"), F.col("_root._rid").alias("root_id"))
+    ruleset = load_ruleset(RULESET)
+    cdr = ruleset.inputs[ruleset.control_points[CP].left.input]
+    duplicates = ruleset.control_points[CP].stages.duplicates
+    assert duplicates is not None and cdr.id == "record_id"
+    # Only the columns the stage reads take part: its content and its order (received_at, source_file, record_id).
+    assert set(duplicates.content) | set(duplicates.order) <= set(valid.columns), (duplicates, valid.columns)
+    actual = with_roots(valid, cdr.id, duplicates).select(
+        "_key", "_is_dup", "_dup_by", "_first_of_id", F.col("_root._key").alias("root"),
+        F.col("_root._rid").alias("root_id"))
     expected = spark.createDataFrame(
         [("k0", False, "content", True, "k0", "L-0")]
         + [(f"k{i}", True, "record_id" if i % 2 else "content", i % 2 == 0, "k0", "L-0") for i in range(1, depth)]
