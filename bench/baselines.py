@@ -4,8 +4,8 @@
 - scan floor: read every input's needed columns, write to the `noop` sink.
 - join floor: one exact-key full outer join per input pair (cdr-rated_event on lineage, rated_event-bill_charge on
   lineage), written to Delta.
-- exact stage: our rating-to-billing control (identity, quarantine, exact lineage match, duplicates, amount
-  tolerance, one outcome per record) vs datacompy's `SparkSQLCompare` on the same two tables.
+- exact stage: our rating-to-billing control point as the engine runs it (identity, quarantine, exact lineage match,
+  duplicates, amount tolerance, one outcome per record) vs datacompy's `SparkSQLCompare` on the same two tables.
 - fuzzy: our bucketed range join + one-to-one selection vs Spark's plain non-equi join
   (`l.msisdn = r.msisdn and abs(l.t - r.t) <= window`) followed by the same selection, on the same prepared
   records; both must find the same matches.
@@ -23,15 +23,13 @@ from pyspark.sql import functions as F
 from jobs.config import Cycle, EnvConf
 from jobs.inputs import conform, in_cycle
 from jobs.ruleset import Ruleset
-from jobs.run import IDENTITY
+from jobs.run import record_outcomes
 from jobs.spark_status import JOIN_OPERATORS, last_execution_id, metric_count, sql_executions
+from transforms.engine.prepare import ACCOUNT, BUCKET_ACCOUNT, IN_SIDE, prepare, quarantine_reason, scoped
+from transforms.engine.spec import ControlPoint
+from transforms.engine.sql import params_of
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, quantity_tolerance, resolve_one_to_one
-from transforms.keys import with_record_identity
-from transforms.phone import normalize_phone_columns
-from transforms.quarantine import quarantine_reason
-from transforms.rating_to_billing import rating_to_billing
 from transforms.schema import INPUT_SCHEMAS
-from transforms.usage_to_rating import prepare_cdr, prepare_rated
 
 INPUTS = ("cdr", "rated_event", "bill_charge", "suspense", "tariff")
 
@@ -69,26 +67,27 @@ def join_floor(inputs: dict[str, DataFrame], folder: Path) -> None:
 # ------------------------------------------------------------------------------------------------- exact stage
 
 
-def _rated_for_billing(inputs: dict[str, DataFrame], ruleset: Ruleset, region: str) -> tuple[DataFrame, DataFrame]:
-    r2b = ruleset.control_points["rating-to-billing"]
-    rated = (inputs["rated_event"].transform(with_record_identity(*IDENTITY["rated_event"]))
-             .transform(normalize_phone_columns(["msisdn"], region)).withColumn(
-        "_q", quarantine_reason(r2b.left.required, INPUT_SCHEMAS["rated_event"].fieldNames(),
-                                repeated_id="rated_event_id")))
-    charges = (inputs["bill_charge"].transform(with_record_identity(*IDENTITY["bill_charge"]))
-               .transform(normalize_phone_columns(["msisdn"], region)).withColumn(
-        "_q", quarantine_reason(r2b.right.required if r2b.right else (), INPUT_SCHEMAS["bill_charge"].fieldNames(),
-                                repeated_id="charge_id")))
-    return rated, charges
+def _prepared_sides(inputs: dict[str, DataFrame], ruleset: Ruleset, cycle: Cycle, region: str,
+                    cp: ControlPoint) -> dict[str, DataFrame]:
+    """The inputs a control point's sides read, as a run prepares them (transforms/engine/prepare.py: scope,
+    identity, phones, derived columns), left lazy: the step that reads them computes them. The account bucket is
+    the record's own account: laying outputs out by lineage root (a join to the parent input) is not compared."""
+    out = {}
+    for name in dict.fromkeys(side.input for side in cp.sides.values()):
+        inp = ruleset.inputs[name]
+        rows = scoped(inputs[inp.table], inp, cycle.cycle_id, cycle.start, cycle.end)
+        rows = rows.where(F.col(IN_SIDE)).drop(IN_SIDE).withColumn(BUCKET_ACCOUNT, F.col(ACCOUNT))
+        out[name] = prepare(rows, inp, region)
+    return out
 
 
-def exact_stage_ours(inputs: dict[str, DataFrame], ruleset: Ruleset, region: str) -> dict[str, Any]:
-    """Rating-to-billing as the job runs it (both sides' outcomes), written to the noop sink."""
+def exact_stage_ours(inputs: dict[str, DataFrame], ruleset: Ruleset, cycle: Cycle, region: str) -> dict[str, Any]:
+    """Rating-to-billing as the job runs it (both sides' outcomes, jobs.run.record_outcomes), written to the noop
+    sink."""
     r2b = ruleset.control_points["rating-to-billing"]
-    assert r2b.tolerance is not None
-    rated, charges = _rated_for_billing(inputs, ruleset, region)
-    outcomes = rating_to_billing(rated, charges, r2b.duplicates.get("order", ("billed_at", "charge_id")),
-                                 str(r2b.tolerance.abs), str(r2b.tolerance.rel))
+    prepared = _prepared_sides(inputs, ruleset, cycle, region, r2b)
+    params = params_of(ruleset.params, r2b.tolerance, cycle)
+    outcomes = record_outcomes(ruleset, r2b, prepared, inputs, params, {})
     outcomes.write.format("noop").mode("overwrite").save()
     return {"outputs": "one outcome per rated event and per charge, with reason, exposure and counterpart"}
 
@@ -125,6 +124,7 @@ class Prepared:
     right_rows: int
     window_s: int
     tolerances: dict[str, QuantityTolerance]
+    class_column: str          # the column that picks a pair's quantity tolerance (the left record's)
 
 
 @dataclass
@@ -136,27 +136,26 @@ class FuzzyResult:
 FUZZY_KEY = "msisdn_e164"
 
 
-def fuzzy_inputs(spark: SparkSession, inputs: dict[str, DataFrame], conf: EnvConf, ruleset: Ruleset,
+def fuzzy_inputs(spark: SparkSession, inputs: dict[str, DataFrame], conf: EnvConf, cycle: Cycle, ruleset: Ruleset,
                  folder: Path) -> Prepared:
-    """Every valid cdr and rated event, normalized and keyed as the fuzzy stage sees them, stored as Parquet so
-    both contenders start from the same materialized records (normalization is not part of the comparison)."""
+    """Every valid cdr and rated event, normalized and keyed as usage-to-rating's fuzzy stage sees them (time and
+    quantity as `_t` and `_qty`), stored as Parquet so both contenders start from the same materialized records
+    (normalization is not part of the comparison)."""
     u2r = ruleset.control_points["usage-to-rating"]
-    assert u2r.fuzzy is not None and u2r.right is not None
-    cols = ["_key", "_t", "_qty", "service_type", FUZZY_KEY]
-    cdr = (inputs["cdr"].transform(with_record_identity(*IDENTITY["cdr"]))
-           .transform(normalize_phone_columns(["msisdn", "other_party"], conf.phone_region))
-           .withColumn("_q", quarantine_reason(u2r.left.required, INPUT_SCHEMAS["cdr"].fieldNames(),
-                                               phone_column="msisdn")))
-    rated = (inputs["rated_event"].transform(with_record_identity(*IDENTITY["rated_event"]))
-             .transform(normalize_phone_columns(["msisdn", "other_party"], conf.phone_region))
-             .withColumn("_q", quarantine_reason(u2r.right.required, INPUT_SCHEMAS["rated_event"].fieldNames(),
-                                                 phone_column="msisdn", repeated_id="rated_event_id")))
-    prepare_cdr(cdr).where(F.col("_q").isNull()).select(*cols).write.mode("overwrite").parquet(str(folder / "l"))
-    prepare_rated(rated).where(F.col("_q").isNull()).select(*cols).write.mode("overwrite").parquet(
-        str(folder / "r"))
+    fz = u2r.stages.fuzzy
+    assert fz is not None and u2r.right is not None
+    prepared = _prepared_sides(inputs, ruleset, cycle, conf.phone_region, u2r)
+    cols = ["_key", "_t", "_qty", fz.tolerance_by, FUZZY_KEY]
+    for side, quantity, part in (("LEFT", fz.quantity_left, "l"), ("RIGHT", fz.quantity_right, "r")):
+        spec = u2r.sides[side]
+        inp = ruleset.inputs[spec.input]
+        df = prepared[inp.name]
+        reason = quarantine_reason(inp, spec, ruleset.checks.get(inp.name, ()), df.columns)
+        (df.where(reason.isNull()).withColumn("_t", F.col(fz.time)).withColumn("_qty", F.col(quantity).cast("bigint"))
+         .select(*cols).write.mode("overwrite").parquet(str(folder / part)))
     left, right = spark.read.parquet(str(folder / "l")), spark.read.parquet(str(folder / "r"))
-    tolerances = {k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in u2r.fuzzy.quantity_tolerance.items()}
-    return Prepared(left, right, left.count(), right.count(), u2r.fuzzy.time_window_s, tolerances)
+    tolerances = {k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in fz.tolerances.items()}
+    return Prepared(left, right, left.count(), right.count(), fz.window_s, tolerances, fz.tolerance_by)
 
 
 def _select(spark: SparkSession, pairs: DataFrame, p: Prepared, after: int) -> FuzzyResult:
@@ -178,7 +177,7 @@ def _select(spark: SparkSession, pairs: DataFrame, p: Prepared, after: int) -> F
 def fuzzy_ours(p: Prepared) -> FuzzyResult:
     spark = p.left.sparkSession
     after = last_execution_id(spark)
-    pairs = candidate_pairs(p.left, p.right, [FUZZY_KEY], p.window_s, p.tolerances)
+    pairs = candidate_pairs(p.left, p.right, [FUZZY_KEY], p.window_s, p.tolerances, class_column=p.class_column)
     return _select(spark, pairs, p, after)
 
 
@@ -193,7 +192,7 @@ def fuzzy_naive(p: Prepared) -> FuzzyResult:
     pairs = joined.select(
         F.col("l_key").alias("l_key"), F.col("r_key").alias("r_key"), F.abs(l_ms - r_ms).alias("dt"),
         F.abs(F.col("l_qty") - F.col("r_qty")).alias("dq"),
-        quantity_tolerance(F.col("lservice_type"), F.col("l_qty"), p.tolerances).alias("_tol"))
+        quantity_tolerance(F.col("l" + p.class_column), F.col("l_qty"), p.tolerances).alias("_tol"))
     pairs = pairs.where(F.col("dq").cast("decimal(38,6)") <= F.col("_tol")).drop("_tol")
     return _select(spark, pairs, p, after)
 

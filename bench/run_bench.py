@@ -272,14 +272,14 @@ def bench_size(bench: Bench, rows: int, folder: Path, args: argparse.Namespace,
         checks["seed004"] = seed004_counts(rows, checks["outcomes"])
     if not args.skip_exact and rows == max(args.rows or [rows]):   # the issue measures it on the largest size
         with bench.step("exact stage (ours)", input_rows["rated_event"] + input_rows["bill_charge"]) as extra:
-            extra.update(baselines.exact_stage_ours(inputs, ruleset, conf.phone_region))
+            extra.update(baselines.exact_stage_ours(inputs, ruleset, cycle, conf.phone_region))
         if baselines.datacompy_available():
             with bench.step("exact stage (datacompy)", input_rows["rated_event"] + input_rows["bill_charge"]) as extra:
                 extra.update(baselines.exact_stage_datacompy(spark, inputs))
         else:
             LOG.warning("datacompy is not installed: `pip install -e .[bench]` (make bench does)")
     if args.rows_naive >= input_rows["cdr"]:
-        prepared = baselines.fuzzy_inputs(spark, inputs, conf, ruleset, folder / "floor" / "fuzzy")
+        prepared = baselines.fuzzy_inputs(spark, inputs, conf, cycle, ruleset, folder / "floor" / "fuzzy")
         fuzzy_rows = prepared.left_rows + prepared.right_rows
         with bench.step("fuzzy (ours)", fuzzy_rows) as extra:
             ours = baselines.fuzzy_ours(prepared)

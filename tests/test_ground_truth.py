@@ -19,14 +19,32 @@ from factories import CYCLE_BOUNDS, RULESET
 from jobs.config import load_conf
 from jobs.generate import generate
 from jobs.outputs import content_hash, read_output
-from jobs.ruleset import load_ruleset
+from jobs.ruleset import Ruleset, load_ruleset
 from jobs.run import execute
 from jobs.score import render, score
 from jobs.synthetic.usage_to_bill import GeneratorParams
 from jobs.utc import instant_micros
 from transforms.keys import account_bucket
-from transforms.schema import OUTCOMES
-from transforms.usage_to_rating import PRICED_OUTCOMES
+
+
+def vocabulary(ruleset: Ruleset) -> set[tuple[str, str, str]]:
+    """(control point, side, outcome) of every outcome the ruleset can give: per record control point side, the
+    outcomes its rules give (together, the control point's declared outcomes); per aggregate control point, its
+    outcomes beyond and within tolerance (side AGGREGATE, as jobs.score reports them)."""
+    out: set[tuple[str, str, str]] = set()
+    for cp in ruleset.record_points():
+        given = {(cp.id, side, rule.outcome) for side in cp.sides for rule in cp.decide[side]}
+        assert {o for _, _, o in given} == set(cp.outcomes), cp.id
+        out |= given
+    for cp in ruleset.aggregate_points():
+        assert cp.beyond is not None and cp.within is not None
+        out |= {(cp.id, "AGGREGATE", cp.beyond), (cp.id, "AGGREGATE", cp.within)}
+    return out
+
+
+def priced_outcomes(ruleset: Ruleset, cp_id: str) -> set[str]:
+    """The LEFT outcomes of a control point whose exposure is the record priced by a lookup (`priced_by`)."""
+    return {rule.outcome for rule in ruleset.control_points[cp_id].decide["LEFT"] if rule.priced_by}
 
 
 def _conf(tmp_path: Path, paths: dict[str, str]) -> Path:
@@ -49,8 +67,8 @@ def test_generated_month_scores_precision_and_recall_one(spark: SparkSession, tm
     imperfect = [s for s in scores if s.precision != 1.0 or s.recall != 1.0]
     assert not imperfect, table
     seen = {(s.control_point_id, s.side, s.outcome) for s in scores if s.expected > 0}
-    vocabulary = {(cp, side, o) for cp, sides in OUTCOMES.items() for side, outs in sides.items() for o in outs}
-    assert vocabulary <= seen, f"outcomes the generator did not plant: {sorted(vocabulary - seen)}\n{table}"
+    want = vocabulary(ruleset)
+    assert want <= seen, f"outcomes the generator did not plant: {sorted(want - seen)}\n{table}"
 
 
 @pytest.mark.slow
@@ -66,7 +84,10 @@ def test_never_rated_usage_is_priced_on_a_tariff_table_with_its_own_ids(spark: S
          .write.format("delta").save(out))
         paths[table] = out
     conf_path = _conf(tmp_path, paths)
-    result = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06")
+    ruleset = load_ruleset(RULESET)
+    priced_set = priced_outcomes(ruleset, "usage-to-rating")
+    assert priced_set == {"IN_SUSPENSE", "SUSPENSE_AGED", "LATE_USAGE", "USAGE_NOT_RATED"}, priced_set   # CONTRACT 2
+    result = execute(spark, load_conf(conf_path), ruleset, "2026-06")
 
     tariffs = [r.asDict() for r in spark.read.format("delta").load(paths["tariff"]).select(
         "tariff_id", "tariff_version", "service_type", instant_micros("valid_from").alias("since"),
@@ -76,10 +97,10 @@ def test_never_rated_usage_is_priced_on_a_tariff_table_with_its_own_ids(spark: S
         "record_id", "duration_s", "volume_bytes", instant_micros("start_time").alias("t")).dropDuplicates(["record_id"])
     never_rated = (spark.read.format("delta").load(result.output_refs["record_outcome"])
                    .where((F.col("run_id") == result.run_id) & (F.col("control_point_id") == "usage-to-rating")
-                          & (F.col("side") == "LEFT") & F.col("outcome").isin(*PRICED_OUTCOMES))
+                          & (F.col("side") == "LEFT") & F.col("outcome").isin(*priced_set))
                    .join(cdr, "record_id").select("record_id", "outcome", "service_type", "t", "duration_s",
                                                   "volume_bytes", "exposure_amount").collect())
-    assert {r["outcome"] for r in never_rated} == set(PRICED_OUTCOMES)
+    assert {r["outcome"] for r in never_rated} == priced_set
 
     def price(row: Any) -> Decimal:
         valid = sorted((t for t in tariffs if t["service_type"] == row["service_type"] and t["since"] <= row["t"]
