@@ -10,7 +10,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -89,7 +88,6 @@ def _charge(cid: str | None, pid: str | None, amount: str, **kw: Any) -> dict[st
 
 def test_a_hand_written_july_with_other_ids_and_skus(spark: SparkSession, tmp_path: Path) -> None:
     """July has 31 days; ids, SKUs and accounts are not the generator's; the cutoff is the 30th."""
-    jul = datetime(2026, 7, 1, tzinfo=UTC)
     base = {"account_id": "A-9", "billing_product_code": "FIBRE-1G", "monthly_fee": Decimal("31.000000"),
             "quantity": 1, "activation_date": datetime(2026, 1, 5, tzinfo=UTC)}
     products = [
