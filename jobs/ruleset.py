@@ -3,7 +3,7 @@
 Every error names the file, the key path and the offending value (a rule by its name), because the person reading
 it is an RA analyst editing YAML at month-end. Loading never touches Spark: what needs Spark to be checked (a rule's
 SQL against the columns it reads) is checked when the engine compiles the control point, before any job runs on
-data, and also exits 2 naming the rule (transforms/engine/compile.py).
+data, and also exits 2 naming the file and the rule (jobs/run.py `check_rules`).
 """
 
 from __future__ import annotations
@@ -193,8 +193,12 @@ def _input(r: _Reader, name: str, value: Any) -> Input:
         columns={str(k): r.sql(f"{key}.columns.{k}", v, {}) for k, v in columns.items()},
         amount=m.get("amount"), currency=m.get("currency"), lineage=lineage,
     )
-    base = tuple(c for c in (inp.id, inp.arrival, inp.amount, inp.currency, *(inp.order), *(inp.phones)) if c)
-    _check_columns(r, key, base, inp, base_only=True)
+    for part in ("id", "arrival", "amount", "currency"):
+        value_of = getattr(inp, part)
+        if value_of is not None:
+            _check_columns(r, f"{key}.{part}", (str(value_of),), inp, base_only=True)
+    _check_columns(r, f"{key}.order", inp.order, inp, base_only=True)
+    _check_columns(r, f"{key}.phones", inp.phones, inp, base_only=True)
     if cycle is not None:
         placed = tuple(c for c in (cycle.by, cycle.time, *(cycle.active or ())) if c)
         _check_columns(r, f"{key}.cycle", placed, inp, base_only=True)
@@ -221,6 +225,22 @@ def _checks(r: _Reader, value: Any, inputs: Mapping[str, Input]) -> dict[str, tu
                                 needs))
         out[str(name)] = tuple(checks)
     return out
+
+
+def _checks_that_run(r: _Reader, checks: Mapping[str, tuple[Check, ...]], cps: Mapping[str, ControlPoint]) -> None:
+    """Refuse a check that would never run: on an input no record control point has as a side, or one whose `needs`
+    column no side reading its input requires (a check runs on the sides that require its column)."""
+    sides = [s for cp in cps.values() if cp.kind == "record" for s in cp.sides.values()]
+    for name, items in checks.items():
+        reading = [s for s in sides if s.input == name]
+        if items and not reading:
+            raise r.fail(f"checks.{name}", f"input {name} is no side of a record control point: its checks would "
+                         "never run")
+        for i, check in enumerate(items):
+            if check.needs is not None and not any(check.needs in s.required for s in reading):
+                raise r.fail(f"checks.{name}[{i}].needs", f"no side reading input {name} requires "
+                             f"{check.needs!r}, so this check would never run (add it to a side's required, or "
+                             "drop needs to run the check on every side)")
 
 
 # ------------------------------------------------------------------------------------------------ control points
@@ -290,7 +310,8 @@ def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, In
         for part in ("by", "at", "quantity"):
             if not m.get(part):
                 raise r.fail(f"{key}.{part}", f"missing (required by a {kind} lookup)")
-        _check_columns(r, f"{key}.by", (str(m["by"]), str(m["at"]), str(m["quantity"])), side)
+        for part in ("by", "at", "quantity"):
+            _check_columns(r, f"{key}.{part}", (str(m[part]),), side)
     columns = r.mapping(f"{key}.columns", m.get("columns") or {})
     mapping = r.mapping(f"{key}.map", m.get("map") or {})
     if mapping and kind != "price_list":
@@ -376,7 +397,7 @@ def _by_side(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec]) ->
 
 
 def _rules(r: _Reader, key: str, value: Any, outcomes: Mapping[str, OutcomePolicy], lookups: Mapping[str, Lookup],
-           params: Mapping[str, object]) -> tuple[Rule, ...]:
+           params: Mapping[str, object], side: str) -> tuple[Rule, ...]:
     if not isinstance(value, list) or not value:
         raise r.fail(key, f"expected an ordered list of rules, got {value!r}")
     rules, seen = [], set()
@@ -392,6 +413,9 @@ def _rules(r: _Reader, key: str, value: Any, outcomes: Mapping[str, OutcomePolic
         if outcome not in outcomes:
             raise r.fail(f"{rkey}.outcome", f"{outcome!r} has no policy under outcomes ({', '.join(outcomes)})")
         priced_by = m.get("priced_by")
+        if priced_by is not None and side != "LEFT":
+            raise r.fail(f"{rkey}.priced_by", f"{priced_by!r}: lookups price the LEFT side's records (their columns "
+                         "are checked against the left input); a RIGHT rule gives its exposure as SQL")
         if priced_by is not None and (priced_by not in lookups or lookups[priced_by].kind == "key"):
             raise r.fail(f"{rkey}.priced_by", f"{priced_by!r} is not a price or price_list lookup of this control "
                          "point")
@@ -449,7 +473,7 @@ def _record_point(r: _Reader, cp_id: str, m: dict[str, Any], inputs: Mapping[str
     for side in sides:
         if side not in decide_raw:
             raise r.fail(f"{key}.decide.{side}", "missing: every side's records need rules giving their outcome")
-        decide[side] = _rules(r, f"{key}.decide.{side}", decide_raw[side], outcomes, lookups, sql_params)
+        decide[side] = _rules(r, f"{key}.decide.{side}", decide_raw[side], outcomes, lookups, sql_params, side)
     for extra in set(decide_raw) - set(sides):
         raise r.fail(f"{key}.decide.{extra}", "this control point has no such side")
     used = {rule.outcome for rules in decide.values() for rule in rules}
@@ -471,9 +495,10 @@ def _record_point(r: _Reader, cp_id: str, m: dict[str, Any], inputs: Mapping[str
         if x.get("input") not in inputs:
             raise r.fail(f"{rkey}.input", f"{x.get('input')!r} is not an input")
         rep_outcomes = r.names(f"{rkey}.outcomes", x.get("outcomes"))
-        for o in (*rep_outcomes, x.get("owner_of")):
-            if o not in outcomes:
-                raise r.fail(f"{rkey}", f"{o!r} is not an outcome of this control point")
+        for part, names in (("outcomes", rep_outcomes), ("owner_of", (x.get("owner_of"),))):
+            for o in names:
+                if o not in outcomes:
+                    raise r.fail(f"{rkey}.{part}", f"{o!r} is not an outcome of this control point")
         reports.append(Report(str(x["kind"]), str(x["input"]), rep_outcomes, str(x["owner_of"])))
     return ControlPoint(
         id=cp_id, kind="record", sides=sides, lookups=lookups, stages=stages, let=let, decide=decide,
@@ -557,6 +582,7 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
             raise r.fail(f"control_points.{cp_id}.kind", f"{kind!r} is not one of record, aggregate")
     if not cps:
         raise r.fail("control_points", "no control point declared")
+    _checks_that_run(r, checks, cps)
     return Ruleset(
         path=str(path), name=str(data.get("ruleset") or Path(path).stem), version=version,
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(), text=text,

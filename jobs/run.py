@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,7 +20,7 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cases import case_history
@@ -42,12 +42,13 @@ from transforms.checkpoints import (
 )
 from transforms.corrections import correction_requests
 from transforms.engine.aggregate import aggregate_variance
-from transforms.engine.decide import DECIDED, counterpart_columns, decide, with_counterpart
+from transforms.engine.analyse import check_rules
+from transforms.engine.decide import DECIDED, RuleError, counterpart_columns, decide, with_decided
 from transforms.engine.match import match
 from transforms.engine.prepare import BUCKET_ACCOUNT, IN_SIDE, prepare, quarantine_reason, with_bucket_accounts
 from transforms.engine.prepare import scoped as scope_rows
 from transforms.engine.reports import report_rows
-from transforms.engine.spec import ControlPoint
+from transforms.engine.spec import ControlPoint, Input
 from transforms.engine.sql import params_of
 from transforms.keys import account_bucket, case_id, key_fingerprint
 from transforms.lifecycle import apply_lifecycle, current_state
@@ -178,11 +179,32 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     rerun`): evidence about it, never the current result, and it requests no correction.
     Intermediate results written as files (spark.telcora.materialize.dir) live only as long as the run.
     """
+    with _named_by_ruleset(ruleset):
+        # Every rule's SQL against the shape its records will have: refused before a job reads a row.
+        check_rules(spark, ruleset.inputs, ruleset.checks, ruleset.control_points,
+                    _run_params(conf, ruleset), conf.cycle(cycle_id))
     with cut_scope(spark, f"{spark.sparkContext.applicationId}-run{next(_RUN_NUMBERS)}"):
         small = _is_small_run(spark, conf, ruleset)
         with small_run(spark) if small else contextlib.nullcontext():
             return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before,
                             reproduction_of, hooks)
+
+
+@contextlib.contextmanager
+def _named_by_ruleset(ruleset: Ruleset) -> Iterator[None]:
+    """A rule's SQL that does not analyse exits 2 naming the ruleset file, the key (the rule) and Spark's reason."""
+    try:
+        yield
+    except RuleError as exc:
+        raise ConfigError(ruleset.path, exc.where, exc.detail) from exc
+
+
+def _run_params(conf: EnvConf, ruleset: Ruleset) -> dict[str, object]:
+    """The ruleset's parameters, with the conf's override of the suspense SLA where the ruleset has one."""
+    run_params = dict(ruleset.params)
+    if conf.suspense_sla_days is not None and "suspense_sla_days" in run_params:
+        run_params["suspense_sla_days"] = conf.suspense_sla_days
+    return run_params
 
 
 def _is_small_run(spark: SparkSession, conf: EnvConf, ruleset: Ruleset) -> bool:
@@ -276,24 +298,22 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
     right_inp = ruleset.inputs[cp.right.input] if cp.right else None
     left = _side_frame(prepared[left_inp.name], ruleset, cp, "LEFT")
     right = _side_frame(prepared[right_inp.name], ruleset, cp, "RIGHT") if right_inp is not None else None
-    matched = match(left, right, cp.stages, left_inp.id, left.columns, right.columns if right is not None else [])
+    # What each side reads of its counterpart travels with the match; a left record's decision (`counterpart.
+    # outcome`, ...) exists only once the left side is decided, and is joined to the right records then.
+    right_reads = counterpart_columns(cp, "RIGHT") if right_inp is not None else []
+    decided = [c for c in right_reads if c in DECIDED]
+    matched = match(left, right, cp.stages, left_inp.id, left.columns, right.columns if right is not None else [],
+                    left_wants=counterpart_columns(cp, "LEFT"),
+                    right_wants=[c for c in right_reads if c not in DECIDED])
     counters.update(matched.counters)
     lookup_tables = {name: tables[ruleset.inputs[name].table] for name in ruleset.inputs}
-    left_m = matched.left
-    if matched.right is not None:
-        left_m = with_counterpart(left_m, matched.right, counterpart_columns(cp, "LEFT"))
-    left_out = decide(left_m, cp, "LEFT", left_inp, right_inp, lookup_tables, params)
+    left_out = decide(matched.left, cp, "LEFT", left_inp, right_inp, lookup_tables, params)
     if matched.right is None or right_inp is None:
         return left_out
-    # A right record may take its counterpart's decided outcome (`counterpart.outcome`, `.reason_code`, ...): the
-    # left side is decided first.
-    wanted = counterpart_columns(cp, "RIGHT")
-    decided = [c for c in wanted if c in DECIDED]
-    left_info = matched.left
+    right_m = matched.right
     if decided:
         left_out = materialize(left_out)
-        left_info = left_info.join(left_out.select(F.col("record_key").alias("_key"), *decided), "_key", "left")
-    right_m = with_counterpart(matched.right, left_info, wanted)
+        right_m = with_decided(right_m, left_out, decided)
     right_out = decide(right_m, cp, "RIGHT", right_inp, left_inp, lookup_tables, params)
     return left_out.unionByName(right_out)
 
@@ -327,9 +347,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         return result
 
     tags = {"run_id": run_id, "ruleset_version": ruleset.version, "cycle_id": cycle_id}
-    run_params = dict(ruleset.params)
-    if conf.suspense_sla_days is not None and "suspense_sla_days" in run_params:
-        run_params["suspense_sla_days"] = conf.suspense_sla_days
+    run_params = _run_params(conf, ruleset)
     cps = ruleset.control_points
 
     candidates_of = scope_inputs(raw, cycle, ruleset, bucket)
@@ -339,11 +357,20 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             # read of an input is a read of the whole month. Read each input once and keep the bucket's rows.
             candidates_of = {name: materialize(df) for name, df in candidates_of.items()}
         # Prepared sides: identity, normalized phones and derived columns, once per input for every side reading it.
-        prepared = {name: materialize(prepare(df.where(F.col(IN_SIDE)).drop(IN_SIDE), ruleset.inputs[name],
-                                              conf.phone_region))
-                    for name, df in candidates_of.items()}
-        # Each side's record keys as a multiset fingerprint: outcome rows must carry each exactly once.
-        key_totals = {name: _key_fingerprint(df) for name, df in prepared.items()}
+        # The job that computes them also takes, as observed metrics, the conservation law's left-hand side over
+        # the candidates (rows read and out of scope, amounts, the watermark) and the multiset fingerprint of the
+        # side's record keys (outcome rows must carry each exactly once): no pass of its own.
+        observed_totals: dict[str, Observation] = {}
+        observed_keys: dict[str, Observation] = {}
+        prepared = {}
+        for name, df in candidates_of.items():
+            observed_totals[name] = Observation(f"telco-ra:totals:{name}:{run_id}")
+            observed_keys[name] = Observation(f"telco-ra:keys:{name}:{run_id}")
+            read = df.observe(observed_totals[name], *_input_totals(ruleset.inputs[name]))
+            side = prepare(read.where(F.col(IN_SIDE)).drop(IN_SIDE), ruleset.inputs[name], conf.phone_region,
+                           phone_values=df.where(F.col(IN_SIDE)).drop(IN_SIDE))
+            prepared[name] = materialize(side.observe(observed_keys[name],
+                                                      key_fingerprint(F.col("_key")).alias("keys")), observed=True)
 
     buckets = ruleset.account_buckets
     counters: dict[str, dict[str, int]] = {cp_id: {} for cp_id in cps}
@@ -355,7 +382,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         with phase(spark, cp.id, run_id):
             finalize = finalize_outcomes(tags, cp.id, buckets)
             build = functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, counters[cp.id])
-            outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
+            with _named_by_ruleset(ruleset):
+                outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
     outcomes = outcome_parts[0]
     for part in outcome_parts[1:]:
         outcomes = outcomes.unionByName(part)
@@ -381,28 +409,20 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     del last_reader
 
     with phase(spark, "totals", run_id):
-        # Watermark and input totals in one pass per input, over its candidates (the conservation law's left-hand
-        # side is taken before scoping: rows read = outcome rows + rows out of scope).
+        # Watermark and input totals, observed over each input's candidates while it was prepared (the conservation
+        # law's left-hand side is taken before scoping: rows read = outcome rows + rows out of scope).
         totals: dict[str, dict[str, Any]] = {}
         watermark_micros: int | None = None
-        for name, df in candidates_of.items():
+        for name in candidates_of:
             inp = ruleset.inputs[name]
-            out = ~F.col(IN_SIDE)
-            aggs = [F.count(F.lit(1)).alias("n_read"), F.count_if(out).alias("n_out")]
-            if inp.arrival:
-                aggs.append(F.max(F.when(F.col(IN_SIDE), instant_micros(inp.arrival))).alias("w"))
-            if inp.amount:
-                aggs += [F.sum(inp.amount).cast(MONEY_SUM).alias("amount_read"),
-                         F.sum(F.when(out, F.col(inp.amount))).cast(MONEY_SUM).alias("amount_out")]
-            row = df.agg(*aggs).first()
-            assert row is not None
+            row = observed_totals[name].get
             totals[name] = {"n_read": int(row["n_read"]), "n_out": int(row["n_out"]),
                             "n": int(row["n_read"]) - int(row["n_out"]), "table": inp.table,
                             "amount_read": row["amount_read"] if inp.amount else None,
                             "amount_out": row["amount_out"] if inp.amount else None,
                             "amount": ((row["amount_read"] or Decimal(0)) - (row["amount_out"] or Decimal(0))
                                        if inp.amount else None),
-                            "keys": key_totals[name]}
+                            "keys": int(observed_keys[name].get["keys"] or 0)}
             if inp.arrival and row["w"] is not None:
                 watermark_micros = row["w"] if watermark_micros is None else max(watermark_micros, row["w"])
         watermark = micros_to_utc(watermark_micros)
@@ -535,11 +555,17 @@ def _finalized(build: Callable[[], DataFrame], finalize: Callable[[DataFrame], D
     return build().transform(finalize)
 
 
-def _key_fingerprint(prepared: DataFrame) -> int:
-    """The multiset fingerprint of a prepared side's record keys (read from its cut: one narrow scan)."""
-    row = prepared.agg(key_fingerprint(F.col("_key")).alias("keys")).first()
-    assert row is not None
-    return int(row["keys"] or 0)
+def _input_totals(inp: Input) -> list[Column]:
+    """Aggregates over an input's candidates: rows read and out of scope, their amounts, and the watermark (the
+    latest arrival among the rows in scope, as epoch micros)."""
+    out = ~F.col(IN_SIDE)
+    aggs = [F.count(F.lit(1)).alias("n_read"), F.count_if(out).alias("n_out")]
+    if inp.arrival:
+        aggs.append(F.max(F.when(F.col(IN_SIDE), instant_micros(inp.arrival))).alias("w"))
+    if inp.amount:
+        aggs += [F.sum(inp.amount).cast(MONEY_SUM).alias("amount_read"),
+                 F.sum(F.when(out, F.col(inp.amount))).cast(MONEY_SUM).alias("amount_out")]
+    return aggs
 
 
 def _check_conservation(ruleset: Ruleset, metrics: list[dict[str, Any]],

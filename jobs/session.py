@@ -52,6 +52,11 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # (seed-004 1M, phases whose code did not change between the two runs: prepare's shuffle 457 -> 250 MB,
     # usage-to-rating's 782 -> 450 MB) for no measurable CPU (job task time 316 -> 311 s).
     "spark.io.compression.codec": "zstd",
+    # PySpark 4 wraps every DataFrame and Column call to record its Python call site in the JVM (for error
+    # messages): several py4j round trips per call. A run builds its plans from thousands of such calls; on a
+    # 1,000-event run those round trips were most of the wall time (cProfile: 75,000 py4j calls, 66 of 84 s waiting
+    # on the socket). Rule SQL errors are named by the engine (transforms/engine/analyse.py), not by call sites.
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 
 

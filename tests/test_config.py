@@ -153,6 +153,27 @@ BAD_RULESETS = [
      "control_points.usage-to-rating.left.table: unknown key (allowed: describe, input, required, unique_id)"),
     ("contract-1 unrated_tariff", lambda d: d[CP][U2R].update(unrated_tariff={"VOICE": "VOICE-STD"}),
      "control_points.usage-to-rating.unrated_tariff: unknown key"),
+    # keys are reported where they are, not under their parent
+    ("lookup time column", lambda d: d[CP][U2R]["lookups"]["price"].update(at="start_tme"),
+     "control_points.usage-to-rating.lookups.price.at: unknown column 'start_tme' of input cdr"),
+    ("lookup quantity column", lambda d: d[CP][U2R]["lookups"]["price"].update(quantity="qty"),
+     "control_points.usage-to-rating.lookups.price.quantity: unknown column 'qty' of input cdr"),
+    ("input id column", lambda d: d["inputs"]["rated_event"].update(id="rated_id"),
+     "inputs.rated_event.id: unknown column 'rated_id' of input rated_event"),
+    ("report outcome", lambda d: d[CP][U2R]["reports"][0].update(outcomes=["IN_SUSPENSE", "AGED"]),
+     "control_points.usage-to-rating.reports[0].outcomes: 'AGED' is not an outcome of this control point"),
+    ("report owner_of", lambda d: d[CP][U2R]["reports"][0].update(owner_of="AGED"),
+     "control_points.usage-to-rating.reports[0].owner_of: 'AGED' is not an outcome of this control point"),
+    # lookups price LEFT records (their columns are checked against the left input)
+    ("priced_by on a RIGHT rule", lambda d: d[CP][U2R]["decide"]["RIGHT"][-1].update(priced_by="price"),
+     "control_points.usage-to-rating.decide.RIGHT.without-usage.priced_by: 'price': lookups price the LEFT side"),
+    # a check runs on the sides that require its column: one no side requires would never run
+    ("check nobody runs", lambda d: d["checks"]["rated_event"].append(
+        {"reason": "no tariff id", "fails": "tariff_id = ''", "needs": "tariff_version"}),
+     "checks.rated_event[4].needs: no side reading input rated_event requires 'tariff_version', so this check "
+     "would never run"),
+    ("checks of a lookup input", lambda d: d["checks"].update(tariff=[{"reason": "x", "fails": "amount < 0"}]),
+     "checks.tariff: input tariff is no side of a record control point: its checks would never run"),
     # Fuzzy selection loops until a round resolves nothing: a ruleset that still bounds the rounds is out of date.
     ("max_rounds removed", lambda d: d[CP][U2R]["stages"]["fuzzy"].update(max_rounds=8),
      "control_points.usage-to-rating.stages.fuzzy.max_rounds: unknown key"),
@@ -303,17 +324,14 @@ def test_a_rule_naming_an_unknown_column_exits_2_naming_rule_and_column(
     assert not (month.parent / "output").exists()
 
 
-# Known gaps of the engine (reported): jobs/ruleset.py says a rule's SQL is checked "before any job runs on data",
-# and every refusal names the file; a rule's SQL is analysed when its control point is decided, after the inputs
-# are read, scoped, prepared and matched, and the refusal names the key but not the ruleset file.
-@pytest.mark.xfail(strict=True, reason="RuleError carries no ruleset path (transforms/engine/decide.py RuleError)")
+# Rule SQL is analysed against the shape each side's records will have (transforms/engine/analyse.py) before the
+# inputs are pinned: refused naming the ruleset file and the rule, with no Spark job run.
 def test_a_rule_naming_an_unknown_column_is_refused_naming_the_file(misspelt_rule: tuple[Path, int, str, int]
                                                                     ) -> None:
     path, _, err, _ = misspelt_rule
     assert f"telco-ra: {path}: control_points.rating-to-billing.decide.LEFT.matched.when: " in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="rules are analysed in decide(), after Spark jobs read and match the inputs")
 def test_a_rule_naming_an_unknown_column_is_refused_before_spark_runs_a_job(
         misspelt_rule: tuple[Path, int, str, int]) -> None:
     _, _, _, jobs = misspelt_rule

@@ -22,7 +22,6 @@ from jobs.config import ConfigError, load_conf
 from jobs.ruleset import load_ruleset
 from jobs.run import execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE
-from transforms.engine.decide import RuleError
 
 CP_NAMES = {"usage-to-rating": "mediation-vs-rating", "rating-accuracy": "price-check",
             "rating-to-billing": "rating-vs-invoice", "usage-aggregate": "account-totals"}
@@ -178,5 +177,7 @@ def test_a_rule_whose_sql_does_not_analyse_is_named(spark: SparkSession, tmp_pat
     data = yaml.safe_load(Path(RULESET).read_text())
     data["control_points"]["rating-accuracy"]["decide"]["LEFT"][1]["when"] = "NOT tarif.found"
     conf_path = write_inputs(spark, tmp_path, {"rated_event": RATED[:3]})
-    with pytest.raises(RuleError, match=r"control_points.rating-accuracy.decide.LEFT.no-tariff.when: .*tarif"):
-        execute(spark, load_conf(conf_path), load_ruleset(_write(tmp_path, data)), "2026-06")
+    path = _write(tmp_path, data)
+    with pytest.raises(ConfigError, match=rf"{path}: control_points.rating-accuracy.decide.LEFT.no-tariff.when: "
+                                          r".*tarif"):
+        execute(spark, load_conf(conf_path), load_ruleset(path), "2026-06")

@@ -64,22 +64,26 @@ _LEVELS = {"DISK_ONLY": StorageLevel.DISK_ONLY, "MEMORY_AND_DISK_SER": StorageLe
            "MEMORY_AND_DISK": StorageLevel(True, True, False, True), "MEMORY_ONLY_SER": StorageLevel.MEMORY_ONLY}
 
 
-def materialize(df: DataFrame) -> DataFrame:
+def materialize(df: DataFrame, observed: bool = False) -> DataFrame:
     """Compute `df` once, cut its lineage, and release the shuffles that computing it created.
 
     A reliable checkpoint is used where a checkpoint directory is configured (clusters: survives executor loss),
     else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says). In a small
-    run (`small_run`) nothing is computed here: the rows are kept once the first job that needs them computes them.
+    run (`small_run`) the cut is lazy: it shortens the plan at once (no job of its own) and keeps its rows when the
+    first job that needs them computes them; its shuffles are not looked for (tiny), and it is never released
+    before the run ends (a release before that first job would lose its blocks). `observed`: the plan carries
+    `DataFrame.observe` metrics, which only an action on the plan itself reports: it is computed here, small or not.
     """
-    if _THREAD.small:
-        # Kept when the first job that needs the rows computes them; no job of its own. (A lazy local checkpoint
-        # would also cut the plan, but a release before its first computation loses its blocks.)
-        kept = df.persist(StorageLevel.MEMORY_AND_DISK)
-        if _THREAD.made:
-            _THREAD.made[-1].append(kept)
-        return kept
     spark = df.sparkSession
-    free_shuffles = (spark.conf.get(RELEASE_SHUFFLES_KEY, "true") or "true").strip().lower() == "true"
+    if _THREAD.small and not observed:
+        with _described(spark, _caller()):
+            lazy = df.localCheckpoint(eager=False)
+        if _THREAD.made:
+            _THREAD.made[-1].append(lazy)
+        return lazy
+    # A small run's shuffles are a few kilobytes: asking the driver which to free costs more than keeping them.
+    free_shuffles = not _THREAD.small and (
+        spark.conf.get(RELEASE_SHUFFLES_KEY, "true") or "true").strip().lower() == "true"
     before = registered_shuffles(spark) if free_shuffles else frozenset()
     cut_dir = spark.conf.get(CUT_DIR_KEY, None)
     with _described(spark, _caller()):
@@ -122,7 +126,7 @@ def materialize_freeing(build: Callable[[], DataFrame]) -> DataFrame:
 
 
 def _caller() -> str:
-    """file:line (function) of the code that asked for the cut, e.g. 'usage_to_rating.py:144 (usage_to_rating)':
+    """file:line (function) of the code that asked for the cut, e.g. 'match.py:195 (match)':
     the first frame outside this module (materialize_freeing asks on its caller's behalf)."""
     frame = sys._getframe(1)
     while frame.f_code.co_filename == __file__ and frame.f_back is not None:
@@ -194,9 +198,11 @@ def small_run(spark: SparkSession) -> Iterator[None]:
 
     What makes a big run scale makes a small run slow: each cut is a job that computes an intermediate of a few
     hundred rows, each broadcast decision counts rows, and adaptive execution turns every exchange into a job of its
-    own: a 1,000-event month started 270 Spark jobs. In a small run cuts only mark results to be kept when first
-    computed, nothing is counted to decide a broadcast, and the session runs without adaptive execution and
-    broadcasts (SMALL_RUN_SETTINGS), so a Spark job is an action of the run. Results are the same: the run's
+    own: a 1,000-event month started 270 Spark jobs. In a small run nothing is counted to decide a broadcast, no
+    shuffle is looked for to free, and the session runs without adaptive execution and broadcasts
+    (SMALL_RUN_SETTINGS), so a Spark job is an action of the run (a cut is one). Cuts still compute: a plan that
+    is not cut grows with every reuse of an intermediate (Catalyst took minutes over a run's uncut plans, and
+    persisted results that are not cuts do not shorten them). Results are the same: the run's
     outputs do not depend on how Spark plans it (tested across partitionings and adaptive settings).
     """
     previous: dict[str, str | None] = {key: spark.conf.get(key, None) for key in SMALL_RUN_SETTINGS}
@@ -222,6 +228,8 @@ def release(df: DataFrame) -> None:
     the largest intermediates, so they are freed then rather than at the end. A DataFrame that is not a cut is
     left alone.
     """
+    if _THREAD.small:
+        return            # a small run's cuts live until it ends (see `materialize`)
     spark = df.sparkSession
     plan = df._jdf.queryExecution().analyzed()
     if plan.getClass().getSimpleName() == "LogicalRDD":          # a checkpoint: unpersist its blocks

@@ -18,7 +18,7 @@ from transforms.schema import CONFIDENCE, MONEY, RECORD_OUTCOME
 
 # Internal columns carried next to the contract's, used for cases and metrics, dropped or kept as extras.
 # `unpriced`: a row whose exposure should come from a price and could not (no tariff): counted in control_run.
-# `bucket_account`: the account whose bucket the row is laid out in (its lineage root's, transforms/lineage_bucket).
+# `bucket_account`: the account whose bucket the row is laid out in (its lineage root's, transforms/engine/prepare.py).
 # `quarantined`: the row could not take part (aggregates sum only the rows that did).
 INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table", "unpriced", "bucket_account",
             "quarantined")

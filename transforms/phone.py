@@ -104,7 +104,7 @@ def _e164_pandas_udf(default_region: str) -> Callable[[Column], Column]:
 
 
 def normalize_phone_columns(
-    columns: Sequence[str], default_region: str, suffix: str = "_e164"
+    columns: Sequence[str], default_region: str, suffix: str = "_e164", values_from: DataFrame | None = None
 ) -> Callable[[DataFrame], DataFrame]:
     """Add `<col><suffix>` (nullable string, E.164 or null) for each phone column; use with `DataFrame.transform`.
 
@@ -113,6 +113,10 @@ def normalize_phone_columns(
     is small enough (spark.telcora.phone.broadcastMaxBytes). A null raw value, or
     one that is not a possible number, gives null. Rows are never dropped or duplicated (the mapping is unique on
     the raw value) but their order is not kept.
+
+    `values_from`: the frame whose raw values make the mapping, when it is not the transformed frame itself (the
+    same rows without `DataFrame.observe` metrics: the mapping is cut before the frame is computed, and a cut of
+    an observed plan would report its metrics first).
 
     Example::
 
@@ -143,8 +147,9 @@ def normalize_phone_columns(
 
         col_key = "__phone_col"
         raw_values: DataFrame | None = None
+        source = df if values_from is None else values_from
         for i, c in enumerate(cols):
-            values = df.select(F.lit(i).alias(col_key), F.col(c).cast("string").alias(raw_key))
+            values = source.select(F.lit(i).alias(col_key), F.col(c).cast("string").alias(raw_key))
             raw_values = values if raw_values is None else raw_values.unionByName(values)
         assert raw_values is not None
         # (column, raw value) pairs, so each column gets a mapping of its own values only: a column with few

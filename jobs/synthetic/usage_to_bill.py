@@ -1114,7 +1114,7 @@ def _ground_truth(cdr: DataFrame, rated: DataFrame, charges: DataFrame) -> DataF
     """One row per record and control side it takes part in, plus one per (account, service_type) aggregate group.
 
     `account_id` is the account of the record's lineage root, as the engine buckets records (transforms/
-    lineage_bucket.py): a cdr's own, a rated event's cdr's, a charge's rated event's root's; without lineage (or
+    engine/prepare.py, with_bucket_accounts): a cdr's own, a rated event's cdr's, a charge's rated event's root's; without lineage (or
     with lineage to a record that does not exist) the record's own. For a cross-account pair (`_rated_labeled`) that
     is the cdr's account, not the one on the rated event and charge. The usage-aggregate groups are per lineage
     root's account too. They are not split by currency: the month has one currency (params.currency) in every table,

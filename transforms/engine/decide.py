@@ -30,7 +30,8 @@ class RuleError(ValueError):
     rule (or key) and Spark's reason."""
 
     def __init__(self, where: str, text: str, why: str) -> None:
-        super().__init__(f"{where}: {why.splitlines()[0][:300]} (in {text!r})")
+        self.detail = f"{why.splitlines()[0][:300]} (in {text!r})"
+        super().__init__(f"{where}: {self.detail}")
         self.where = where
 
 
@@ -68,13 +69,13 @@ def lookups_used(cp: ControlPoint, side: str) -> list[str]:
     return [name for name in cp.lookups if name in used or re.search(rf"\b{re.escape(name)}\.", texts)]
 
 
-def _checked(df: DataFrame, where: str, text: str, params: Mapping[str, object]) -> Column:
-    """The rendered SQL as a Column, analysed against `df`'s columns (on an empty frame of its schema: a short plan,
+def _checked(shape: DataFrame, where: str, text: str, params: Mapping[str, object]) -> Column:
+    """The rendered SQL as a Column, analysed against `shape` (an empty frame of the records' schema: a short plan,
     no job) so that SQL that does not analyse is named by its rule, not by a stack trace."""
     rendered = render(text, params)
     try:
         column = F.expr(rendered)
-        _shape(df).select(column)
+        shape.select(column)
     except (AnalysisException, ParseException) as exc:
         raise RuleError(where, text, str(exc)) from exc
     return column
@@ -84,12 +85,15 @@ def _shape(df: DataFrame) -> DataFrame:
     return df.sparkSession.createDataFrame([], df.schema)
 
 
-def with_counterpart(df: DataFrame, other: DataFrame, columns: Sequence[str]) -> DataFrame:
-    """`counterpart`: the named columns of the record `match.key` names on the other side (null where none)."""
-    if not columns:
-        return df
-    info = other.select(F.col("_key").alias("_ck"), F.struct(*[F.col(c) for c in columns]).alias("counterpart"))
-    return df.join(info, F.col("match.key") == F.col("_ck"), "left").drop("_ck")
+def with_decided(df: DataFrame, decided_left: DataFrame, columns: Sequence[str]) -> DataFrame:
+    """`counterpart` with the named columns of the left decision (outcome rows) of the record `match.key` names
+    added to what the match carried (null where there is no counterpart)."""
+    info = decided_left.select(F.col("record_key").alias("_ck"), *[F.col(c).alias(f"_cd_{c}") for c in columns])
+    joined = df.join(info, F.col("match.key") == F.col("_ck"), "left")
+    carried = [F.col(f"counterpart.{f}") for f in df.schema["counterpart"].dataType.fieldNames()  # type: ignore
+               ] if "counterpart" in df.columns else []
+    merged = F.when(F.col("_ck").isNotNull(), F.struct(*carried, *[F.col(f"_cd_{c}").alias(c) for c in columns]))
+    return joined.withColumn("counterpart", merged).drop("_ck", *[f"_cd_{c}" for c in columns])
 
 
 def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input | None,
@@ -98,12 +102,14 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
     base = f"control_points.{cp.id}"
     for name in lookups_used(cp, side):
         df = apply_lookup(df, cp.lookups[name], lookup_tables[cp.lookups[name].input], params)
+    shape = _shape(df)
     for name, sql in cp.let.get(side, {}).items():
-        df = df.withColumn(name, _checked(df, f"{base}.let.{side}.{name}", sql, params))
+        let_col = _checked(shape, f"{base}.let.{side}.{name}", sql, params)
+        df, shape = df.withColumn(name, let_col), shape.withColumn(name, let_col)
     rules: Sequence[Rule] = cp.decide[side]
     which: Column = F.lit(None).cast("int")
     for i, rule in reversed(list(enumerate(rules))):
-        cond = _checked(df, f"{base}.decide.{side}.{rule.name}.when", rule.when, params)
+        cond = _checked(shape, f"{base}.decide.{side}.{rule.name}.when", rule.when, params)
         which = F.when(F.coalesce(cond, F.lit(False)), F.lit(i)).otherwise(which)
     df = df.withColumn("_rule", which)
 
@@ -120,7 +126,7 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
             text = getattr(rule, name)
             if text is None:
                 return None
-            return _checked(df, f"{base}.decide.{side}.{rule.name}.{name}", text, params)
+            return _checked(shape, f"{base}.decide.{side}.{rule.name}.{name}", text, params)
         return get
 
     def exposure(rule: Rule) -> Column | None:
@@ -138,14 +144,14 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
 
     def record(col: str, default: Column, dtype: str) -> Column:
         if col in overrides:
-            return _checked(df, f"{base}.record.{side}.{col}", overrides[col], params).cast(dtype)
+            return _checked(shape, f"{base}.record.{side}.{col}", overrides[col], params).cast(dtype)
         return default.cast(dtype)
 
     def described(col: str, dtype: str) -> Column:
         sql = cp.sides[side].describe.get(col)
         if sql is None:
             return F.lit(None).cast(dtype)
-        return _checked(df, f"{base}.{side.lower()}.describe.{col}", sql, params).cast(dtype)
+        return _checked(shape, f"{base}.{side.lower()}.describe.{col}", sql, params).cast(dtype)
 
     has_match = "match" in df.columns
     copy = F.coalesce(F.col("dup.copy"), F.lit(False)) if "dup" in df.columns else F.lit(False)

@@ -118,39 +118,71 @@ def _eq(left_cols: Sequence[str], right_cols: Sequence[str]) -> Column:
     return cond
 
 
-def _lineage(valid_left: DataFrame, stage: ExactStage) -> DataFrame:
-    """(`_xk<i>`, `_lroot`, `_own`): per left key value, the original its first record leads to."""
+def _lineage(valid_left: DataFrame, stage: ExactStage, roots_cp: DataFrame | None) -> DataFrame:
+    """(`_xk<i>`, `_lroot`, `_own`, `_lcp`): per left key value, the original its first record leads to, and the
+    original's columns a right record reads as its counterpart. `roots_cp` (`_rk`, `_lcp` per original) where a
+    first record may be a copy; None where every record is its own original."""
     firsts = valid_left.where(F.col("_first_of_id"))
     for c in stage.left:
         firsts = firsts.where(F.col(c).isNotNull())
     keyed = firsts.select(*[F.col(c).alias(f"_xk{i}") for i, c in enumerate(stage.left)],
-                          F.col("_root").alias("_lroot"), (F.col("_root._key") == F.col("_key")).alias("_own"))
+                          F.col("_root").alias("_lroot"), (F.col("_root._key") == F.col("_key")).alias("_own"),
+                          *([] if roots_cp is not None else [F.col("_lcp")]))
+    if roots_cp is not None:
+        keyed = keyed.join(roots_cp, F.col("_lroot._key") == F.col("_rk"), "left").drop("_rk")
     if stage.unique:
         counts = keyed.groupBy(*[f"_xk{i}" for i in range(len(stage.left))]).agg(F.count(F.lit(1)).alias("_n"))
         keyed = keyed.join(counts.where(F.col("_n") == 1).drop("_n"), [f"_xk{i}" for i in range(len(stage.left))])
     return keyed
 
 
-def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[ExactStage]) -> DataFrame:
-    """Valid right records with `_lroot`/`_own` where an exact stage links them, and their `_exact_rank`."""
+def _unlinked(df: DataFrame, cp_type: str) -> DataFrame:
+    return (df.withColumn("_lroot", F.lit(None).cast("struct<_key:string,_hash:string,_rid:string>"))
+            .withColumn("_own", F.lit(None).cast("boolean")).withColumn("_lcp", F.lit(None).cast(cp_type))
+            .withColumn("_xstage", F.lit(None).cast("int")).withColumn("_exact_rank", F.lit(None).cast("int")))
+
+
+def _exact_on_key(valid_left: DataFrame, valid_right: DataFrame, stage: ExactStage, cp_type: str) -> DataFrame:
+    """One exact stage where every record is its own original (no duplicates stage): a right key value links to
+    at most one original, so the right records of one original are those of one key value, ranked on the join's
+    own partitioning (no second shuffle). Right records with a null key link to nothing and stay out of the join
+    (they would all hash to one task)."""
+    keyed = valid_right
+    for c in stage.right:
+        keyed = keyed.where(F.col(c).isNotNull())
+    unkeyed = valid_right.where(F.greatest(*[F.col(c).isNull() for c in stage.right]) if len(stage.right) > 1
+                                else F.col(stage.right[0]).isNull())
+    joined = keyed.join(_lineage(valid_left, stage, None), _eq(stage.left, stage.right), "left").drop(
+        *[f"_xk{j}" for j in range(len(stage.left))])
+    rank_w = Window.partitionBy(*stage.right).orderBy(
+        F.col("_own").desc_nulls_last(), *[F.col(c).asc_nulls_last() for c in stage.order], F.col("_key"))
+    linked = F.col("_lroot").isNotNull()
+    ranked = (joined.withColumn("_xstage", F.when(linked, F.lit(0)))
+              .withColumn("_exact_rank", F.when(linked, F.row_number().over(rank_w))))
+    return ranked.unionByName(_unlinked(unkeyed, cp_type))
+
+
+def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[ExactStage], roots_cp: DataFrame | None,
+           cp_type: str) -> DataFrame:
+    """Valid right records with `_lroot`/`_own`/`_lcp` where an exact stage links them, and their `_exact_rank`."""
+    if len(stages) == 1 and stages[0].right_where is None and roots_cp is None:
+        return _exact_on_key(valid_left, valid_right, stages[0], cp_type)
     linked_parts: list[DataFrame] = []
     rest = valid_right
     order_of: list[tuple[str, ...]] = []
     for i, stage in enumerate(stages):
-        lineage = _lineage(valid_left, stage)
+        lineage = _lineage(valid_left, stage, roots_cp)
         eligible = rest if stage.right_where is None else rest.where(F.coalesce(F.expr(stage.right_where),
                                                                                 F.lit(False)))
         held = None if stage.right_where is None else rest.where(~F.coalesce(F.expr(stage.right_where), F.lit(False)))
         joined = eligible.join(lineage, _eq(stage.left, stage.right), "left").drop(
             *[f"_xk{j}" for j in range(len(stage.left))])
         linked_parts.append(joined.where(F.col("_lroot").isNotNull()).withColumn("_xstage", F.lit(i)))
-        rest = joined.where(F.col("_lroot").isNull()).drop("_lroot", "_own")
+        rest = joined.where(F.col("_lroot").isNull()).drop("_lroot", "_own", "_lcp")
         if held is not None:
             rest = rest.unionByName(held)
         order_of.append(stage.order)
-    unlinked = (rest.withColumn("_lroot", F.lit(None).cast(
-        "struct<_key:string,_hash:string,_rid:string>")).withColumn("_own", F.lit(None).cast("boolean"))
-        .withColumn("_xstage", F.lit(None).cast("int")))
+    unlinked = _unlinked(rest, cp_type).drop("_exact_rank")
     linked = linked_parts[0]
     for part in linked_parts[1:]:
         linked = linked.unionByName(part)
@@ -165,12 +197,25 @@ def _staged(df: DataFrame, fz: FuzzyStage, quantity: str) -> DataFrame:
     return df.withColumn("_t", F.col(fz.time)).withColumn("_qty", F.col(quantity).cast("bigint"))
 
 
+def _cp_struct(df: DataFrame, wanted: Sequence[str]) -> Column:
+    """The columns of `df` a record of the other side reads as `counterpart.<column>` (a placeholder field where it
+    reads none: the struct travels with the match either way)."""
+    present = [c for c in wanted if c in df.columns]
+    if not present:
+        return F.struct(F.lit(None).cast("string").alias("_none"))
+    return F.struct(*[F.col(c) for c in present])
+
+
 def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str | None,
-          left_columns: Sequence[str], right_columns: Sequence[str]) -> Matched:
+          left_columns: Sequence[str], right_columns: Sequence[str], left_wants: Sequence[str] = (),
+          right_wants: Sequence[str] = ()) -> Matched:
     """Both sides with their `match` (and the left's `dup`) columns; see the module docstring.
 
     `left`/`right` carry `_key`, `_hash`, `quarantine` and the columns the stages read. `left_columns` and
     `right_columns` are the columns the caller keeps (the rest of the stage's intermediates is dropped).
+    `left_wants` (right columns a left record reads) and `right_wants` (left columns a right record reads) come out
+    as each side's `counterpart` struct: the record `match.key` names, carried through the match rather than joined
+    back by key afterwards (each join back shuffled a whole side again).
     """
     counters: dict[str, int] = {}
     valid_left = left.where(F.col(Q).isNull())
@@ -187,26 +232,37 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         none = F.lit(None).cast(MATCH_TYPE)
         out_left = valid_left.unionByName(quarantined_left).withColumn("dup", dup).withColumn("match", none)
         out_right = None if right is None else right.withColumn("match", none)
-        return Matched(out_left.select(*left_columns, "dup", "match"),
-                       None if out_right is None else out_right.select(*right_columns, "match"), counters)
+        if right is not None and left_wants:
+            out_left = out_left.withColumn("counterpart", F.lit(None).cast(
+                right.select(_cp_struct(right, left_wants).alias("c")).schema["c"].dataType))
+        if out_right is not None and right_wants:
+            out_right = out_right.withColumn("counterpart", F.lit(None).cast(
+                left.select(_cp_struct(left, right_wants).alias("c")).schema["c"].dataType))
+        cp_col = ["counterpart"] if "counterpart" in out_left.columns else []
+        return Matched(out_left.select(*left_columns, "dup", "match", *cp_col),
+                       None if out_right is None else out_right.select(
+                           *right_columns, "match", *(["counterpart"] if right_wants else [])), counters)
 
     valid_right = right.where(F.col(Q).isNull())
+    valid_left = valid_left.withColumn("_lcp", _cp_struct(valid_left, right_wants))
+    cp_type = valid_left.schema["_lcp"].dataType.simpleString()
+    originals = valid_left.where(~F.col("_is_dup"))
     if stages.exact:
-        exact = materialize(_exact(valid_left, valid_right, stages.exact))
+        roots_cp = (None if stages.duplicates is None
+                    else originals.select(F.col("_key").alias("_rk"), "_lcp"))
+        exact = materialize(_exact(valid_left.drop("_lcp") if roots_cp is not None else valid_left, valid_right,
+                                   stages.exact, roots_cp, cp_type))
     else:
-        exact = (valid_right.withColumn("_lroot", F.lit(None).cast("struct<_key:string,_hash:string,_rid:string>"))
-                 .withColumn("_own", F.lit(None).cast("boolean")).withColumn("_xstage", F.lit(None).cast("int"))
-                 .withColumn("_exact_rank", F.lit(None).cast("int")))
+        exact = _unlinked(valid_right, cp_type)
     exact_matched = exact.where(F.col("_exact_rank") == 1).select(
         F.col("_lroot._key").alias("_key"), F.col(right_id_col(exact)).alias("_re_id"),
-        F.col("_hash").alias("_re_hash"), F.col("_key").alias("_re_key"))
-    originals = valid_left.where(~F.col("_is_dup"))
+        F.col("_hash").alias("_re_hash"), F.col("_key").alias("_re_key"),
+        _cp_struct(exact, left_wants).alias("_re_cp"))
     exact_further = exact.where(F.col("_exact_rank") > 1).groupBy(F.col("_lroot._key").alias("_fk")).agg(
         F.count(F.lit(1)).alias("_n"))
 
-    empty_pairs = exact.sparkSession.createDataFrame([], "r_key string, _fz_id string, _fz_hash string, "
-                                                     "_fz_root string, _fz_conf decimal(5,4)")
-    right_fuzzy, left_fuzzy = empty_pairs, None
+    right_fuzzy: DataFrame | None = None
+    left_fuzzy: DataFrame | None = None
     amb_left = amb_right = probe_best = further_probe = None
     fz = stages.fuzzy
     if fz is not None:
@@ -224,26 +280,34 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         left_of_pairs = materialize(
             originals.select(F.col("_key").alias("l_key"), F.col("_root._rid").alias("_l_id"),
                              F.col("_hash").alias("_l_hash"), F.col(fz.tolerance_by).alias("_fclass"),
-                             F.col(fz.quantity_left).cast("bigint").alias("_fqty"))
+                             F.col(fz.quantity_left).cast("bigint").alias("_fqty"), F.col("_lcp").alias("_l_cp"))
             .join(small_side(fuzzy_matched), "l_key"))
         r_info = right.select(F.col("_key").alias("r_key"), F.col(right_id_col(right)).alias("_r_id"),
-                              F.col("_hash").alias("_r_hash"))
+                              F.col("_hash").alias("_r_hash"), _cp_struct(right, left_wants).alias("_r_cp"))
         fuzzy_pairs = small_side(materialize(r_info.join(small_side(left_of_pairs), "r_key").withColumn(
             "_conf", confidence(F.col("dt"), F.col("dq"), fz.window_s,
                                 quantity_tolerance(F.col("_fclass"), F.col("_fqty"), tolerances)))))
         right_fuzzy = fuzzy_pairs.select("r_key", F.col("_l_id").alias("_fz_id"), F.col("_l_hash").alias("_fz_hash"),
-                                         F.col("l_key").alias("_fz_root"), F.col("_conf").alias("_fz_conf"))
+                                         F.col("l_key").alias("_fz_root"), F.col("_conf").alias("_fz_conf"),
+                                         F.col("_l_cp").alias("_fz_cp"))
         left_fuzzy = fuzzy_pairs.select(F.col("l_key").alias("_key"), F.col("_r_id").alias("_lf_id"),
                                         F.col("_r_hash").alias("_lf_hash"), F.col("r_key").alias("_lf_key"),
-                                        F.col("_conf").alias("_lf_conf"))
+                                        F.col("_conf").alias("_lf_conf"), F.col("_r_cp").alias("_lf_cp"))
         if fz.further:
             probe_best = _probe(originals, fuzzy_right, fuzzy_matched, amb_right, exact_matched, fz, tolerances)
             further_probe = probe_best.where(F.col("_probe_n") == 1).groupBy(
                 F.col("_probe_root").alias("_fk")).agg(F.count(F.lit(1)).alias("_n"))
 
     # ---------------------------------------------------------------------------------------------- right side
-    right_all = exact.unionByName(right.where(F.col(Q).isNotNull()), allowMissingColumns=True).join(
-        right_fuzzy.withColumnRenamed("r_key", "_key"), "_key", "left")
+    right_all = exact.unionByName(right.where(F.col(Q).isNotNull()), allowMissingColumns=True)
+    if right_fuzzy is not None:
+        right_all = right_all.join(right_fuzzy.withColumnRenamed("r_key", "_key"), "_key", "left")
+    else:
+        right_all = (right_all.withColumn("_fz_id", F.lit(None).cast("string"))
+                     .withColumn("_fz_hash", F.lit(None).cast("string"))
+                     .withColumn("_fz_root", F.lit(None).cast("string"))
+                     .withColumn("_fz_conf", F.lit(None).cast("decimal(5,4)"))
+                     .withColumn("_fz_cp", F.lit(None).cast(cp_type)))
     if amb_right is not None:
         right_all = right_all.join(amb_right, "_key", "left")
     else:
@@ -254,7 +318,8 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         right_all = (right_all.withColumn("_probe_n", F.lit(None).cast("bigint"))
                      .withColumn("_probe_id", F.lit(None).cast("string"))
                      .withColumn("_probe_hash", F.lit(None).cast("string"))
-                     .withColumn("_probe_root", F.lit(None).cast("string")))
+                     .withColumn("_probe_root", F.lit(None).cast("string"))
+                     .withColumn("_probe_cp", F.lit(None).cast(cp_type)))
     exact_in = F.col("_exact_rank").isNotNull()
     fuzzy_in = F.col("_fz_id").isNotNull()
     probe_in = F.col("_probe_n").isNotNull()
@@ -271,7 +336,9 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         F.lit(None).cast("bigint").alias("further"),
         F.col("_probe_n").cast("bigint").alias("further_ties"),
     )).otherwise(F.lit(None).cast(MATCH_TYPE))
-    out_right = right_all.withColumn("match", r_match.cast(MATCH_TYPE)).select(*right_columns, "match")
+    r_cp = (F.when(exact_in, F.col("_lcp")).when(fuzzy_in, F.col("_fz_cp")).when(probe_in, F.col("_probe_cp")))
+    out_right = right_all.withColumn("match", r_match.cast(MATCH_TYPE)).withColumn("counterpart", r_cp).select(
+        *right_columns, "match", *(["counterpart"] if right_wants else []))
 
     # ----------------------------------------------------------------------------------------------- left side
     further = exact_further if further_probe is None else exact_further.unionByName(further_probe)
@@ -282,7 +349,8 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     else:
         decided = (decided.withColumn("_lf_id", F.lit(None).cast("string"))
                    .withColumn("_lf_hash", F.lit(None).cast("string")).withColumn("_lf_key", F.lit(None).cast("string"))
-                   .withColumn("_lf_conf", F.lit(None).cast("decimal(5,4)")))
+                   .withColumn("_lf_conf", F.lit(None).cast("decimal(5,4)"))
+                   .withColumn("_lf_cp", F.lit(None).cast(exact_matched.schema["_re_cp"].dataType)))
     decided = decided.join(amb_left, "_key", "left") if amb_left is not None else decided.withColumn(
         "_amb_reason", F.lit(None).cast("string"))
     decided = decided.join(further.withColumnRenamed("_fk", "_key"), "_key", "left")
@@ -299,15 +367,20 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         F.coalesce(F.col("_further"), F.lit(0)).cast("bigint").alias("further"),
         F.lit(None).cast("bigint").alias("further_ties"),
     ).cast(MATCH_TYPE)
+    l_cp = F.when(re_in, F.col("_re_cp")).when(lf_in, F.col("_lf_cp"))
     originals_m = materialize(decided.withColumn("match", l_match).withColumn("dup", dup)
-                              .select(*left_columns, "dup", "match"))
-    root_match = originals_m.select(F.col("_key").alias("_mk"), F.col("match").alias("_root_match"))
-    copies = valid_left.where(F.col("_is_dup")).withColumn("dup", dup).join(
-        root_match, F.col("_root._key") == F.col("_mk"), "left").withColumn("match", F.col("_root_match"))
-    out_left = (originals_m
-                .unionByName(copies.select(*left_columns, "dup", "match"))
+                              .withColumn("counterpart", l_cp).select(*left_columns, "dup", "match", "counterpart"))
+    root_match = originals_m.select(F.col("_key").alias("_mk"), F.col("match").alias("_root_match"),
+                                    F.col("counterpart").alias("_root_cp"))
+    copies = (valid_left.where(F.col("_is_dup")).withColumn("dup", dup)
+              .join(root_match, F.col("_root._key") == F.col("_mk"), "left")
+              .withColumn("match", F.col("_root_match")).withColumn("counterpart", F.col("_root_cp")))
+    kept = [*left_columns, "dup", "match", *(["counterpart"] if left_wants else [])]
+    out_left = (originals_m.select(*kept)
+                .unionByName(copies.select(*kept))
                 .unionByName(quarantined_left.withColumn("dup", dup).withColumn("match", F.lit(None).cast(MATCH_TYPE))
-                             .select(*left_columns, "dup", "match")))
+                             .withColumn("counterpart", F.lit(None).cast(originals_m.schema["counterpart"].dataType))
+                             .select(*kept)))
     return Matched(out_left, out_right, counters)
 
 
@@ -335,14 +408,15 @@ def _probe(originals: DataFrame, fuzzy_right: DataFrame, fuzzy_matched: DataFram
     probe = small_side(materialize(matched_keys.join(broadcast_hint(probe), "l_key") if is_small(probe)
                                    else probe.join(matched_keys, "l_key", "left_semi")))
     orig_info = originals.select(F.col("_key").alias("l_key"), F.col("_root._rid").alias("_l_id"),
-                                 F.col("_hash").alias("_l_hash"))
+                                 F.col("_hash").alias("_l_hash"), F.col("_lcp").alias("_l_cp"))
     score = F.struct("dt", "dq")
     unique = F.col("_probe_n") == 1
     return small_side(materialize(
         orig_info.join(probe, "l_key")
         .withColumn("_best", F.min(score).over(Window.partitionBy("r_key"))).where(score == F.col("_best"))
         .groupBy("r_key").agg(F.count(F.lit(1)).alias("_probe_n"),
-                              F.min(F.struct("_l_id", "_l_hash", "l_key")).alias("_b"))
+                              F.min(F.struct("_l_id", "_l_hash", "l_key", "_l_cp")).alias("_b"))
         .select(F.col("r_key").alias("_key"), "_probe_n", F.when(unique, F.col("_b._l_id")).alias("_probe_id"),
                 F.when(unique, F.col("_b._l_hash")).alias("_probe_hash"),
-                F.when(unique, F.col("_b.l_key")).alias("_probe_root"))))
+                F.when(unique, F.col("_b.l_key")).alias("_probe_root"),
+                F.when(unique, F.col("_b._l_cp")).alias("_probe_cp"))))

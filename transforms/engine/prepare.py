@@ -77,7 +77,7 @@ def _first_account(df: DataFrame, id_column: str, order: Sequence[str]) -> DataF
 
 
 def with_bucket_accounts(scoped_inputs: Mapping[str, DataFrame], inputs: Mapping[str, Input]) -> dict[str, DataFrame]:
-    """Each input with `_bucket_account`: its lineage root's account (transforms/lineage_bucket.py says why): a
+    """Each input with `_bucket_account`: its lineage root's account (so a record and its lineage parent share an account bucket and a partition run sees both): a
     record with `lineage` takes the bucket account of the parent record its lineage column names (the first
     in-side row carrying that id), else its own account."""
     out: dict[str, DataFrame] = {}
@@ -105,13 +105,14 @@ def with_bucket_accounts(scoped_inputs: Mapping[str, DataFrame], inputs: Mapping
     return out
 
 
-def prepare(df: DataFrame, inp: Input, region: str) -> DataFrame:
+def prepare(df: DataFrame, inp: Input, region: str, phone_values: DataFrame | None = None) -> DataFrame:
     """Identity (`_key`, `_hash`, `_rank`), E.164 phones (`<col>_e164`) and derived columns, in that order: the
-    payload hash covers the record's own columns only."""
+    payload hash covers the record's own columns only. `phone_values`: the same rows as `df` without its
+    observed metrics, for the phone mapping (transforms/phone.py)."""
     if inp.id is not None:
         df = df.transform(with_record_identity(inp.id, inp.order))
     if inp.phones:
-        df = df.transform(normalize_phone_columns(list(inp.phones), region))
+        df = df.transform(normalize_phone_columns(list(inp.phones), region, values_from=phone_values))
     for name, sql in inp.columns.items():
         df = df.withColumn(name, F.expr(sql))
     return df

@@ -37,7 +37,7 @@ class CyclePlacement:
 @dataclass(frozen=True)
 class Lineage:
     """The column of an input naming its parent record's id (a rated event's source_record_id): the record is laid
-    out in its parent's account bucket (transforms/lineage_bucket)."""
+    out in its parent's account bucket (transforms/engine/prepare.py, with_bucket_accounts)."""
 
     column: str
     parent: str
