@@ -19,7 +19,6 @@ from decimal import Decimal
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -183,11 +182,10 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
         # Every rule's SQL against the shape its records will have: refused before a job reads a row.
         check_rules(spark, ruleset.inputs, ruleset.checks, ruleset.control_points,
                     _run_params(conf, ruleset), conf.cycle(cycle_id))
-    with cut_scope(spark, f"{spark.sparkContext.applicationId}-run{next(_RUN_NUMBERS)}"):
-        small = _is_small_run(spark, conf, ruleset)
-        with small_run(spark) if small else contextlib.nullcontext():
-            return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before,
-                            reproduction_of, hooks)
+    with cut_scope(spark, f"{spark.sparkContext.applicationId}-run{next(_RUN_NUMBERS)}"), \
+            contextlib.ExitStack() as run_mode:
+        return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before,
+                        reproduction_of, hooks, run_mode)
 
 
 @contextlib.contextmanager
@@ -207,23 +205,20 @@ def _run_params(conf: EnvConf, ruleset: Ruleset) -> dict[str, object]:
     return run_params
 
 
-def _is_small_run(spark: SparkSession, conf: EnvConf, ruleset: Ruleset) -> bool:
+def _is_small_run(spark: SparkSession, pinned: Mapping[str, PinnedTable]) -> bool:
     """Whether the run's input tables are small enough to run as a small run (transforms/checkpoints.small_run):
     their bytes from Delta's table details (metadata: no Spark job reads data for it)."""
     text = spark.conf.get(SMALL_RUN_BYTES_KEY, str(SMALL_RUN_BYTES_DEFAULT)) or "0"
-    limit = int(text)
+    try:
+        limit = int(text)
+    except ValueError:
+        raise ConfigError("spark settings", SMALL_RUN_BYTES_KEY, f"{text!r} is not a number of bytes") from None
     if limit <= 0:
         return False
     total = 0
-    for name in ruleset.tables():
-        ref = conf.tables.get(name)
-        if ref is None:
-            return False            # pin() names the missing table
-        try:
-            table = DeltaTable.forPath(spark, ref) if is_path(ref) else DeltaTable.forName(spark, ref)
-            row = table.detail().select("sizeInBytes").first()
-        except AnalysisException:
-            return False            # pin() names the bad reference
+    for table in pinned.values():
+        delta = DeltaTable.forPath(spark, table.ref) if is_path(table.ref) else DeltaTable.forName(spark, table.ref)
+        row = delta.detail().select("sizeInBytes").first()
         total += int(row["sizeInBytes"] or 0) if row is not None else 0
         if total > limit:
             return False
@@ -320,7 +315,7 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
 
 def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None,
              versions: Mapping[str, int] | None, bucket: int | None, history_before: datetime | None,
-             reproduction_of: str | None, hooks: RunHooks) -> RunResult:
+             reproduction_of: str | None, hooks: RunHooks, run_mode: contextlib.ExitStack) -> RunResult:
     started_at = datetime.now(UTC)
     cycle = conf.cycle(cycle_id)
     if not SAFE.match(cycle_id):
@@ -331,6 +326,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         raise ConfigError("--partition", "account_bucket",
                           f"{bucket} is not a bucket of this ruleset (0..{ruleset.account_buckets - 1})")
     pinned = pin(spark, conf.tables, ruleset.tables(), conf.path, versions)
+    if _is_small_run(spark, pinned):
+        run_mode.enter_context(small_run(spark))       # until the run ends (execute's ExitStack)
     raw = _read_inputs(spark, ruleset, pinned)
     input_versions = {name: t.version for name, t in pinned.items()}
     _check_reference_data(ruleset, raw)

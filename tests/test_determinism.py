@@ -1,4 +1,4 @@
-"""Determinism: the same inputs give byte-identical outputs whatever the shuffle partitioning or AQE."""
+"""Determinism: the same inputs give byte-identical outputs whatever the shuffle partitioning, AQE or run size."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from jobs.outputs import content_hash, read_output
 from jobs.ruleset import load_ruleset
 from jobs.run import execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE
-from transforms.checkpoints import CUT_DIR_KEY
+from transforms.checkpoints import CUT_DIR_KEY, SMALL_RUN_BYTES_KEY
 from transforms.phone import BROADCAST_LIMIT_KEY as PHONE_BROADCAST_KEY
 from transforms.sizing import BROADCAST_ROWS_KEY
 
@@ -31,14 +31,18 @@ def test_outputs_identical_across_partitioning_and_aqe(spark: SparkSession, tmp_
     # Each variant changes how Spark may execute the same run: partitioning, AQE, every small side joined by a
     # shuffle instead of a broadcast (the path a month with big fuzzy sets takes), and intermediate results kept
     # as Parquet files instead of checkpoint blocks.
+    # A small run (lazy cuts, no adaptive execution, no broadcast; transforms/checkpoints.small_run) against the
+    # path a big month takes (the inputs here are tiny: every other variant turns small runs off).
     no_broadcast = {BROADCAST_ROWS_KEY: "0", PHONE_BROADCAST_KEY: "0", "spark.sql.autoBroadcastJoinThreshold": "-1"}
+    big = {SMALL_RUN_BYTES_KEY: "0"}
     variants = {
-        "p4-aqe": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true"},
+        "small": {SMALL_RUN_BYTES_KEY: str(1 << 30)},
+        "p4-aqe": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true", **big},
         "p16-no-aqe-no-broadcast": {"spark.sql.shuffle.partitions": "16", "spark.sql.adaptive.enabled": "false",
-                                    **no_broadcast},
-        "p16-aqe": {"spark.sql.shuffle.partitions": "16", "spark.sql.adaptive.enabled": "true"},
+                                    **no_broadcast, **big},
+        "p16-aqe": {"spark.sql.shuffle.partitions": "16", "spark.sql.adaptive.enabled": "true", **big},
         "p4-aqe-parquet-cuts": {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "true",
-                                CUT_DIR_KEY: str(cuts)},
+                                CUT_DIR_KEY: str(cuts), **big},
     }
     for run_id, settings in variants.items():
         with session_conf(spark, settings):
