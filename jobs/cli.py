@@ -116,6 +116,12 @@ def _generate(argv: list[str]) -> int:
     return generate_main(argv)
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from jobs.ingest.cli import run as ingest
+
+    return ingest(args.conf, args.paths, args.period)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jobs.demo import demo
 
@@ -157,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--conf", required=True)
     ls.add_argument("--cycle")
     ls.add_argument("--status")
+    ingest = sub.add_parser("ingest", help="append carrier invoice files (CSV, XLSX, HTML .xls) to carrier_invoice_line")
+    ingest.add_argument("--conf", required=True)
+    ingest.add_argument("--period", metavar="YYYY-MM", help="the invoice period, for files that carry none")
+    ingest.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
@@ -186,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             return _close(args)
         if args.command == "cases":
             return _cases(args)
+        if args.command == "ingest":
+            return _ingest(args)
         return _demo(args)
     except (ConfigError, InputError, JarsUnavailable, CaseError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")

@@ -48,6 +48,7 @@ class EnvConf:
     phone_region: str = "US"
     suspense_sla_days: int | None = None
     fingerprint: str = ""
+    carriers: str = "conf/carriers"       # folder of carrier layouts (telco-ra ingest, CONTRACT section 6)
 
     def cycle(self, cycle_id: str) -> Cycle:
         if cycle_id not in self.cycles:
@@ -55,7 +56,7 @@ class EnvConf:
         return self.cycles[cycle_id]
 
 
-CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sla_days"}
+CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sla_days", "carriers"}
 SPARK_KEYS = {"master", "settings", "delta_provided"}
 
 
@@ -146,8 +147,12 @@ def load_conf(path: str | Path) -> EnvConf:
     material = {"tables": tables, "output": data["output"], "cycles": {k: [str(v.start), str(v.end), str(v.close)]
                 for k, v in cycles.items()}, "phone_region": region, "suspense_sla_days": sla}
     fingerprint = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+    carriers = data.get("carriers", "conf/carriers")
+    if not isinstance(carriers, str) or not carriers.strip():
+        raise ConfigError(path, "carriers", f"{carriers!r} is not a folder of carrier layouts")
     del text
-    return EnvConf(str(path), dict(tables), data["output"], cycles, dict(spark), region, sla, fingerprint)
+    return EnvConf(str(path), dict(tables), data["output"], cycles, dict(spark), region, sla, fingerprint,
+                   carriers=carriers)
 
 
 # ------------------------------------------------------------------------------------------------------ ruleset
