@@ -26,6 +26,7 @@ from jobs.ingest import readers, write
 from jobs.ingest.layouts import Layout, load_layouts
 from jobs.ingest.normalize import FileFacts, e164_numbers, normalize
 from jobs.ingest.recognize import Match, recognize
+from jobs.phases import phase
 from transforms.checkpoints import materialize_freeing, release
 
 LOG = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def ingest_files(spark: SparkSession, conf: EnvConf, planned: Sequence[Planned],
     write.check_table(spark, ref)
     results: list[Ingested] = []
     first_of: dict[str, Path] = {}
-    with _whole_csv_rows(spark):
+    with _whole_csv_rows(spark), phase(spark, "ingest"):
         for item in planned:
             if item.sha256 in first_of:
                 results.append(Ingested(item, f"same bytes as {first_of[item.sha256].name}"))

@@ -53,9 +53,9 @@ DEFAULT_DIRECTION_WORDS: Mapping[str, tuple[str, ...]] = {
     "MT": ("MT", "IN", "INBOUND", "TERM", "TERMINATING"),
 }
 
-# strptime directive -> Spark datetime pattern letters: (when another directive follows at once, when a literal or
-# the end follows). Python's %m/%d/%H/... accept one or two digits; Spark's one-letter forms do the same, but
-# directly adjacent fields need fixed widths to be split ("%Y%m%d").
+# strptime directive -> Spark datetime pattern letters: (next to another directive, between literals). Python's
+# %m/%d/%H/... accept one or two digits; Spark's one-letter forms do the same, but fields that touch need fixed
+# widths to be told apart ("%Y%m%d" is yyyyMMdd).
 _DIRECTIVES: Mapping[str, tuple[str, str]] = {
     "Y": ("yyyy", "yyyy"), "y": ("yy", "yy"), "m": ("MM", "M"), "d": ("dd", "d"), "H": ("HH", "H"),
     "I": ("hh", "h"), "M": ("mm", "m"), "S": ("ss", "s"), "f": ("SSSSSS", "SSSSSS"), "p": ("a", "a"),
@@ -77,7 +77,7 @@ def spark_pattern(fmt: str) -> str:
         spark_pattern("%m/%d/%Y %I:%M %p")   # "M'/'d'/'yyyy' 'h':'m' 'a"
     """
     out: list[str] = []
-    pos = 0
+    pos = previous_end = 0
     for match in _DIRECTIVE.finditer(fmt):
         if match.start() > pos:
             out.append(_quoted(fmt[pos:match.start()]))
@@ -90,8 +90,10 @@ def spark_pattern(fmt: str) -> str:
             supported = " ".join(f"%{c}" for c in _DIRECTIVES)
             raise ValueError(f"%{code} is not a directive ingest can read (supported: {supported}; time zones "
                              "come from the layout's timezone key)")
-        adjacent = fmt.startswith("%", pos) and not fmt.startswith("%%", pos)
-        out.append(_DIRECTIVES[code][0 if adjacent else 1])
+        follows = match.start() > 0 and match.start() == previous_end
+        precedes = fmt.startswith("%", pos) and not fmt.startswith("%%", pos)
+        out.append(_DIRECTIVES[code][0 if follows or precedes else 1])
+        previous_end = pos
     if pos < len(fmt):
         out.append(_quoted(fmt[pos:]))
     return "".join(out)

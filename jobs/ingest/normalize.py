@@ -25,19 +25,21 @@ column) is not a line.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import reduce
 
+import pandas as pd
+import phonenumbers
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, LongType, StringType, StructField, StructType, TimestampType
 
 from jobs.ingest.layouts import Layout
 from jobs.ingest.readers import MALFORMED, SOURCE_ROW
-from transforms.checkpoints import materialize
-from transforms.phone import mask_phone, normalize_phone_columns
+from transforms.phone import mask_phone, to_e164
 
 MONEY = DecimalType(18, 6)
 S, T, L = StringType(), TimestampType(), LongType()
@@ -59,6 +61,8 @@ _ISO_DATE = "yyyy-MM-dd"
 _ISO_TIME = "HH:mm[:ss][.SSSSSS]"
 _SHOWN = 40                                    # characters of a bad cell quoted in parse_error
 _MICROS_26H = 26 * 3600 * 1_000_000           # wider than any offset: brackets a transition near the wall clock
+# Separators aside, 10 to 15 digits: long enough to hold a country code, no longer than E.164 allows.
+_BARE_INTERNATIONAL = re.compile(r"\d{10,15}")
 _BLANKS = "\\u0020\\t\\r\\n\\u00a0\\u2007\\u202f\\ufeff"
 
 
@@ -77,12 +81,6 @@ def _clean(c: Column) -> Column:
     """Trimmed (no-break spaces too), empty as null."""
     text = F.regexp_replace(c, f"^[{_BLANKS}]+|[{_BLANKS}]+$", "")
     return F.when(text != "", text)
-
-
-def _with_plus(text: Column) -> Column:
-    """'+' and the digits of a number written as 10 to 15 bare digits (separators aside), else null."""
-    digits = F.regexp_replace(text, "[\\s().\\-/]", "")
-    return F.when(digits.rlike("^\\d{10,15}$"), F.concat(F.lit("+"), digits))
 
 
 def _quote(c: Column) -> Column:
@@ -278,16 +276,31 @@ def phone_columns(layout: Layout) -> list[str]:
 def e164_numbers(raw: DataFrame, layout: Layout, region: str) -> DataFrame:
     """The file's distinct phone cells (`_raw`, trimmed) and their E.164 form (`_e164`, null when unreadable).
 
-    Parsing is transforms/phone.py's (phonenumbers in a pandas UDF over distinct values). A cell that does not
-    parse in the region is tried once more as bare international digits ('442079460958' read as '+44...'): carrier
-    files often write E.164 without its plus. Cut the result (transforms.checkpoints.materialize_freeing) before
-    handing it to `normalize`, which joins it once per phone column.
+    Parsing is the project's (`transforms.phone.to_e164`: phonenumbers, possible-number rule, 00 and tel: handling)
+    in a pandas UDF over the DISTINCT cells, as `normalize_phone_columns` does; called here directly because the
+    distinct cells are all there is to parse (no wide table to join back). A cell that does not parse in the region
+    is tried once more as bare international digits ('442079460958' read as '+44...'): carrier files often write
+    E.164 without its plus. Cut the result (transforms.checkpoints.materialize_freeing) before handing it to
+    `normalize`, which joins it once per phone column.
     """
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown phone region {region!r} (expected an ISO 3166 code like 'US')")
     cells = [raw.select(_clean(F.col(c)).alias("_raw")) for c in phone_columns(layout)]
-    values = materialize(reduce(DataFrame.unionByName, cells).where(F.col("_raw").isNotNull()).distinct())
-    probes = values.withColumn("_intl", _with_plus(F.col("_raw")))
-    parsed = probes.transform(normalize_phone_columns(["_raw", "_intl"], region))
-    return parsed.select("_raw", F.coalesce(F.col("_raw_e164"), F.col("_intl_e164")).alias("_e164"))
+    values = reduce(DataFrame.unionByName, cells).where(F.col("_raw").isNotNull()).distinct()
+
+    def parse(texts: pd.Series) -> pd.Series:
+        out = []
+        for text in texts:
+            e164 = to_e164(text, region)
+            if e164 is None:
+                digits = re.sub(r"[\s().\-/]", "", text)
+                if _BARE_INTERNATIONAL.fullmatch(digits):
+                    e164 = to_e164("+" + digits, region)
+            out.append(e164)
+        return pd.Series(out, index=texts.index, dtype=object)
+
+    e164 = F.pandas_udf(parse, returnType=StringType())  # type: ignore[call-overload]
+    return values.select("_raw", e164(F.col("_raw")).alias("_e164"))
 
 
 def normalize(layout: Layout, facts: FileFacts, numbers: DataFrame) -> Callable[[DataFrame], DataFrame]:
