@@ -46,12 +46,12 @@ HEADER = ["Call Date", "Call Time (ET)", "Orig TN", "Term TN", "Dir", "DURATION_
 
 
 def generate(path: Path, lines: int, seed: int = 42) -> float:
-    """A month of Kestrel lines: 2,000 of our numbers calling ~200,000 others (a tenth abroad via 011), in every
-    spelling a carrier uses; half the lines echo our record id. Returns the seconds it took."""
+    """A month of Kestrel lines: 2,000 of our numbers calling 200,000 others (a tenth abroad, dialled with 011),
+    each column spelled one way throughout, as a carrier's export does; half the lines echo our record id.
+    Returns the seconds it took."""
     started = time.monotonic()
     rng = random.Random(seed)
-    ours = [f"212555{n:04d}" for n in range(2000)]
-    spellings = ("{a}{b}{c}", "({a}) {b}-{c}", "1-{a}-{b}-{c}", "{a}.{b}.{c}", "+1 {a} {b} {c}")
+    ours = [f"(212) 555-{n:04d}" for n in range(2000)]
     month = datetime(2026, 3, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -59,17 +59,12 @@ def generate(path: Path, lines: int, seed: int = 42) -> float:
         out.writerow(HEADER)
         for i in range(lines):
             start = month + timedelta(seconds=rng.randrange(31 * 86400))
-            mine = rng.choice(ours)
             other = rng.randrange(200_000)
-            if other % 10 == 0:
-                dialled = f"011 44 20 79{other:06d}"[:19]
-            else:
-                digits = f"646{other:07d}"
-                dialled = rng.choice(spellings).format(a=digits[:3], b=digits[3:6], c=digits[6:])
+            dialled = f"011 44 20 79{other:06d}" if other % 10 == 0 else f"1-646-5{other // 10000:02d}-{other % 10000:04d}"
             seconds = rng.randrange(1, 1800)
             minutes = max(1, -(-seconds // 60))
-            out.writerow([f"{start:%m/%d/%Y}", f"{start:%H:%M:%S}", mine, dialled, "OUT", seconds, minutes,
-                          f"{minutes * 0.012:.4f}", f"K-{i:08d}", f"MED-{i:09d}" if i % 2 else ""])
+            out.writerow([f"{start:%m/%d/%Y}", f"{start:%H:%M:%S}", rng.choice(ours), dialled, "OUT", seconds,
+                          minutes, f"{minutes * 0.012:.4f}", f"K-{i:08d}", f"MED-{i:09d}" if i % 2 else ""])
     return time.monotonic() - started
 
 

@@ -7,9 +7,9 @@
   earlier, `start_time_alt` the later, and `time_rule` says which rule applied (SPRING_FORWARD_SHIFTED,
   FALL_BACK_AMBIGUOUS; null otherwise). Every step is epoch arithmetic or an explicit offset, so neither the
   session's nor the host's time zone changes a result. An ISO value with an offset (`Z`, `+01:00`) is that instant.
-- Numbers: E.164 by the project's phone normalisation (transforms/phone.py: phonenumbers over the DISTINCT raw
-  values in a pandas UDF) with the layout's region, so 011/00 international prefixes, trunk prefixes and
-  separators are handled there; a number written as bare international digits (`442079460958`: E.164 without its
+- Numbers: E.164 by the project's phone normalisation (`transforms.phone.to_e164`, run over the DISTINCT cells in
+  a pandas UDF) with the layout's region, so 011/00 international prefixes, trunk prefixes and separators are
+  handled there; a number written as bare international digits (`442079460958`: E.164 without its
   plus, common in carrier files) that does not parse in the region is read as international (`e164_numbers`).
 - Durations: seconds, `minutes` (whole minutes) or `decimal_minutes`, or clock notation (`2:30`, `0:02:30`) in any
   unit; whole seconds, half-up.
@@ -63,7 +63,7 @@ _SHOWN = 40                                    # characters of a bad cell quoted
 _MICROS_26H = 26 * 3600 * 1_000_000           # wider than any offset: brackets a transition near the wall clock
 # Separators aside, 10 to 15 digits: long enough to hold a country code, no longer than E.164 allows.
 _BARE_INTERNATIONAL = re.compile(r"\d{10,15}")
-_BLANKS = "\\u0020\\t\\r\\n\\u00a0\\u2007\\u202f\\ufeff"
+_BLANKS = " \t\r\n\u00a0\u2007\u202f\ufeff"     # trimmed from every cell
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,8 @@ class FileFacts:
 
 
 def _clean(c: Column) -> Column:
-    """Trimmed (no-break spaces too), empty as null."""
-    text = F.regexp_replace(c, f"^[{_BLANKS}]+|[{_BLANKS}]+$", "")
-    return F.when(text != "", text)
+    """Trimmed (no-break spaces too), empty as null. btrim, not a regex: ten times cheaper, on every cell."""
+    return F.nullif(F.btrim(c, F.lit(_BLANKS)), F.lit(""))
 
 
 def _quote(c: Column) -> Column:
@@ -88,21 +87,23 @@ def _quote(c: Column) -> Column:
 
 
 # --------------------------------------------------------------------------------------------------------- numbers
-def _number(text: Column, mark: str, dtype: str = "decimal(38,12)") -> Column:
-    """Exact decimal of a number as written, or null: digits grouped by threes or not at all, then the decimal
-    mark. Grouping that does not fit the layout's mark ('0,0120' where '.' is the mark) is not a number: read
-    loosely it would be 120, a silent error of four orders of magnitude."""
+def _number(text: Column, mark: str) -> Column:
+    """A number as written with the layout's decimal mark, in Spark's decimal syntax ('-1234.5'), or null.
+
+    Digits are grouped by threes or not at all, then the decimal mark. Grouping that does not fit the mark
+    ('0,0120' where '.' is the mark) is not a number: read loosely it would be 120, a silent error of four orders
+    of magnitude. A leading 0 group ('0.012' where ',' is the mark) is refused too: it reads as 12 or as 0.012.
+    """
     group, point = (",", "\\.") if mark == "." else ("\\.", ",")
-    # A leading 0 group ('0.012' where ',' is the mark) is refused too: it reads as 12 or as 0.012.
-    valid = text.rlike(f"^[+-]?([1-9]\\d{{0,2}}({group}\\d{{3}})+|\\d+)({point}\\d+)?$|^[+-]?{point}\\d+$")
-    plain = F.regexp_replace(text, group, "")
-    if mark == ",":
-        plain = F.regexp_replace(plain, ",", ".")
-    return F.when(valid, plain.try_cast(dtype))
+    simple = text.rlike(f"^[+-]?\\d+({point}\\d+)?$")          # most cells: one cheap test
+    grouped = text.rlike(f"^[+-]?([1-9]\\d{{0,2}}({group}\\d{{3}})+|\\d+)({point}\\d+)?$|^[+-]?{point}\\d+$")
+    return F.when(simple | grouped, F.translate(text, ",", "") if mark == "." else F.translate(text, ",.", "."))
 
 
 def _money_parsed(c: str, layout: Layout) -> dict[str, Column]:
-    """The currency code written in a money cell (if any) and its exact decimal (decimal(38,12))."""
+    """The currency code written in a money cell (if any), the amount in Spark's decimal syntax, and whether it
+    has at most 6 decimal places (trailing zeros aside), checked on the text: never through a float, nor through
+    a wider decimal (decimal(18,6) is a long inside Spark; wider ones are BigDecimals, much slower)."""
     text = F.col(c)
     code = F.upper(F.coalesce(F.nullif(F.regexp_extract(text, "^([A-Za-z]{3})\\s*[-+(]?[\\d.,]", 1), F.lit("")),
                               F.nullif(F.regexp_extract(text, "[\\d.,)]\\s*([A-Za-z]{3})$", 1), F.lit(""))))
@@ -110,18 +111,27 @@ def _money_parsed(c: str, layout: Layout) -> dict[str, Column]:
     signed = (F.when(body.rlike("^\\(.*\\)$"), F.concat(F.lit("-"), F.regexp_extract(body, "^\\((.*)\\)$", 1)))
               .when(body.rlike("^[^-].*-$"), F.concat(F.lit("-"), F.regexp_extract(body, "^(.*)-$", 1)))
               .otherwise(body))
-    return {f"_{c}_code": code, f"_{c}_exact": _number(signed, layout.decimal_mark)}
+    point = "\\." if layout.decimal_mark == "." else ","
+    bare = text.rlike(f"^-?\\d+({point}\\d+)?$")                # no symbol, code or sign to take off
+    plain = F.when(bare, _number(text, layout.decimal_mark)).otherwise(_number(signed, layout.decimal_mark))
+    return {f"_{c}_code": F.when(~bare, code), f"_{c}_plain": plain,
+            f"_{c}_places": plain.rlike("^[+-]?\\d*(\\.\\d{0,6}0*)?$")}
+
+
+def _money_value(c: str) -> Column:
+    return F.when(F.col(f"_{c}_places"), F.col(f"_{c}_plain").try_cast(MONEY))
 
 
 def _money_error(c: str, layout: Layout) -> Column:
-    text, code, exact, value = F.col(c), F.col(f"_{c}_code"), F.col(f"_{c}_exact"), F.col(f"_{c}_value")
+    text, code, plain, value = F.col(c), F.col(f"_{c}_code"), F.col(f"_{c}_plain"), F.col(f"_{c}_value")
     return (F.when(text.isNull(), F.lit(f"{c} is empty"))
-            .when(exact.isNull(), F.concat(F.lit(f"{c} "), _quote(text), F.lit(" is not a number")))
+            .when(plain.isNull(), F.concat(F.lit(f"{c} "), _quote(text), F.lit(" is not a number")))
             .when(code.isNotNull() & (code != layout.currency),
                   F.concat(F.lit(f"{c} "), _quote(text), F.lit(" is in "), code,
                            F.lit(f", the layout's currency is {layout.currency}")))
-            .when(value.isNull(), F.concat(F.lit(f"{c} "), _quote(text), F.lit(" is out of range")))
-            .when(value != exact, F.concat(F.lit(f"{c} "), _quote(text), F.lit(" has more than 6 decimal places"))))
+            .when(~F.col(f"_{c}_places"),
+                  F.concat(F.lit(f"{c} "), _quote(text), F.lit(" has more than 6 decimal places")))
+            .when(value.isNull(), F.concat(F.lit(f"{c} "), _quote(text), F.lit(" is out of range"))))
 
 
 _CLOCK = "^\\d{1,6}:[0-5]?\\d(:[0-5]\\d)?$"
@@ -134,8 +144,8 @@ def _duration_parsed(c: str, layout: Layout) -> dict[str, Column]:
     clock = (F.when(F.size(parts) == 3, parts[0].try_cast("bigint") * 3600 + parts[1].try_cast("bigint") * 60
                     + parts[2].try_cast("bigint"))
              .otherwise(parts[0].try_cast("bigint") * 60 + parts[1].try_cast("bigint")))
-    return {f"_{c}_clock": F.when(text.rlike(_CLOCK), clock), f"_{c}_n": _number(text, layout.decimal_mark,
-                                                                               "decimal(24,6)")}
+    return {f"_{c}_clock": F.when(text.contains(":") & text.rlike(_CLOCK), clock),
+            f"_{c}_n": _number(text, layout.decimal_mark).try_cast("decimal(18,6)")}
 
 
 def _duration_seconds(c: str, layout: Layout) -> Column:
@@ -225,24 +235,29 @@ def _local_us(instant_us: Column, zone: str) -> Column:
 def local_to_utc(wall: DataFrame, zone: str) -> DataFrame:
     """Add `_first`, `_other` (epoch microseconds) and `time_rule` for the wall clock `_wall` in IANA `zone`.
 
-    `to_utc_timestamp` reads the wall clock in `zone` by java.time's rules: in a gap it moves the clock forward by
-    the gap, in an overlap it takes the earlier offset. The gap shows as a wall clock that does not come back from
-    the instant (SPRING_FORWARD_SHIFTED); the overlap as a second instant, `_other`, found with the offsets in
-    force a day either side, that does (FALL_BACK_AMBIGUOUS). Null `_wall`: all null.
+    The offsets in force a day before and a day after the wall clock are looked up first: equal (nearly every
+    line), the instant is the wall clock less that offset. Otherwise a change is near: `to_utc_timestamp` reads
+    the wall clock by java.time's rules (in a gap it moves the clock forward by the gap, in an overlap it takes
+    the earlier offset); a gap shows as a wall clock that does not come back from that instant
+    (SPRING_FORWARD_SHIFTED), an overlap as a second instant, the wall clock less the other offset, that does
+    (FALL_BACK_AMBIGUOUS). Null `_wall`: all null.
     """
     wall_us = F.unix_micros("_wall")
-    step1 = wall.withColumns({
-        "_first": F.unix_micros(F.to_utc_timestamp(F.col("_wall"), zone)),
-        "_before": wall_us - (_local_us(wall_us - _MICROS_26H, zone) - (wall_us - _MICROS_26H)),
-        "_after": wall_us - (_local_us(wall_us + _MICROS_26H, zone) - (wall_us + _MICROS_26H)),
+    offsets = wall.withColumns({
+        "_before": _local_us(wall_us - _MICROS_26H, zone) - (wall_us - _MICROS_26H),
+        "_after": _local_us(wall_us + _MICROS_26H, zone) - (wall_us + _MICROS_26H),
     })
+    steady = F.col("_before") == F.col("_after")
+    first = offsets.withColumn("_first", F.when(steady, wall_us - F.col("_before"))
+                               .otherwise(F.unix_micros(F.to_utc_timestamp(F.col("_wall"), zone))))
     other = F.lit(None).cast("bigint")
-    for candidate in (F.col("_before"), F.col("_after")):
+    for candidate in (wall_us - F.col("_before"), wall_us - F.col("_after")):
         fits = (candidate != F.col("_first")) & (_local_us(candidate, zone) == wall_us)
         other = F.when(fits, candidate).otherwise(other)
-    step2 = step1.withColumns({"_other": other, "_gap": _local_us(F.col("_first"), zone) != wall_us})
-    return step2.withColumn("time_rule", F.when(F.col("_gap"), F.lit(SPRING_FORWARD_SHIFTED))
-                            .when(F.col("_other").isNotNull(), F.lit(FALL_BACK_AMBIGUOUS)))
+    changing = first.withColumns({"_other": F.when(~steady, other),
+                                  "_gap": ~steady & (_local_us(F.col("_first"), zone) != wall_us)})
+    return changing.withColumn("time_rule", F.when(F.col("_gap"), F.lit(SPRING_FORWARD_SHIFTED))
+                               .when(F.col("_other").isNotNull(), F.lit(FALL_BACK_AMBIGUOUS)))
 
 
 # ---------------------------------------------------------------------------------------------------- directions
@@ -337,7 +352,7 @@ def normalize(layout: Layout, facts: FileFacts, numbers: DataFrame) -> Callable[
         })
         valued = parsed.withColumns({
             **{f"_{d}_value": _duration_seconds(d, layout) for d in durations},
-            "_cost_value": F.col("_cost_exact").try_cast(MONEY),
+            "_cost_value": _money_value("cost"),
         })
         if layout.timezone == "UTC":
             timed = valued.withColumns({"_first": F.unix_micros("_wall"), "_other": F.lit(None).cast("bigint"),
