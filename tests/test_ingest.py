@@ -321,7 +321,7 @@ OSPREY = (
     "O-2|20260305 2:05 PM|312-555-0100|312-555-0199|66|$0.2000|\n"
     "O-3|20260306 12:00 AM|312-555-0100|011 33 1 42 68 53 00|6|($0.0070)|\n"
     "O-4|20260306 1:00 AM|312-555-0100|3125550199|6|0.0010|extra|field\n"
-    "O-5|20260306 1:30 AM|312-555-0100|3125550199|6|999999999999.9999|\n"
+    "O-5|20260306 1:30 AM|312-555-0100|3125550199|6|123456789012.345678|\n"
 )
 
 
@@ -341,9 +341,9 @@ def test_user_layout_for_a_new_carrier_ingests(spark: SparkSession, tmp_path: Pa
     assert (lines[1]["carrier"], lines[1]["call_id"], lines[1]["record_id"]) == ("Osprey", "O-1", "MED-42")
     # A row with a field too many is kept, and says so.
     assert lines[4]["parse_error"] == "malformed row: its fields do not line up with the file's 7 columns"
-    # The largest cost decimal(18,6) holds, to the last place: through a double it would come back as
-    # 999999999999.999878.
-    assert lines[5]["cost"] == Decimal("999999999999.9999")
-    assert round(Decimal(float("999999999999.9999")), 6) != Decimal("999999999999.9999")
+    # All 18 digits decimal(18,6) holds, to the last place: a double keeps 15 to 17, and Spark's cast of one back
+    # to a decimal gives 123456789012.345670.
+    assert lines[5]["cost"] == Decimal("123456789012.345678")
+    assert Decimal(repr(float("123456789012.345678"))) != Decimal("123456789012.345678")
     total = table.where(F.col("parse_error").isNull() & (F.col("cost") < 1)).agg(F.sum("cost")).first()
     assert total is not None and total[0] == Decimal("0.293000")
