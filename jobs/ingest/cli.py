@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,20 +83,6 @@ def plan(path: Path, layouts: dict[str, Layout]) -> Planned:
     return Planned(path, readers.sha256_of(path), kind, match)
 
 
-@contextmanager
-def _whole_csv_rows(spark: SparkSession) -> Iterator[None]:
-    """CSV column pruning off while files are read (see readers.CSV_PRUNING); the caller's value restored."""
-    previous = spark.conf.get(readers.CSV_PRUNING, None)
-    spark.conf.set(readers.CSV_PRUNING, "false")
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(readers.CSV_PRUNING)
-        else:
-            spark.conf.set(readers.CSV_PRUNING, previous)
-
-
 def ingest_files(spark: SparkSession, conf: EnvConf, planned: Sequence[Planned], period: str | None = None,
                  ref: str | None = None) -> list[Ingested]:
     """Append each planned file's lines to carrier_invoice_line (phase two; see the module docstring)."""
@@ -105,7 +90,7 @@ def ingest_files(spark: SparkSession, conf: EnvConf, planned: Sequence[Planned],
     write.check_table(spark, ref)
     results: list[Ingested] = []
     first_of: dict[str, Path] = {}
-    with _whole_csv_rows(spark), phase(spark, "ingest"):
+    with readers.csv_pruning(spark, False), phase(spark, "ingest"):
         for item in planned:
             if item.sha256 in first_of:
                 results.append(Ingested(item, f"same bytes as {first_of[item.sha256].name}"))

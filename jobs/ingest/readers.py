@@ -30,6 +30,7 @@ import io
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -153,6 +154,22 @@ def csv_dialect(match: Match) -> CsvDialect:
     return CsvDialect(base.delimiter, base.encoding, max(width, max(match.positions.values()) + 1), multiline)
 
 
+@contextmanager
+def csv_pruning(spark: SparkSession, enabled: bool) -> Iterator[None]:
+    """CSV column pruning on or off for the Spark jobs started in the block (CSV_PRUNING); the caller's value is
+    restored. Ingest reads with it off: a row whose fields do not line up must be seen whatever columns a job
+    uses."""
+    previous = spark.conf.get(CSV_PRUNING, None)
+    spark.conf.set(CSV_PRUNING, str(enabled).lower())
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(CSV_PRUNING)
+        else:
+            spark.conf.set(CSV_PRUNING, previous)
+
+
 def _glob_escaped(path: Path) -> str:
     text = str(path.resolve())
     for ch in "\\[]{}*?":
@@ -174,8 +191,9 @@ def _read_csv(spark: SparkSession, path: Path, match: Match) -> DataFrame:
     # then each row's number is its split's offset plus its place in the split. Splits of one file are read in
     # file order and re-read identically, so the numbers are the file's.
     part = F.shiftright("_mid", _PARTITION_BITS)
-    counts = sorted((int(r["p"]), int(r["n"])) for r in raw.groupBy(part.alias("p")).agg(F.count("*").alias("n"))
-                    .collect())
+    with csv_pruning(spark, True):            # counting rows needs no field checked, nor converted
+        counts = sorted((int(r["p"]), int(r["n"]))
+                        for r in raw.groupBy(part.alias("p")).agg(F.count("*").alias("n")).collect())
     offsets: list[Any] = []
     running = 0
     for p, n in counts:
