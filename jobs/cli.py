@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
 from jobs.config import ConfigError, load_conf, load_ruleset
+from jobs.ingest.write import ConcurrentIngestError
 from jobs.inputs import InputError
 from jobs.jars import JarsUnavailable
 from jobs.outputs import ConcurrentRunError
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError, JarsUnavailable, CaseError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
-    except (ConservationError, ConcurrentRunError) as exc:
+    except (ConservationError, ConcurrentRunError, ConcurrentIngestError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 1
 
