@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -94,30 +95,32 @@ def ingest_files(spark: SparkSession, conf: EnvConf, planned: Sequence[Planned],
         for item in planned:
             if item.sha256 in first_of:
                 results.append(Ingested(item, f"same bytes as {first_of[item.sha256].name}"))
-                continue
-            first_of[item.sha256] = item.path
-            if write.holds(spark, ref, item.sha256):
+            elif write.holds(spark, ref, item.sha256):
                 results.append(Ingested(item, "already ingested"))
-                continue
-            facts = FileFacts(source_file=item.path.name, source_sha256=item.sha256,
-                              phone_region=item.layout.phone_region or conf.phone_region,
-                              ingested_at=datetime.now(UTC), period=period)
-            raw = readers.read(spark, item.path, item.kind, item.match)
-            numbers = materialize_freeing(lambda: e164_numbers(raw, item.layout, facts.phone_region))  # noqa: B023
-            try:
-                appended = write.append(raw.transform(normalize(item.layout, facts, numbers)), ref, item.sha256)
-            finally:
-                release(numbers)
-            if not appended.committed:
-                results.append(Ingested(item, "already ingested", version=appended.version))
-                continue
-            counts = (write.read_table(spark, ref).where(F.col("source_sha256") == item.sha256)
-                      .agg(F.count(F.lit(1)).alias("n"), F.count("parse_error").alias("bad")).first())
-            assert counts is not None
-            results.append(Ingested(item, "committed", int(counts["n"]), int(counts["bad"]), appended.version))
-            LOG.info("%s: %s lines as layout %s (%s with parse_error), table version %s", item.path.name,
-                     counts["n"], item.layout.name, counts["bad"], appended.version)
+            else:
+                results.append(_append(spark, ref, item, FileFacts(
+                    source_file=item.path.name, source_sha256=item.sha256, ingested_at=datetime.now(UTC),
+                    phone_region=item.layout.phone_region or conf.phone_region, period=period)))
+            first_of.setdefault(item.sha256, item.path)
     return results
+
+
+def _append(spark: SparkSession, ref: str, item: Planned, facts: FileFacts) -> Ingested:
+    """Read, normalise and append one file; the numbers' cut is freed once the lines are written."""
+    raw = readers.read(spark, item.path, item.kind, item.match)
+    numbers = materialize_freeing(partial(e164_numbers, raw, item.layout, facts.phone_region))
+    try:
+        appended = write.append(raw.transform(normalize(item.layout, facts, numbers)), ref, item.sha256)
+    finally:
+        release(numbers)
+    if not appended.committed:
+        return Ingested(item, "already ingested", version=appended.version)
+    counts = (write.read_table(spark, ref).where(F.col("source_sha256") == item.sha256)
+              .agg(F.count(F.lit(1)).alias("n"), F.count("parse_error").alias("bad")).first())
+    assert counts is not None
+    LOG.info("%s: %s lines as layout %s (%s with parse_error), table version %s", item.path.name, counts["n"],
+             item.layout.name, counts["bad"], appended.version)
+    return Ingested(item, "committed", int(counts["n"]), int(counts["bad"]), appended.version)
 
 
 def table_ref(conf: EnvConf) -> str:

@@ -119,24 +119,23 @@ def _positions(file: Path, layout: Layout, row: Row) -> dict[str, int]:
 
 def _unknown(file: Path, grids: Sequence[Grid], layouts: Mapping[str, Layout]) -> UnknownLayout:
     """The refusal: headers seen, and the layout that comes closest with the recognise headers it lacks."""
-    best: tuple[float, int, str] | None = None
-    best_row: Row | None = None
+    best: tuple[tuple[float, int], Layout, Row] | None = None
     for grid in grids:
         for row in grid.rows[:HEADER_SCAN_ROWS]:
             present = set(_keys(row))
-            for layout in layouts.values():
+            for layout in sorted(layouts.values(), key=lambda lay: lay.name):
                 hits = len(layout.recognize_keys & present)
-                score = (hits / len(layout.recognize_keys), hits, layout.name)
-                if hits and (best is None or score[:2] > best[:2] or (score[:2] == best[:2] and score[2] < best[2])):
-                    best, best_row = score, row
-    if best is None or best_row is None:
+                share = (hits / len(layout.recognize_keys), hits)      # most of its headers, then most headers
+                if hits and (best is None or share > best[0]):
+                    best = (share, layout, row)
+    if best is None:
         first = next((row for grid in grids for row in grid.rows if any(c and str(c).strip() for c in row)), [])
         return UnknownLayout(file, "(layout)", f"no carrier layout recognises this file; headers seen: "
                              f"{_shown(first)}; no layout shares a header with it ({len(layouts)} layouts: "
                              f"{', '.join(sorted(layouts))}); write one for this carrier")
-    closest = layouts[best[2]]
-    present = set(_keys(best_row))
+    _, closest, seen = best
+    present = set(_keys(seen))
     lacks = [h for h in closest.recognize if header_key(h) not in present]
     return UnknownLayout(file, "(layout)", f"no carrier layout recognises this file; headers seen: "
-                         f"{_shown(best_row)}; closest layout: {closest.name} ({closest.path}), which lacks "
+                         f"{_shown(seen)}; closest layout: {closest.name} ({closest.path}), which lacks "
                          f"{', '.join(repr(h) for h in lacks)}")
