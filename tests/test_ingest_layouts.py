@@ -76,7 +76,8 @@ rates: {increment_s: 6, minimum_s: 6, cost_places: 4, per_minute: {default: "0.0
     (("cost_places: 4", "cost_places: 8"), "rates.cost_places: 8 is not a whole number 0..6"),
     (("{default: \"0.0100\"}", "{\"+44\": \"0.0100\"}"),
      "rates.per_minute.+44: not an E.164 digit prefix"),
-    (("kind: call_invoice", "kind: call_invoices"), "kind: 'call_invoices': this ingest reads call_invoice layouts"),
+    (("kind: call_invoice", "kind: call_invoices"),
+     "kind: 'call_invoices': this ingest reads call_invoice layouts (line_bill layouts are skipped)"),
     (("currency: USD", "currency: USD\ndirection: {MO: [OUT]}"),
      "direction: words given but columns.direction is missing (or write direction: MO)"),
 ])
@@ -87,6 +88,12 @@ def test_bad_layout_names_file_key_and_value(tmp_path: Path, change: tuple[str, 
         load_layout(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
+
+
+def test_line_bill_layouts_share_the_folder(tmp_path: Path) -> None:
+    _layout(tmp_path, VALID)
+    (tmp_path / "acme-bill.yaml").write_text("layout: acme-bill\nkind: line_bill\ncarrier: Acme\n")
+    assert sorted(load_layouts(tmp_path)) == ["osprey-psv"]
 
 
 def test_two_layouts_one_set_of_headers_are_refused(tmp_path: Path) -> None:

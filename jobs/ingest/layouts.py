@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import re
 import zoneinfo
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ import yaml
 
 from jobs.config import ConfigError
 
+LOG = logging.getLogger(__name__)
+
 
 class LayoutError(ConfigError):
     """A bad carrier layout: exit 2; the message names the layout file, the key and the value."""
@@ -38,7 +41,9 @@ class LayoutError(ConfigError):
 
 Unit = Literal["seconds", "minutes", "decimal_minutes"]
 UNITS: tuple[str, ...] = ("seconds", "minutes", "decimal_minutes")
-KINDS = ("call_invoice",)          # line_bill (CONTRACT section 9) is read by another ingest, not this one yet
+KINDS = ("call_invoice",)
+# Kinds the contract names that this ingest does not read yet: such layouts may share the folder, and are skipped.
+LATER_KINDS = ("line_bill",)
 TIME_COLUMNS = ("start", "start_date", "start_time")
 # Canonical columns of a call_invoice layout; the first four groups are required (start, or start_date + start_time).
 REQUIRED_COLUMNS = ("destination_number", "billed_duration", "cost")
@@ -213,7 +218,8 @@ def load_layout(path: str | Path) -> Layout:
     name = c.text("layout", m["layout"])
     kind = m["kind"]
     if kind not in KINDS:
-        raise c.fail("kind", f"{kind!r}: this ingest reads {', '.join(KINDS)} layouts")
+        raise c.fail("kind", f"{kind!r}: this ingest reads {', '.join(KINDS)} layouts"
+                     + (f" ({', '.join(LATER_KINDS)} layouts are skipped)" if LATER_KINDS else ""))
     carrier = c.text("carrier", m["carrier"]) if m.get("carrier") is not None else None
     carrier_column = c.text("carrier_column", m["carrier_column"]) if m.get("carrier_column") is not None else None
     if carrier is None and carrier_column is None:
@@ -330,10 +336,21 @@ def _rates(c: _Checker, value: Any) -> Rates:
                  cost_places=c.whole("rates.cost_places", m["cost_places"], 0, 6), per_minute=per_minute)
 
 
+def _later_kind(path: Path) -> str | None:
+    """The kind of a layout file when it is one this ingest skips (a broken file is load_layout's to report)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return kind if kind in LATER_KINDS else None
+
+
 def load_layouts(folder: str | Path) -> dict[str, Layout]:
     """Every `*.yaml` / `*.yml` layout in `folder`, by name; the folder must hold at least one.
 
     Two layouts with one name, or with the same recognise headers (no file could tell them apart), are refused.
+    Layouts of a kind this ingest does not read yet (line_bill, CONTRACT section 9) are skipped with a warning.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -344,6 +361,9 @@ def load_layouts(folder: str | Path) -> dict[str, Layout]:
     layouts: dict[str, Layout] = {}
     by_keys: dict[frozenset[str], Layout] = {}
     for path in files:
+        if _later_kind(path):
+            LOG.warning("%s: a %s layout: not read by this ingest, skipped", path, _later_kind(path))
+            continue
         layout = load_layout(path)
         if layout.name in layouts:
             raise LayoutError(path, "layout", f"{layout.name!r} is also the name of {layouts[layout.name].path}")
