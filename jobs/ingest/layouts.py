@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import phonenumbers
 import yaml
@@ -39,7 +39,6 @@ class LayoutError(ConfigError):
     """A bad carrier layout: exit 2; the message names the layout file, the key and the value."""
 
 
-Unit = Literal["seconds", "minutes", "decimal_minutes"]
 UNITS: tuple[str, ...] = ("seconds", "minutes", "decimal_minutes")
 KINDS = ("call_invoice",)
 # Kinds the contract names that this ingest does not read yet: such layouts may share the folder, and are skipped.

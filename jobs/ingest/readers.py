@@ -194,16 +194,17 @@ def _read_csv(spark: SparkSession, path: Path, match: Match) -> DataFrame:
     with csv_pruning(spark, True):            # counting rows needs no field checked, nor converted
         counts = sorted((int(r["p"]), int(r["n"]))
                         for r in raw.groupBy(part.alias("p")).agg(F.count("*").alias("n")).collect())
+    # Rows up to the header (title rows, the header itself) are not data. Spark skips blank lines, as the sample
+    # parse above did, so the header's index among the sample rows is its index here. The offsets are one map
+    # literal, which generated code reads by reference: the same layout's next file reuses the compiled code.
     offsets: list[Any] = []
-    running = 0
+    running = -match.header_row
     for p, n in counts:
         offsets += [F.lit(p), F.lit(running)]
         running += n
     offset = F.element_at(F.create_map(*offsets), part) if offsets else F.lit(0)
     index = offset + F.col("_mid").bitwiseAND(F.lit((1 << _PARTITION_BITS) - 1))
-    # Rows up to the header (title rows, the header itself) are not data. Spark skips blank lines, as the sample
-    # parse above did, so the header's index among the sample rows is its index here.
-    numbered = raw.withColumn(SOURCE_ROW, (index - F.lit(match.header_row)).cast(LongType()))
+    numbered = raw.withColumn(SOURCE_ROW, index.cast(LongType()))
     return numbered.where(F.col(SOURCE_ROW) >= 1).select(
         SOURCE_ROW,
         F.when(F.col(CORRUPT).isNotNull(),
