@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
 from jobs.config import ConfigError, load_conf
+from jobs.ingest.write import ConcurrentIngestError
 from jobs.inputs import InputError
 from jobs.jars import JarsUnavailable
 from jobs.outputs import ConcurrentRunError
@@ -131,6 +132,12 @@ def _generate(argv: list[str]) -> int:
     return generate_main(argv)
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from jobs.ingest.cli import run as ingest
+
+    return ingest(args.conf, args.paths, args.period)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from jobs.demo import demo
 
@@ -179,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="folder for the report and exports (default: reports/<run-id> beside output)")
     report.add_argument("--as-of", default="now", help="SLA status as of: now (default), close (the cycle close), "
                         "or an ISO-8601 instant")
+    ingest = sub.add_parser("ingest", help="append carrier invoice files (CSV, XLSX, HTML .xls) to carrier_invoice_line")
+    ingest.add_argument("--conf", required=True)
+    ingest.add_argument("--period", metavar="YYYY-MM", help="the invoice period, for files that carry none")
+    ingest.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
@@ -210,11 +221,13 @@ def main(argv: list[str] | None = None) -> int:
             return _cases(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "ingest":
+            return _ingest(args)
         return _demo(args)
     except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError, ReportError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
-    except (ConservationError, ConcurrentRunError) as exc:
+    except (ConservationError, ConcurrentRunError, ConcurrentIngestError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 1
 

@@ -49,6 +49,7 @@ class EnvConf:
     # `report: {clear_numbers_for: [team, ...]}`: owner teams whose case exports show phone numbers in clear
     # (jobs/report/exports.py). Not in the fingerprint: it changes no result, only what an export shows.
     report_clear_numbers_for: tuple[str, ...] = ()
+    carriers: str = "conf/carriers"       # folder of carrier layouts (telco-ra ingest, CONTRACT section 6)
 
     def cycle(self, cycle_id: str) -> Cycle:
         if cycle_id not in self.cycles:
@@ -56,7 +57,7 @@ class EnvConf:
         return self.cycles[cycle_id]
 
 
-CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sla_days", "report"}
+CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sla_days", "report", "carriers"}
 REPORT_KEYS = {"clear_numbers_for"}
 SPARK_KEYS = {"master", "settings", "delta_provided"}
 
@@ -159,6 +160,9 @@ def load_conf(path: str | Path) -> EnvConf:
     clear = report.get("clear_numbers_for") or []
     if not isinstance(clear, list) or not all(isinstance(t, str) and t.strip() for t in clear):
         raise ConfigError(path, "report.clear_numbers_for", f"{clear!r} is not a list of owner team names")
+    carriers = data.get("carriers", "conf/carriers")
+    if not isinstance(carriers, str) or not carriers.strip():
+        raise ConfigError(path, "carriers", f"{carriers!r} is not a folder of carrier layouts")
     del text
     return EnvConf(str(path), dict(tables), data["output"], cycles, dict(spark), region, sla, fingerprint,
-                   report_clear_numbers_for=tuple(t.strip() for t in clear))
+                   report_clear_numbers_for=tuple(t.strip() for t in clear), carriers=carriers)
