@@ -134,19 +134,36 @@ def ruleset_layout(text: str | None) -> dict[str, dict[str, Any]]:
     except yaml.YAMLError:
         return {}
     cps = data.get("control_points") if isinstance(data, dict) else None
+    raw_inputs = data.get("inputs") if isinstance(data, dict) else None
+    inputs: dict[str, Any] = raw_inputs if isinstance(raw_inputs, dict) else {}
     layout: dict[str, dict[str, Any]] = {}
-    for cp_id, spec in (cps or {}).items():
+    # Record control points first: an aggregate's side (contract 2: `{of, side}`) is a record control point's side.
+    ordered = sorted((cps or {}).items(), key=lambda kv: isinstance(kv[1], dict) and kv[1].get("kind") == "aggregate")
+    for cp_id, spec in ordered:
         if not isinstance(spec, dict):
             continue
-        sides = {}
-        for side in ("left", "right"):
-            s = spec.get(side)
-            sides[side] = ({"table": str(s.get("table")), "filter": dict(s.get("filter") or {})}
-                           if isinstance(s, dict) else None)
+        sides = {side: _side_layout(spec.get(side), inputs, layout) for side in ("left", "right")}
         classes = {str(o): (p.get("exposure_class") if isinstance(p, dict) and p.get("case") else None)
                    for o, p in (spec.get("outcomes") or {}).items()}
         layout[str(cp_id)] = {"kind": spec.get("kind"), **sides, "classes": classes}
     return layout
+
+
+def _side_layout(side: Any, inputs: Mapping[str, Any], layout: Mapping[str, Mapping[str, Any]]
+                 ) -> dict[str, Any] | None:
+    """A side's table and filter: contract 1 names them (`table`, `filter`); contract 2 names an input (its `table`,
+    default its name, and its SQL `filter`), or for an aggregate the record control point side it sums."""
+    if not isinstance(side, dict):
+        return None
+    if "input" in side:
+        found = inputs.get(side["input"])
+        inp: Mapping[str, Any] = found if isinstance(found, dict) else {}
+        sql = inp.get("filter")
+        return {"table": str(inp.get("table") or side["input"]), "filter": {"sql": str(sql)} if sql else {}}
+    if "of" in side:
+        of = layout.get(str(side["of"])) or {}
+        return of.get(str(side.get("side", "")).lower())
+    return {"table": str(side.get("table")), "filter": dict(side.get("filter") or {})}
 
 
 def ruleset_owners(rows: Sequence[Any]) -> list[str]:
