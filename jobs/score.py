@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import EnvConf, load_conf
 from jobs.inputs import PinnedTable
+from jobs.layouts_input import layout_tables
 from jobs.outputs import read_output, table_ref
 from jobs.ruleset import Ruleset, load_ruleset
 from jobs.run import scope_inputs
@@ -48,9 +49,10 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     first = runs.select("cycle_id", "input_versions", "input_tables").first()
     if first is None:
         raise ValueError(f"no committed run {run_id!r} under {conf.output}")
-    tables = {ruleset.inputs[name].table for name in ruleset.side_inputs()}
+    tables = {ruleset.inputs[name].table for name in ruleset.side_inputs() if ruleset.inputs[name].layouts is None}
     raw = {name: PinnedTable(name, first["input_tables"][name], first["input_versions"][name]).read(spark)
            for name in tables}
+    raw.update(layout_tables(spark, conf, ruleset)[0])      # rate decks a side's `within` may name
     scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
     keys = None
     for name, df in scoped.items():
