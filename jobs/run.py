@@ -246,7 +246,7 @@ def _check_reference_data(ruleset: Ruleset, tables: Mapping[str, DataFrame]) -> 
     seen: set[str] = set()
     for cp in ruleset.record_points():
         for lookup in cp.lookups.values():
-            if lookup.kind == "key":
+            if lookup.kind in ("key", "prefix"):
                 continue
             table_name = ruleset.inputs[lookup.input].table
             tariff = tables[table_name]

@@ -45,6 +45,8 @@ class Score:
 
 def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> DataFrame:
     """(control_point_id, side, expected, actual) per record, and per aggregate group."""
+    if "record_id" in truth.columns:
+        return _pairs_by_record_id(spark, conf, run_id, truth)
     runs = read_output(spark, table_ref(conf.output, "control_run")).where(F.col("run_id") == run_id)
     first = runs.select("cycle_id", "input_versions", "input_tables").first()
     if first is None:
@@ -86,6 +88,16 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
         F.coalesce(agg_truth["control_point_id"], agg_actual["control_point_id"]).alias("control_point_id"),
         F.lit("AGGREGATE").alias("side"), "expected", "actual")
     return records.unionByName(aggs)
+
+
+def _pairs_by_record_id(spark: SparkSession, conf: EnvConf, run_id: str, truth: DataFrame) -> DataFrame:
+    """A truth that names each record by its side's own id (`record_id`: ids unique per side, e.g. invoice lines
+    whose line_id the generator computes from the file it wrote, as ingest does): joined on it directly."""
+    outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id).select(
+        "control_point_id", "side", "record_id", F.col("outcome").alias("actual"))
+    expected = truth.select("control_point_id", "side", "record_id", F.col("expected_outcome").alias("expected"))
+    return expected.join(outcomes, ["control_point_id", "side", "record_id"], "full_outer").select(
+        "control_point_id", "side", "expected", "actual")
 
 
 def score(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> list[Score]:
