@@ -155,10 +155,14 @@ def _plant(layout: Layout, params: CarrierParams, index: int, rng: random.Random
             truth.append((CONTROL_POINT, "RIGHT", rid, outcome, "cdr", carrier))
         return rid
 
-    slot = iter(range(10_000))
+    slot = iter(range(100_000))
+    # Plants spread over the cycle, at least 20 minutes apart (far beyond the 10 s window), at most 7 hours.
+    slots = 20 + params.clean.get(layout.name, 0)
+    spacing = max(timedelta(minutes=20), min(timedelta(hours=7), (params.end - base - timedelta(days=1)) / slots))
 
     def when() -> datetime:
-        return base + timedelta(hours=7 * next(slot), minutes=rng.randrange(0, 50), seconds=rng.randrange(0, 60))
+        jitter = rng.randrange(0, int(spacing.total_seconds() // 2))
+        return (base + spacing * next(slot) + timedelta(seconds=jitter)).replace(microsecond=0)
 
     def dest(i: int) -> str:
         stem, width = DESTINATIONS[i % len(DESTINATIONS)]
