@@ -7,6 +7,7 @@ run_alert; a carrier layout a user writes, with no code change, ingests and reco
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,103 @@ def test_alerts_per_carrier_in_run_alert_and_the_summary(spark: SparkSession,
     from jobs.summary import render
     text = render(spark, result)
     assert "ALERT" in text and "carrier Albion:" in text
+
+
+OSPREY = """\
+# Written by a user for a new carrier, with no code change: pipe-separated, Chicago local time, 6-second billing,
+# our record id echoed.
+layout: osprey-psv
+kind: call_invoice
+carrier: Osprey
+recognize: ["Osprey Call Ref", "Dest", "Bill Secs"]
+timezone: America/Chicago
+phone_region: US
+columns: {start: "Start", source_number: "From", destination_number: "Dest", duration: "Secs",
+          billed_duration: "Bill Secs", cost: "Cost", call_id: "Osprey Call Ref", record_id: "Your Ref"}
+formats: {start: "%Y-%m-%d %H:%M:%S"}
+currency: USD
+rates: {increment_s: 6, minimum_s: 6, cost_places: 4, per_minute: {"1": "0.0080", "44": "0.0200", default: "0.0500"}}
+"""
+
+
+def test_a_layout_a_user_writes_ingests_and_reconciles(spark: SparkSession, tmp_path: Path) -> None:
+    """A carrier folder holding only the user's layout; November, when Chicago falls back (1 November)."""
+    carriers = tmp_path / "my-carriers"
+    carriers.mkdir()
+    (carriers / "osprey.yaml").write_text(OSPREY)
+    november = {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z", "close": "2026-12-03T00:00:00Z"}
+    params = CarrierParams("2026-11", seed=3)
+    paths = generate_carrier_month(spark, carriers, tmp_path / "input", params)
+    assert sorted(p.name for p in Path(paths["invoices"]).iterdir()) == ["osprey-psv_2026-11.psv"]
+    conf_path = _conf(tmp_path, paths["cdr"], carriers, "2026-11", november)
+    assert main(["ingest", "--conf", str(conf_path), paths["invoices"]]) == 0
+    conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
+    result = execute(spark, conf, ruleset, "2026-11")
+    scores = score(spark, conf, ruleset, result.run_id, spark.read.format("delta").load(paths["ground_truth"]))
+    assert not _failures(scores), _failures(scores)
+    assert {(s.side, s.outcome) for s in scores if s.expected} >= {
+        ("LEFT", "MATCHED"), ("LEFT", "MATCHED_ROUNDING_VARIANCE"), ("LEFT", "COST_VARIANCE"),
+        ("LEFT", "DUPLICATE_INVOICE_LINE"), ("LEFT", "MISSING_IN_CDR"), ("LEFT", "AMBIGUOUS_MATCH"),
+        ("LEFT", "QUARANTINED"), ("RIGHT", "MISSING_IN_INVOICE"), ("RIGHT", "QUARANTINED")}
+    fall_back = [s for s in scores if s.side == "LEFT" and s.outcome == "MATCHED"]
+    assert fall_back and fall_back[0].expected == 5            # 3 planted + 2 through the fall-back hour's instants
+
+
+KESTREL_MARCH = (
+    "Call Date,Call Time (ET),Orig TN,Term TN,Dir,DURATION_SEC,Billed Mins,Charge USD,Ref,CALL_ID\r\n"
+    # 02:30 on 8 March does not exist in New York (spring forward): shifted by the gap to 03:30 EDT, 07:30Z
+    "03/08/2026,02:30:00,(212) 555-0100,011 44 20 7946 0958,OUT,180,3,0.1050,KX-1,\r\n"
+    # our record id echoed: matched exactly although the CDR starts 30 s later; 61 s billed as 2 minutes
+    "03/12/2026,14:00:00,212.555.0100,1-646-555-0199,OUT,61,2,0.0240,KX-2,ZZ-2\r\n"
+    # 2 minutes to the US at 0.0120 is 0.0240, billed 0.0600
+    "03/12/2026,15:00:00,2125550100,6465550199,OUT,120,2,0.0600,KX-3,\r\n"
+)
+
+
+def test_a_hand_written_invoice_with_other_ids_a_spring_forward_gap_and_an_exact_four_decimal_cost(
+        spark: SparkSession, tmp_path: Path) -> None:
+    from jobs.synthetic.carrier_invoice import CDR_SCHEMA
+
+    def call(rid: str, start: datetime, other: str, duration: int, **kw: Any) -> tuple[Any, ...]:
+        return (rid, "sw-0312.dat", "+1 (212) 555-0100", "AC-77", "VOICE", kw.get("direction", "MO"), other, start,
+                duration, 0, "2026-03", start, kw.get("carrier", "Kestrel"))
+
+    cdr = spark.createDataFrame([
+        call("ZZ-1", datetime(2026, 3, 8, 7, 30, 4, tzinfo=UTC), "+44 20 7946 0958", 180),
+        call("ZZ-2", datetime(2026, 3, 12, 18, 0, 30, tzinfo=UTC), "646-555-0199", 61),
+        call("ZZ-3", datetime(2026, 3, 12, 19, 0, 0, tzinfo=UTC), "6465550199", 120),
+        call("ZZ-4", datetime(2026, 3, 12, 20, 0, 0, tzinfo=UTC), "6465550199", 60, direction="MT"),
+        call("ZZ-5", datetime(2026, 3, 12, 21, 0, 0, tzinfo=UTC), "6465550199", 60, carrier="Nimbus"),
+    ], CDR_SCHEMA)
+    cdr.write.format("delta").save(str(tmp_path / "cdr"))
+    invoice = tmp_path / "in" / "kestrel_march.csv"
+    invoice.parent.mkdir()
+    invoice.write_bytes(KESTREL_MARCH.encode())
+    march = {"start": "2026-03-01T00:00:00Z", "end": "2026-04-01T00:00:00Z", "close": "2026-04-03T00:00:00Z"}
+    conf_path = _conf(tmp_path, str(tmp_path / "cdr"), CARRIERS, "2026-03", march)
+    assert main(["ingest", "--conf", str(conf_path), str(invoice.parent)]) == 0
+    result = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-03")
+    rows = (spark.read.format("delta").load(str(tmp_path / "lake" / "output" / "record_outcome"))
+            .where(F.col("run_id") == result.run_id)
+            .select("side", "record_id", "counterpart_id", "outcome", "match_stage", "confidence", "expected_amount",
+                    "exposure_amount", "reason").collect())
+    lines = spark.read.format("delta").load(str(tmp_path / "lake" / "carrier_invoice_line"))
+    line_of = {r["call_id"]: r["line_id"] for r in lines.collect()}
+    got = {(r["side"], r["record_id"]): r for r in rows}
+    assert len(rows) == 6                                    # ZZ-4 (inbound) and ZZ-5 (no layout) out of scope
+    first = got[("LEFT", line_of["KX-1"])]
+    assert (first["outcome"], first["counterpart_id"], first["match_stage"]) == ("MATCHED", "ZZ-1", "FUZZY")
+    # 3 minutes at 0.0350 (prefix 44) is 0.1050 exactly (3 * 0.035 is 0.10500000000000001 as floats)
+    assert first["expected_amount"] == Decimal("0.105000") and first["exposure_amount"] == Decimal("0")
+    assert first["confidence"] == Decimal("0.8000")          # 4 s apart in a 10 s window
+    assert "spring-forward gap" in first["reason"]
+    second = got[("LEFT", line_of["KX-2"])]
+    assert (second["outcome"], second["counterpart_id"], second["match_stage"]) == (
+        "MATCHED_ROUNDING_VARIANCE", "ZZ-2", "EXACT")
+    assert second["expected_amount"] == Decimal("0.024000")
+    third = got[("LEFT", line_of["KX-3"])]
+    assert (third["outcome"], third["counterpart_id"]) == ("COST_VARIANCE", "ZZ-3")
+    assert third["exposure_amount"] == Decimal("0.036000")
+    assert {rid: got[("RIGHT", rid)]["outcome"] for rid in ("ZZ-1", "ZZ-2", "ZZ-3")} == {
+        "ZZ-1": "MATCHED", "ZZ-2": "MATCHED_ROUNDING_VARIANCE", "ZZ-3": "COST_VARIANCE"}
+    assert got[("RIGHT", "ZZ-3")]["expected_amount"] == Decimal("0.024000")
