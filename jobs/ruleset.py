@@ -56,6 +56,8 @@ RECORD_COLUMNS = ("counterpart_id", "counterpart_table", "match_stage", "confide
 DESCRIBE = ("account_id", "msisdn", "service_type", "start_time")
 AGGREGATE_GROUPS = ("account_id", "service_type", "currency")
 REPORT_KINDS = ("suspense_aging",)
+# What an alert's message may name (jobs/run.py fills them).
+ALERT_FACTS = ("scope", "metric", "records", "counted", "value", "threshold", "percent", "threshold_percent")
 
 
 @dataclass(frozen=True)
@@ -605,6 +607,13 @@ def _alerts(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], par
         threshold = r.decimal(f"{akey}.above", above)
         if threshold > 1:
             raise r.fail(f"{akey}.above", f"{a.get('above')!r} is not a rate between 0 and 1")
+        message = a.get("message")
+        if message is not None:
+            try:
+                r.text(f"{akey}.message", message).format(**dict.fromkeys(ALERT_FACTS, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise r.fail(f"{akey}.message", f"{message!r}: names {exc} (it may name "
+                             f"{', '.join('{' + f + '}' for f in ALERT_FACTS)})") from None
         out.append(Alert(metric, str(side), r.sql(f"{akey}.scope", a.get("scope"), params),
                          r.sql(f"{akey}.counts", a.get("counts"), params), threshold,
                          r.text(f"{akey}.message", a["message"]) if a.get("message") is not None else None))

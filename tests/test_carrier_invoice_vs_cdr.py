@@ -208,3 +208,39 @@ def test_a_hand_written_invoice_with_other_ids_a_spring_forward_gap_and_an_exact
     assert {rid: got[("RIGHT", rid)]["outcome"] for rid in ("ZZ-1", "ZZ-2", "ZZ-3")} == {
         "ZZ-1": "MATCHED", "ZZ-2": "MATCHED_ROUNDING_VARIANCE", "ZZ-3": "COST_VARIANCE"}
     assert got[("RIGHT", "ZZ-3")]["expected_amount"] == Decimal("0.024000")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("layouts: call_invoice", "layouts: line_bills"),
+     "inputs.rate_deck.layouts: 'line_bills' is not a kind of layout the run reads rate decks of (call_invoice)"),
+    (("within: {carrier: rate_deck.carrier}", "within: {carrier: rate_deck}"),
+     "inputs.cdr.within.carrier: 'rate_deck' is not <input>.<column>"),
+    (("within: {carrier: rate_deck.carrier}", "within: {carrier: rate_deck.carrier_name}"),
+     "inputs.cdr.within.carrier: unknown column 'carrier_name' of input rate_deck"),
+    (("prefix: prefix, join", "prefix: digits, join"),
+     "lookups.rate.prefix: unknown column 'digits' of input rate_deck"),
+    (("kind: prefix, by: destination_number,", "kind: prefix,"), "lookups.rate.by: missing (required by a prefix lookup)"),
+    (("key: [carrier, call_id]", "key: [carrier, call_ref]"),
+     "stages.duplicates.key: unknown column 'call_ref' of input invoice_line"),
+    (("alt_time: start_time_alt", "alt_time: start_time_other"),
+     "stages.fuzzy.alt_time: unknown column 'start_time_other' of input invoice_line"),
+    (("alt_confidence: 0.5", "alt_confidence: 1.5"), "stages.fuzzy.alt_confidence: 1.5 is not a factor between 0 and 1"),
+    (("above: ${alert_rate}", "above: 2"), "alerts[0].above: 2 is not a rate between 0 and 1"),
+    (("above: ${alert_rate}", "above: ${alert_rates}"), "alerts[0].above: '${alert_rates}' names no parameter"),
+    (("side: LEFT\n        scope", "side: MIDDLE\n        scope"),
+     "alerts[0].side: 'MIDDLE' is not a side of this control point (LEFT, RIGHT)"),
+    (("{counted} of {records}", "{counted} of {lines}"), "alerts[0].message:"),
+    (("metric: exception_rate", "metric: exception_rate\n        severity: HIGH"), "alerts[0].severity: unknown key"),
+])
+def test_new_ruleset_keys_are_refused_naming_file_key_and_value(tmp_path: Path, change: tuple[str, str],
+                                                                message: str) -> None:
+    from jobs.config import ConfigError
+
+    text = Path(RULESET).read_text()
+    assert change[0] in text, change[0]
+    path = tmp_path / "carrier.yaml"
+    path.write_text(text.replace(*change, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_ruleset(path)
+    assert str(caught.value).startswith(f"{path}: ")
+    assert message in str(caught.value), str(caught.value)
