@@ -388,7 +388,9 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
 
     scope = "all" if bucket is None else f"account_bucket={bucket}"
     run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope)
-    refs = {t: table_ref(conf.output, t) for t in OUTPUT_SCHEMAS if t != "cycle_close"}
+    alerting = any(cp.alerts for cp in ruleset.record_points())
+    refs = {t: table_ref(conf.output, t) for t in OUTPUT_SCHEMAS
+            if t != "cycle_close" and (t != "run_alert" or alerting)}   # run_alert: written where alerts are declared
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
     if done:
@@ -559,7 +561,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                 write_run_slice(table.select(*OUTPUT_SCHEMAS[rep.kind].fieldNames()), refs[rep.kind], rep.kind,
                                 cycle_id, run_id, f"telco-ra:{rep.kind}:{run_id}:{digest}")
 
-        if any(cp.alerts for cp in ruleset.record_points()):
+        if alerting:
             for a in alert_rows:
                 LOG.warning("ALERT %s %s: %s", a["control_point_id"], a["metric"], a["message"])
             alert_frame = spark.createDataFrame(
