@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config import EnvConf
@@ -52,7 +50,3 @@ def layout_tables(spark: SparkSession, conf: EnvConf, ruleset: Ruleset) -> tuple
         frames[inp.table] = spark.createDataFrame(rows, INPUT_SCHEMAS["carrier_rate"])
         counters["rate_decks_fingerprint"] = fingerprint(rows)
     return frames, counters
-
-
-def with_layout_tables(raw: Mapping[str, DataFrame], frames: Mapping[str, DataFrame]) -> dict[str, DataFrame]:
-    return {**raw, **frames}
