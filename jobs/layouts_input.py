@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config import EnvConf
