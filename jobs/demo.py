@@ -1,7 +1,8 @@
 """`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, and summaries.
 
 Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated inventory month (its own input
-folder: its bill_charge holds RECURRING charges), both writing to the same output tables.
+folder: its bill_charge holds RECURRING charges); carrier-invoice-vs-cdr on a generated carrier month whose invoice
+files (one per shipped carrier layout) go through `telco-ra ingest` first. All write to the same output tables.
 
 The embedded default a newcomer sees first; it uses exactly the code paths of `telco-ra generate` and
 `telco-ra run`, with conf written next to the data so the run can be repeated by hand.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -22,6 +24,11 @@ LOG = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 RULESET = REPO / "rulesets" / "usage_to_bill.yaml"
 INVENTORY_RULESET = REPO / "rulesets" / "inventory_to_bill.yaml"
+CARRIER_RULESET = REPO / "rulesets" / "carrier_invoice_vs_cdr.yaml"
+CARRIERS = REPO / "conf" / "carriers"
+# The carrier month: October, when London and Berlin fall back (the fall-back hour's lines are in it).
+CARRIER_CYCLE = {"2026-10": {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z",
+                             "close": "2026-11-03T00:00:00Z"}}
 LOCAL_CONF = REPO / "conf" / "local.yaml"
 
 
@@ -64,4 +71,29 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     sys.stdout.write("\n" + render(spark, inv_result))
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {inv_conf_path} --ruleset {INVENTORY_RULESET} "
                      f"--cycle {cycle_id}\n")
+    _carrier_demo(spark, base, lakehouse, seed)
     return 0
+
+
+def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, seed: int) -> None:
+    """The carriers' invoice files of a synthetic October, through `telco-ra ingest`, then carrier-invoice-vs-cdr."""
+    from jobs.ingest.cli import run as ingest
+    from jobs.run import execute
+    from jobs.summary import render
+    from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month
+
+    params = CarrierParams("2026-10", seed=seed, clean={"kestrel-csv": 300})
+    LOG.info("generating a carrier month (invoice files of every carrier layout) into %s", lakehouse / "carrier")
+    paths = generate_carrier_month(spark, CARRIERS, lakehouse / "carrier", params)
+    conf = dict(base)
+    conf["tables"] = {"cdr": paths["cdr"], "carrier_invoice_line": str(lakehouse / "carrier" / "carrier_invoice_line")}
+    conf["cycles"] = CARRIER_CYCLE
+    conf["carriers"] = str(CARRIERS)
+    conf_path = lakehouse / "demo_carrier.yaml"
+    conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    sys.stdout.write(f"\ntelco-ra ingest --conf {conf_path} {paths['invoices']}\n")
+    ingest(str(conf_path), [paths["invoices"]], out=sys.stdout)
+    result = execute(spark, load_conf(conf_path), load_ruleset(CARRIER_RULESET), params.cycle_id)
+    sys.stdout.write("\n" + render(spark, result))
+    sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {CARRIER_RULESET} "
+                     f"--cycle {params.cycle_id}\n")

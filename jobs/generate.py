@@ -11,6 +11,8 @@ usage-to-bill month.
     python -m jobs.generate --out lakehouse/input --scenario seed004    # 10M rows, exact counts (see SCENARIOS)
     python -m jobs.generate --ruleset rulesets/inventory_to_bill.yaml --scenario seed004-s30 --rows 12000 \
         --out lakehouse/inventory
+    python -m jobs.generate --ruleset rulesets/carrier_invoice_vs_cdr.yaml --cycle 2026-10 --out lakehouse/carrier
+        # invoice files of every carrier layout under <out>/invoices (then: telco-ra ingest), cdr, ground_truth
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ INVENTORY_SCENARIOS: dict[str, tuple[Callable[..., InventoryParams], int]] = {
     "seed004-s30": (InventoryParams.seed004_s30, SEED004_S30_ROWS),
 }
 DEFAULT_RULESET = "usage_to_bill"
+CARRIER_RULESET = "carrier_invoice_vs_cdr"      # files, not only tables: jobs/synthetic/carrier_invoice.py
 
 ROWS_PER_PARTITION = 2_000_000
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
@@ -198,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cutoff", default=None,
                         help="inventory_to_bill: the cycle's cutoff, an ISO 8601 instant (default the cycle end); "
                              "activations from it on are ACTIVATED_AFTER_CUTOFF")
+    parser.add_argument("--carriers", default="conf/carriers",
+                        help="carrier_invoice_vs_cdr: the folder of carrier layouts whose files to write "
+                             "(default %(default)s)")
     parser.add_argument("--master", default="local[*]", help="Spark master (default %(default)s)")
     return parser
 
@@ -210,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         name = DEFAULT_RULESET if args.ruleset is None else ruleset_name(args.ruleset)
+        if name == CARRIER_RULESET:
+            return _carrier_month(args)
         if name not in PARAMS:
             raise ValueError(f"no synthetic generator for ruleset {name!r} (from {args.ruleset}); generators exist "
                              f"for: {', '.join(sorted(PARAMS))}")
@@ -223,6 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     paths = generate(spark, args.out, params)
     LOG.info("generated %s tables under %s in %.1f s", len(paths), args.out, time.monotonic() - started)
+    return 0
+
+
+def _carrier_month(args: argparse.Namespace) -> int:
+    from jobs.session import build_session
+    from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month
+
+    cycle = "2026-10" if args.cycle == GeneratorParams.cycle_id else args.cycle
+    spark = build_session({"master": args.master})
+    paths = generate_carrier_month(spark, args.carriers, args.out, CarrierParams(cycle, seed=args.seed))
+    LOG.info("carrier month %s: invoice files under %s (ingest them), cdr %s, ground truth %s", cycle,
+             paths["invoices"], paths["cdr"], paths["ground_truth"])
     return 0
 
 

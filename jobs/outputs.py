@@ -48,6 +48,8 @@ PARTITIONS = {
     # Small: one row per age bucket and run. Partitioned by run too, so a run replaces exactly its own rows without
     # conflicting with runs of other slices writing theirs.
     "suspense_aging": ("cycle_id", "run_id"),
+    # A few rows per run (one per scope beyond an alert's threshold), partitioned like suspense_aging.
+    "run_alert": ("cycle_id", "run_id"),
     "control_run": ("cycle_id",),
     "cycle_close": ("cycle_id",),
     # The RA scorecard (jobs/report/scorecard.py): a few rows per run, replaced as the run's cases are worked.

@@ -19,6 +19,7 @@ from jobs.config import ConfigError, _read_yaml, _unknown
 from transforms.engine.spec import (
     SIDES,
     AggregateSide,
+    Alert,
     Check,
     ControlPoint,
     CyclePlacement,
@@ -37,22 +38,26 @@ from transforms.engine.spec import (
     Tolerance,
 )
 from transforms.engine.sql import SqlError, render
-from transforms.schema import EXPOSURE_CLASSES, INPUT_SCHEMAS, SEVERITIES
+from transforms.schema import EXPOSURE_CLASSES, INPUT_SCHEMAS, OPTIONAL_INPUT_COLUMNS, SEVERITIES
 
 CONTRACT = 2
 RULESET_KEYS = {"ruleset", "version", "contract", "account_buckets", "owners", "maker_checker_above", "params",
                 "inputs", "checks", "control_points"}
 INPUT_KEYS = {"table", "schema", "system", "id", "order", "arrival", "cycle", "filter", "phones", "columns",
-              "amount", "currency", "lineage"}
+              "amount", "currency", "lineage", "layouts", "within"}
 RECORD_KEYS = {"kind", "left", "right", "lookups", "stages", "let", "decide", "record", "tolerance", "outcomes",
-               "exemptions", "reports"}
+               "exemptions", "reports", "alerts"}
 AGGREGATE_KEYS = {"kind", "left", "right", "group_by", "measure", "tolerance", "decide", "outcomes"}
-LOOKUP_KINDS = ("key", "price", "price_list")
+LOOKUP_KINDS = ("key", "price", "price_list", "prefix")
+LAYOUT_KINDS = ("call_invoice",)          # kinds of conf/carriers layouts an input may be built from (`layouts`)
+LAYOUT_SCHEMA = "carrier_rate"            # the contract-like schema of such an input's rows
 RECORD_COLUMNS = ("counterpart_id", "counterpart_table", "match_stage", "confidence", "expected_amount", "currency",
                   "amount")
 DESCRIBE = ("account_id", "msisdn", "service_type", "start_time")
 AGGREGATE_GROUPS = ("account_id", "service_type", "currency")
 REPORT_KINDS = ("suspense_aging",)
+# What an alert's message may name (jobs/run.py fills them).
+ALERT_FACTS = ("scope", "metric", "records", "counted", "value", "threshold", "percent", "threshold_percent")
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,12 @@ class Ruleset:
     sides_read: tuple[str, ...] = field(default=())
 
     def tables(self) -> set[str]:
-        """The conf `tables` keys the ruleset reads."""
-        return {i.table for i in self.inputs.values()}
+        """The conf `tables` keys the ruleset reads (inputs built from the conf's layouts are no table)."""
+        return {i.table for i in self.inputs.values() if i.layouts is None}
+
+    def layout_inputs(self) -> list[Input]:
+        """Inputs the run builds from the conf's carrier layouts (`layouts:`), not read from a table."""
+        return [i for i in self.inputs.values() if i.layouts is not None]
 
     def record_points(self) -> list[ControlPoint]:
         return [cp for cp in self.control_points.values() if cp.kind == "record"]
@@ -150,7 +159,8 @@ def _columns_of(inp: Input) -> set[str] | None:
     None where it follows no contract schema (then columns are checked when the engine compiles)."""
     if inp.schema is None:
         return None
-    return {*INPUT_SCHEMAS[inp.schema].fieldNames(), *inp.columns, *(f"{p}_e164" for p in inp.phones)}
+    optional = OPTIONAL_INPUT_COLUMNS[inp.schema].fieldNames() if inp.schema in OPTIONAL_INPUT_COLUMNS else []
+    return {*INPUT_SCHEMAS[inp.schema].fieldNames(), *optional, *inp.columns, *(f"{p}_e164" for p in inp.phones)}
 
 
 def _check_columns(r: _Reader, key: str, names: tuple[str, ...], inp: Input, base_only: bool = False) -> None:
@@ -185,13 +195,29 @@ def _input(r: _Reader, name: str, value: Any) -> Input:
         lineage = Lineage(r.text(f"{key}.lineage.column", lin.get("column")),
                           r.text(f"{key}.lineage.parent", lin.get("parent")))
     columns = r.mapping(f"{key}.columns", m.get("columns") or {})
+    layouts = m.get("layouts")
+    if layouts is not None:
+        if layouts not in LAYOUT_KINDS:
+            raise r.fail(f"{key}.layouts", f"{layouts!r} is not a kind of layout the run reads rate decks of "
+                         f"({', '.join(LAYOUT_KINDS)})")
+        if m.get("schema", LAYOUT_SCHEMA) != LAYOUT_SCHEMA:
+            raise r.fail(f"{key}.schema", f"{m.get('schema')!r}: an input built from layouts has the schema "
+                         f"{LAYOUT_SCHEMA}")
+        schema = LAYOUT_SCHEMA
+        table = str(m.get("table") or f"layouts:{layouts}")
+    within: dict[str, tuple[str, str]] = {}
+    for col, ref in r.mapping(f"{key}.within", m.get("within") or {}).items():
+        parts = ref.split(".") if isinstance(ref, str) else []
+        if len(parts) != 2 or not all(parts):
+            raise r.fail(f"{key}.within.{col}", f"{ref!r} is not <input>.<column>")
+        within[str(col)] = (parts[0], parts[1])
     inp = Input(
         name=name, table=table, schema=schema, system=str(m.get("system") or table),
         id=m.get("id"), order=r.names(f"{key}.order", m.get("order") or []), arrival=m.get("arrival"),
         cycle=cycle, filter=r.sql(f"{key}.filter", m["filter"], {}) if m.get("filter") is not None else None,
         phones=r.names(f"{key}.phones", m.get("phones") or []),
         columns={str(k): r.sql(f"{key}.columns.{k}", v, {}) for k, v in columns.items()},
-        amount=m.get("amount"), currency=m.get("currency"), lineage=lineage,
+        amount=m.get("amount"), currency=m.get("currency"), lineage=lineage, layouts=layouts, within=within,
     )
     for part in ("id", "arrival", "amount", "currency"):
         value_of = getattr(inp, part)
@@ -204,7 +230,18 @@ def _input(r: _Reader, name: str, value: Any) -> Input:
         _check_columns(r, f"{key}.cycle", placed, inp, base_only=True)
     if lineage is not None:
         _check_columns(r, f"{key}.lineage.column", (lineage.column,), inp, base_only=True)
+    for col in within:
+        _check_columns(r, f"{key}.within.{col}", (col,), inp)
     return inp
+
+
+def _check_within(r: _Reader, inputs: Mapping[str, Input]) -> None:
+    for inp in inputs.values():
+        for col, (other, other_col) in inp.within.items():
+            wkey = f"inputs.{inp.name}.within.{col}"
+            if other not in inputs or other == inp.name:
+                raise r.fail(wkey, f"{other!r} is not another input (inputs: {', '.join(inputs)})")
+            _check_columns(r, wkey, (other_col,), inputs[other])
 
 
 def _checks(r: _Reader, value: Any, inputs: Mapping[str, Input]) -> dict[str, tuple[Check, ...]]:
@@ -291,7 +328,7 @@ def _side(r: _Reader, key: str, value: Any, inputs: Mapping[str, Input], checks:
 
 def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, Input], side: Input,
             params: Mapping[str, object]) -> Lookup:
-    m = r.mapping(key, value, {"input", "kind", "join", "where", "columns", "by", "at", "quantity", "map"})
+    m = r.mapping(key, value, {"input", "kind", "join", "where", "columns", "by", "at", "quantity", "map", "prefix"})
     if m.get("input") not in inputs:
         raise r.fail(f"{key}.input", f"{m.get('input')!r} is not an input (inputs: {', '.join(inputs)})")
     kind = m.get("kind")
@@ -299,7 +336,22 @@ def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, In
         raise r.fail(f"{key}.kind", f"{kind!r} is not one of {', '.join(LOOKUP_KINDS)}")
     target = inputs[str(m["input"])]
     on = {str(k): str(v) for k, v in r.mapping(f"{key}.join", m.get("join") or {}).items()}
-    if kind == "key":
+    if m.get("prefix") is not None and kind != "prefix":
+        raise r.fail(f"{key}.prefix", f"only a prefix lookup takes a prefix column (this one is {kind})")
+    if kind == "prefix":
+        for part in ("by", "prefix"):
+            if not m.get(part):
+                raise r.fail(f"{key}.{part}", "missing (required by a prefix lookup)")
+        _check_columns(r, f"{key}.by", (str(m["by"]),), side)
+        _check_columns(r, f"{key}.prefix", (str(m["prefix"]),), target)
+        _check_columns(r, f"{key}.join", tuple(on), side)
+        _check_columns(r, f"{key}.join", tuple(on.values()), target)
+        for part in ("at", "quantity"):
+            if m.get(part) is not None:
+                raise r.fail(f"{key}.{part}", "a prefix lookup has no at or quantity (those are price lookups')")
+        if not m.get("columns"):
+            raise r.fail(f"{key}.columns", "missing: {name: SQL over the lookup's row} of what the lookup gives")
+    elif kind == "key":
         if not on:
             raise r.fail(f"{key}.join", "missing: a key lookup joins on {record column: lookup column}")
         _check_columns(r, f"{key}.join", tuple(on), side)
@@ -319,7 +371,8 @@ def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, In
     return Lookup(name, target.name, str(kind), on,
                   r.sql(f"{key}.where", m["where"], params) if m.get("where") else None,
                   {str(k): r.text(f"{key}.columns.{k}", v) for k, v in columns.items()},
-                  m.get("by"), m.get("at"), m.get("quantity"), {str(k): str(v) for k, v in mapping.items()})
+                  m.get("by"), m.get("at"), m.get("quantity"), {str(k): str(v) for k, v in mapping.items()},
+                  m.get("prefix"))
 
 
 def _stages(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], inputs: Mapping[str, Input]) -> Stages:
@@ -330,14 +383,16 @@ def _stages(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], inp
     right = inputs[sides["RIGHT"].input] if "RIGHT" in sides else None
     dups = None
     if m.get("duplicates") is not None:
-        d = r.mapping(f"{key}.duplicates", m["duplicates"], {"content", "order"})
+        d = r.mapping(f"{key}.duplicates", m["duplicates"], {"content", "order", "key"})
         if left.id is None:
             raise r.fail(f"{key}.duplicates", f"input {left.name} declares no id")
         content = r.names(f"{key}.duplicates.content", d.get("content"))
         order = r.names(f"{key}.duplicates.order", d.get("order") or [*left.order, left.id])
+        dup_key = r.names(f"{key}.duplicates.key", d["key"]) if d.get("key") is not None else ()
         _check_columns(r, f"{key}.duplicates.content", content, left)
         _check_columns(r, f"{key}.duplicates.order", order, left)
-        dups = Duplicates(content, order)
+        _check_columns(r, f"{key}.duplicates.key", dup_key, left)
+        dups = Duplicates(content, order, dup_key)
     exact = []
     raw_exact = m.get("exact") or []
     if not isinstance(raw_exact, list):
@@ -362,7 +417,7 @@ def _stages(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], inp
     if m.get("fuzzy") is not None:
         fkey = f"{key}.fuzzy"
         f = r.mapping(fkey, m["fuzzy"], {"keys", "time", "window_s", "quantity", "tolerance_by", "tolerances",
-                                         "further"})
+                                         "further", "alt_time", "alt_confidence"})
         assert right is not None
         keys = r.names(f"{fkey}.keys", f.get("keys"))
         _check_columns(r, f"{fkey}.keys", keys, left)
@@ -370,18 +425,35 @@ def _stages(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], inp
         time = r.text(f"{fkey}.time", f.get("time"))
         _check_columns(r, f"{fkey}.time", (time,), left)
         _check_columns(r, f"{fkey}.time", (time,), right)
-        q = r.mapping(f"{fkey}.quantity", f.get("quantity"), {"left", "right"})
-        _check_columns(r, f"{fkey}.quantity.left", (str(q.get("left")),), left)
-        _check_columns(r, f"{fkey}.quantity.right", (str(q.get("right")),), right)
-        by = r.text(f"{fkey}.tolerance_by", f.get("tolerance_by"))
-        _check_columns(r, f"{fkey}.tolerance_by", (by,), left)
-        tols = r.mapping(f"{fkey}.tolerances", f.get("tolerances"))
+        # Without `quantity`, pairs are ranked on time alone (no tolerance_by / tolerances then).
+        q_left = q_right = by = None
+        tols: dict[str, Any] = {}
+        if f.get("quantity") is not None:
+            q = r.mapping(f"{fkey}.quantity", f.get("quantity"), {"left", "right"})
+            _check_columns(r, f"{fkey}.quantity.left", (str(q.get("left")),), left)
+            _check_columns(r, f"{fkey}.quantity.right", (str(q.get("right")),), right)
+            q_left, q_right = str(q["left"]), str(q["right"])
+            by = r.text(f"{fkey}.tolerance_by", f.get("tolerance_by"))
+            _check_columns(r, f"{fkey}.tolerance_by", (by,), left)
+            tols = r.mapping(f"{fkey}.tolerances", f.get("tolerances"))
+        else:
+            for part in ("tolerance_by", "tolerances"):
+                if f.get(part) is not None:
+                    raise r.fail(f"{fkey}.{part}", "a fuzzy stage without quantity has no quantity tolerance")
         further = f.get("further", False)
         if not isinstance(further, bool):
             raise r.fail(f"{fkey}.further", f"{further!r} is not true or false")
-        fuzzy = FuzzyStage(keys, time, r.positive_int(f"{fkey}.window_s", f.get("window_s")), str(q["left"]),
-                           str(q["right"]), by, {str(k): r.tolerance(f"{fkey}.tolerances.{k}", v)
-                                                  for k, v in tols.items()}, further)
+        alt_time = f.get("alt_time")
+        if alt_time is not None:
+            _check_columns(r, f"{fkey}.alt_time", (r.text(f"{fkey}.alt_time", alt_time),), left)
+        alt_conf = r.decimal(f"{fkey}.alt_confidence", f.get("alt_confidence", 1))
+        if alt_conf > 1:
+            raise r.fail(f"{fkey}.alt_confidence", f"{f.get('alt_confidence')!r} is not a factor between 0 and 1")
+        if f.get("alt_confidence") is not None and alt_time is None:
+            raise r.fail(f"{fkey}.alt_confidence", "given without alt_time: it would lower nothing")
+        fuzzy = FuzzyStage(keys, time, r.positive_int(f"{fkey}.window_s", f.get("window_s")), q_left,
+                           q_right, by, {str(k): r.tolerance(f"{fkey}.tolerances.{k}", v)
+                                         for k, v in tols.items()}, further, alt_time, alt_conf)
     return Stages(dups, tuple(exact), fuzzy)
 
 
@@ -500,12 +572,52 @@ def _record_point(r: _Reader, cp_id: str, m: dict[str, Any], inputs: Mapping[str
                 if o not in outcomes:
                     raise r.fail(f"{rkey}.{part}", f"{o!r} is not an outcome of this control point")
         reports.append(Report(str(x["kind"]), str(x["input"]), rep_outcomes, str(x["owner_of"])))
+    alerts = _alerts(r, f"{key}.alerts", m.get("alerts"), sides, sql_params)
     return ControlPoint(
         id=cp_id, kind="record", sides=sides, lookups=lookups, stages=stages, let=let, decide=decide,
         record=record, tolerance=tolerance, outcomes=outcomes,
         exemptions=_exemptions(r, f"{key}.exemptions", m.get("exemptions"), inputs[sides["LEFT"].input], outcomes),
-        reports=tuple(reports),
+        reports=tuple(reports), alerts=alerts,
     )
+
+
+def _alerts(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], params: Mapping[str, object]
+            ) -> tuple[Alert, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise r.fail(key, f"expected a list of alerts, got {value!r}")
+    out, seen = [], set()
+    for i, item in enumerate(value):
+        akey = f"{key}[{i}]"
+        a = r.mapping(akey, item, {"metric", "side", "scope", "counts", "above", "message"})
+        metric = r.text(f"{akey}.metric", a.get("metric"))
+        if metric in seen:
+            raise r.fail(f"{akey}.metric", f"{metric!r} comes earlier: metric names are unique per control point")
+        seen.add(metric)
+        side = a.get("side", "LEFT")
+        if side not in sides:
+            raise r.fail(f"{akey}.side", f"{side!r} is not a side of this control point ({', '.join(sides)})")
+        above = a.get("above")
+        if isinstance(above, str):
+            try:
+                above = params[above[2:-1]] if above.startswith("${") and above.endswith("}") else above
+            except KeyError:
+                raise r.fail(f"{akey}.above", f"{above!r} names no parameter") from None
+        threshold = r.decimal(f"{akey}.above", above)
+        if threshold > 1:
+            raise r.fail(f"{akey}.above", f"{a.get('above')!r} is not a rate between 0 and 1")
+        message = a.get("message")
+        if message is not None:
+            try:
+                r.text(f"{akey}.message", message).format(**dict.fromkeys(ALERT_FACTS, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise r.fail(f"{akey}.message", f"{message!r}: names {exc} (it may name "
+                             f"{', '.join('{' + f + '}' for f in ALERT_FACTS)})") from None
+        out.append(Alert(metric, str(side), r.sql(f"{akey}.scope", a.get("scope"), params),
+                         r.sql(f"{akey}.counts", a.get("counts"), params), threshold,
+                         r.text(f"{akey}.message", a["message"]) if a.get("message") is not None else None))
+    return tuple(out)
 
 
 def _aggregate_point(r: _Reader, cp_id: str, m: dict[str, Any], record_points: Mapping[str, ControlPoint],
@@ -568,6 +680,7 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
     for inp in inputs.values():
         if inp.lineage is not None and inp.lineage.parent not in inputs:
             raise r.fail(f"inputs.{inp.name}.lineage.parent", f"{inp.lineage.parent!r} is not an input")
+    _check_within(r, inputs)
     checks = _checks(r, data.get("checks"), inputs)
     cps: dict[str, ControlPoint] = {}
     for cp_id, spec in r.mapping("control_points", data.get("control_points")).items():

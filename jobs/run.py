@@ -19,12 +19,14 @@ from decimal import Decimal
 from typing import Any
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException, ParseException
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cases import case_history
 from jobs.config import ConfigError, Cycle, EnvConf
 from jobs.inputs import InputError, PinnedTable, conform, is_path, pin, validate_schema
+from jobs.layouts_input import layout_tables
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
 from jobs.ruleset import Ruleset
@@ -48,11 +50,12 @@ from transforms.engine.prepare import BUCKET_ACCOUNT, IN_SIDE, prepare, quaranti
 from transforms.engine.prepare import scoped as scope_rows
 from transforms.engine.reports import report_rows
 from transforms.engine.spec import ControlPoint, Input
-from transforms.engine.sql import params_of
+from transforms.engine.sql import params_of, render
 from transforms.keys import account_bucket, case_id, key_fingerprint
 from transforms.lifecycle import apply_lifecycle, current_state
 from transforms.outcomes import INTERNAL, finalize_outcomes
-from transforms.schema import AGGREGATE_VARIANCE, CONTROL_RUN, MONEY_SUM, OUTPUT_SCHEMAS
+from transforms.schema import AGGREGATE_VARIANCE, CONTROL_RUN, MONEY_SUM, OUTPUT_SCHEMAS, RUN_ALERT
+from transforms.sizing import small_side
 from transforms.tariff import overlapping_versions, repeated_versions
 
 LOG = logging.getLogger(__name__)
@@ -91,6 +94,7 @@ class RunResult:
     input_versions: dict[str, int] = field(default_factory=dict)
     output_refs: dict[str, str] = field(default_factory=dict)
     watermark: datetime | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_run_id(ruleset: Ruleset, cycle_id: str, versions: Mapping[str, int], conf: EnvConf,
@@ -161,6 +165,12 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
     side_inputs = {name: ruleset.inputs[name] for name in ruleset.side_inputs()}
     scoped = {name: scope_rows(raw[inp.table], inp, cycle.cycle_id, cycle.start, cycle.end)
               for name, inp in side_inputs.items()}
+    for name, inp in side_inputs.items():
+        for column, (other, other_column) in inp.within.items():
+            values = raw[ruleset.inputs[other].table].select(F.col(other_column).alias("_within")).where(
+                F.col("_within").isNotNull()).distinct()
+            joined = scoped[name].join(small_side(values), F.col(column) == F.col("_within"), "left")
+            scoped[name] = joined.withColumn(IN_SIDE, F.col(IN_SIDE) & F.col("_within").isNotNull()).drop("_within")
     scoped = with_bucket_accounts(scoped, ruleset.inputs)
     if bucket is not None:
         scoped = {name: df.where(account_bucket(F.col(BUCKET_ACCOUNT), ruleset.account_buckets) == bucket)
@@ -236,7 +246,7 @@ def _check_reference_data(ruleset: Ruleset, tables: Mapping[str, DataFrame]) -> 
     seen: set[str] = set()
     for cp in ruleset.record_points():
         for lookup in cp.lookups.values():
-            if lookup.kind == "key":
+            if lookup.kind in ("key", "prefix"):
                 continue
             table_name = ruleset.inputs[lookup.input].table
             tariff = tables[table_name]
@@ -287,8 +297,9 @@ def _side_frame(prepared: DataFrame, ruleset: Ruleset, cp: ControlPoint, side: s
 
 def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, DataFrame],
                     tables: Mapping[str, DataFrame], params: Mapping[str, object],
-                    counters: dict[str, int]) -> DataFrame:
-    """Outcome rows of both sides of a record control point (transforms/engine: match, then decide)."""
+                    counters: dict[str, int], alerts: list[dict[str, Any]] | None = None) -> DataFrame:
+    """Outcome rows of both sides of a record control point (transforms/engine: match, then decide); with the
+    control point's `alerts`, their rows beyond threshold are appended to `alerts`."""
     left_inp = ruleset.inputs[cp.left.input]
     right_inp = ruleset.inputs[cp.right.input] if cp.right else None
     left = _side_frame(prepared[left_inp.name], ruleset, cp, "LEFT")
@@ -302,15 +313,56 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
                     right_wants=[c for c in right_reads if c not in DECIDED])
     counters.update(matched.counters)
     lookup_tables = {name: tables[ruleset.inputs[name].table] for name in ruleset.inputs}
-    left_out = decide(matched.left, cp, "LEFT", left_inp, right_inp, lookup_tables, params)
+    scopes = {side: {f"_alert{i}": a.scope for i, a in enumerate(cp.alerts) if a.side == side} for side in cp.sides}
+    left_out = decide(matched.left, cp, "LEFT", left_inp, right_inp, lookup_tables, params, extra=scopes["LEFT"])
+    if scopes["LEFT"]:
+        left_out = materialize(left_out)
+        _alerts(cp, "LEFT", left_out, params, alerts)
+        left_out = left_out.drop(*scopes["LEFT"])
     if matched.right is None or right_inp is None:
         return left_out
     right_m = matched.right
     if decided:
         left_out = materialize(left_out)
         right_m = with_decided(right_m, left_out, decided)
-    right_out = decide(right_m, cp, "RIGHT", right_inp, left_inp, lookup_tables, params)
+    right_out = decide(right_m, cp, "RIGHT", right_inp, left_inp, lookup_tables, params, extra=scopes["RIGHT"])
+    if scopes["RIGHT"]:
+        right_out = materialize(right_out)
+        _alerts(cp, "RIGHT", right_out, params, alerts)
+        right_out = right_out.drop(*scopes["RIGHT"])
     return left_out.unionByName(right_out)
+
+
+def _alerts(cp: ControlPoint, side: str, rows: DataFrame, params: Mapping[str, object],
+            out: list[dict[str, Any]] | None) -> None:
+    """Per scope value of each alert of `side`: records, records counted, their share; the ones above threshold
+    are appended to `out` (collected: one row per scope value, e.g. per carrier)."""
+    for i, alert in enumerate(cp.alerts):
+        if alert.side != side:
+            continue
+        where = f"control_points.{cp.id}.alerts[{i}].counts"
+        try:
+            counted = F.expr(render(alert.counts, params))
+            rows.select(counted)
+        except (AnalysisException, ParseException) as exc:
+            raise RuleError(where, alert.counts, str(exc)) from exc
+        stats = (rows.groupBy(F.col(f"_alert{i}").cast("string").alias("scope"))
+                 .agg(F.count(F.lit(1)).alias("n"), F.count_if(F.coalesce(counted, F.lit(False))).alias("k"))
+                 .collect())                                  # bounded: one row per scope value
+        for r in sorted(stats, key=lambda r: (r["scope"] is None, r["scope"] or "")):
+            n, k = int(r["n"]), int(r["k"])
+            value = (Decimal(k) / Decimal(n)).quantize(Decimal("0.000001")) if n else Decimal(0)
+            if value <= alert.threshold:
+                continue
+            scope = r["scope"] if r["scope"] is not None else "(none)"
+            facts = {"scope": scope, "metric": alert.metric, "records": n, "counted": k, "value": value,
+                     "threshold": alert.threshold, "percent": f"{value * 100:.2f}%",
+                     "threshold_percent": f"{alert.threshold * 100:.2f}%"}
+            message = (alert.message or "{scope}: {counted} of {records} records ({percent}) counted by {metric}, "
+                       "above {threshold_percent}").format(**facts)
+            if out is not None:
+                out.append({"control_point_id": cp.id, "scope": scope, "metric": alert.metric, "value": value,
+                            "threshold": alert.threshold, "message": message, "records": n, "counted": k})
 
 
 def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None,
@@ -329,12 +381,16 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     if _is_small_run(spark, pinned):
         run_mode.enter_context(small_run(spark))       # until the run ends (execute's ExitStack)
     raw = _read_inputs(spark, ruleset, pinned)
+    references, reference_counters = layout_tables(spark, conf, ruleset)
+    raw = {**raw, **references}
     input_versions = {name: t.version for name, t in pinned.items()}
     _check_reference_data(ruleset, raw)
 
     scope = "all" if bucket is None else f"account_bucket={bucket}"
     run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope)
-    refs = {t: table_ref(conf.output, t) for t in OUTPUT_SCHEMAS if t != "cycle_close"}
+    alerting = any(cp.alerts for cp in ruleset.record_points())
+    refs = {t: table_ref(conf.output, t) for t in OUTPUT_SCHEMAS
+            if t != "cycle_close" and (t != "run_alert" or alerting)}   # run_alert: written where alerts are declared
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
     if done:
@@ -370,7 +426,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                                                       key_fingerprint(F.col("_key")).alias("keys")), observed=True)
 
     buckets = ruleset.account_buckets
-    counters: dict[str, dict[str, int]] = {cp_id: {} for cp_id in cps}
+    counters: dict[str, dict[str, int]] = {cp_id: dict(reference_counters) for cp_id in cps}
+    alert_rows: list[dict[str, Any]] = []
     outcome_parts = []
     last_reader = {name: cp.id for cp in ruleset.record_points() for name in (s.input for s in cp.sides.values())}
     for cp in ruleset.record_points():
@@ -378,7 +435,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         # Each control point runs in its own phase, so its cost shows under its name in the Spark UI and bench/.
         with phase(spark, cp.id, run_id):
             finalize = finalize_outcomes(tags, cp.id, buckets)
-            build = functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, counters[cp.id])
+            build = functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, counters[cp.id],
+                                      alert_rows)
             with _named_by_ruleset(ruleset):
                 outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
     outcomes = outcome_parts[0]
@@ -503,6 +561,15 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                 write_run_slice(table.select(*OUTPUT_SCHEMAS[rep.kind].fieldNames()), refs[rep.kind], rep.kind,
                                 cycle_id, run_id, f"telco-ra:{rep.kind}:{run_id}:{digest}")
 
+        if alerting:
+            for a in alert_rows:
+                LOG.warning("ALERT %s %s: %s", a["control_point_id"], a["metric"], a["message"])
+            alert_frame = spark.createDataFrame(
+                [{**{k: v for k, v in a.items()}, "run_id": run_id, "ruleset_version": ruleset.version,
+                  "cycle_id": cycle_id} for a in alert_rows], RUN_ALERT)
+            write_run_slice(alert_frame, refs["run_alert"], "run_alert", cycle_id, run_id,
+                            f"telco-ra:run_alert:{run_id}:{digest}")
+
     if hooks.before_control_run is not None:
         hooks.before_control_run(run_id)
     close_run_id = _closed_by(spark, conf.output, cycle_id)
@@ -545,6 +612,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                     f"telco-ra:control_run:{run_id}:{digest}")
     spark.catalog.clearCache()
     result.committed, result.metrics, result.watermark = True, metrics, watermark
+    result.alerts = alert_rows
     return result
 
 

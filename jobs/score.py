@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import EnvConf, load_conf
 from jobs.inputs import PinnedTable
+from jobs.layouts_input import layout_tables
 from jobs.outputs import read_output, table_ref
 from jobs.ruleset import Ruleset, load_ruleset
 from jobs.run import scope_inputs
@@ -44,13 +45,16 @@ class Score:
 
 def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> DataFrame:
     """(control_point_id, side, expected, actual) per record, and per aggregate group."""
+    if "record_id" in truth.columns:
+        return _pairs_by_record_id(spark, conf, run_id, truth)
     runs = read_output(spark, table_ref(conf.output, "control_run")).where(F.col("run_id") == run_id)
     first = runs.select("cycle_id", "input_versions", "input_tables").first()
     if first is None:
         raise ValueError(f"no committed run {run_id!r} under {conf.output}")
-    tables = {ruleset.inputs[name].table for name in ruleset.side_inputs()}
+    tables = {ruleset.inputs[name].table for name in ruleset.side_inputs() if ruleset.inputs[name].layouts is None}
     raw = {name: PinnedTable(name, first["input_tables"][name], first["input_versions"][name]).read(spark)
            for name in tables}
+    raw.update(layout_tables(spark, conf, ruleset)[0])      # rate decks a side's `within` may name
     scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
     keys = None
     for name, df in scoped.items():
@@ -84,6 +88,16 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
         F.coalesce(agg_truth["control_point_id"], agg_actual["control_point_id"]).alias("control_point_id"),
         F.lit("AGGREGATE").alias("side"), "expected", "actual")
     return records.unionByName(aggs)
+
+
+def _pairs_by_record_id(spark: SparkSession, conf: EnvConf, run_id: str, truth: DataFrame) -> DataFrame:
+    """A truth that names each record by its side's own id (`record_id`: ids unique per side, e.g. invoice lines
+    whose line_id the generator computes from the file it wrote, as ingest does): joined on it directly."""
+    outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id).select(
+        "control_point_id", "side", "record_id", F.col("outcome").alias("actual"))
+    expected = truth.select("control_point_id", "side", "record_id", F.col("expected_outcome").alias("expected"))
+    return expected.join(outcomes, ["control_point_id", "side", "record_id"], "full_outer").select(
+        "control_point_id", "side", "expected", "actual")
 
 
 def score(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> list[Score]:

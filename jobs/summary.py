@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cases import case_history
-from jobs.outputs import read_output
+from jobs.outputs import exists, read_output
 from jobs.run import RunResult
 from jobs.utc import utc_text
 from transforms.lifecycle import current_state, found_by_run, is_overdue
@@ -77,6 +77,11 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
     control_rows = sorted(runs.select("control_point_id", "metrics", "left_count", "right_count", "cases_opened",
                                       "watermark", "input_versions", "ruleset_version", "counters").collect(),
                           key=lambda r: r["control_point_id"])
+    alerts: dict[str, list[Any]] = {}
+    if "run_alert" in refs and exists(spark, refs["run_alert"]):
+        for r in (read_output(spark, refs["run_alert"]).where(F.col("run_id") == result.run_id)
+                  .orderBy("control_point_id", "metric", "scope").collect()):     # a few: one per scope beyond
+            alerts.setdefault(r["control_point_id"], []).append(r)
     lines = [f"telco-ra run {result.run_id}  cycle {result.cycle_id}"
              + ("  (already committed: nothing new written)" if result.already_committed else "")]
     closed_by = runs.where(F.col("post_close")).select("close_run_id").first()
@@ -97,6 +102,7 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
             lines.append(f"  {m['side']:<9} {m['outcome']:<28} {m['count']:>10,} {_money(m['amount']):>16} "
                          f"{_money(m['exposure']):>16}")
         lines += _counter_notes(row["counters"] or {})
+        lines += [f"  ALERT {a['metric']}: {a['message']}" for a in alerts.get(row["control_point_id"], [])]
     written = read_output(spark, refs["ra_case"]).where(F.col("run_id") == result.run_id)
     lines += _lifecycle(spark, result, runs, written)
     cases = written.where(found_by_run())          # its findings; AUTO_CLEARED rows are closures, not exposure

@@ -18,7 +18,7 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from factories import CYCLE, CYCLE_BOUNDS, RULESET, TARIFFS, frame, session_conf
+from factories import CYCLE, CYCLE_BOUNDS, DEFAULTS, RULESET, TARIFFS, frame, session_conf
 from jobs.config import Cycle
 from jobs.inputs import conform
 from jobs.ruleset import load_ruleset
@@ -27,7 +27,6 @@ from jobs.spark_status import last_execution_id, sql_executions
 from transforms.checkpoints import materialize
 from transforms.engine.prepare import IN_SIDE, prepare
 from transforms.engine.sql import params_of
-from transforms.schema import INPUT_SCHEMAS
 
 CP = "rating-to-billing"
 T = datetime(2026, 6, 20, tzinfo=UTC)
@@ -60,7 +59,7 @@ def _prepared(spark: SparkSession, rows: Mapping[str, list[dict[str, Any]]]) -> 
     already), then matched and decided when the builder is called."""
     ruleset = load_ruleset(RULESET)
     cycle = _cycle()
-    raw = {t: conform(t, frame(spark, t, rows.get(t, TARIFFS if t == "tariff" else []))) for t in INPUT_SCHEMAS}
+    raw = {t: conform(t, frame(spark, t, rows.get(t, TARIFFS if t == "tariff" else []))) for t in DEFAULTS}
     scoped = scope_inputs(raw, cycle, ruleset)
     prepared = {name: materialize(prepare(df.where(F.col(IN_SIDE)).drop(IN_SIDE), ruleset.inputs[name], "US"))
                 for name, df in scoped.items()}

@@ -59,10 +59,28 @@ INPUT_SCHEMAS: dict[str, StructType] = {
         ("tariff_id", S), ("tariff_version", S), ("service_type", S), ("valid_from", T), ("valid_to", T),
         ("rate_per_unit", RATE), ("rounding_increment", L), ("minimum_charge", MONEY), ("currency", S),
     ),
+    # CONTRACT section 6: what `telco-ra ingest` appends (jobs/ingest/normalize.py writes these and more).
+    "carrier_invoice_line": _schema(
+        ("line_id", S), ("carrier", S), ("layout", S), ("invoice_id", S), ("start_time", T), ("start_time_alt", T),
+        ("direction", S), ("source_number", S), ("destination_number", S), ("duration_s", L),
+        ("billed_duration_s", L), ("cost", MONEY), ("currency", S), ("call_id", S), ("record_id", S),
+        ("source_file", S), ("source_sha256", S), ("source_row", L), ("parse_error", S), ("ingested_at", T),
+    ),
+    # The rate decks of the conf's carrier layouts (conf/carriers/*.yaml `rates`), one row per layout and destination
+    # prefix ('' for the layout's default rate): built by the run from the layouts, never a Delta table (an input
+    # declared with `layouts:`, jobs/layouts_input.py).
+    "carrier_rate": _schema(
+        ("layout", S), ("kind", S), ("carrier", S), ("prefix", S), ("rate_per_minute", RATE), ("increment_s", L),
+        ("minimum_s", L), ("cost_places", L), ("currency", S),
+    ),
 }
 
 # Optional contract columns: used when present, never required.
-OPTIONAL_INPUT_COLUMNS: dict[str, StructType] = {"cdr": _schema(("carrier", S))}
+OPTIONAL_INPUT_COLUMNS: dict[str, StructType] = {
+    "cdr": _schema(("carrier", S)),
+    # which DST rule placed start_time (SPRING_FORWARD_SHIFTED, FALL_BACK_AMBIGUOUS), written by telco-ra ingest
+    "carrier_invoice_line": _schema(("time_rule", S)),
+}
 
 SERVICE_TYPES = ("VOICE", "SMS", "DATA")
 DIRECTIONS = ("MO", "MT")
@@ -146,6 +164,14 @@ CONTROL_RUN = _schema(
     ("reproduction_of", S),
 )
 
+# CONTRACT section 6: a control point's `alerts` (a rate of its records per scope above a threshold), one row per
+# scope value beyond it.
+RUN_ALERT = _schema(
+    *COMMON_OUTPUT,
+    ("scope", S), ("metric", S), ("value", DecimalType(18, 6)), ("threshold", DecimalType(18, 6)), ("message", S),
+    ("records", L), ("counted", L),
+)
+
 CORRECTION_REQUEST = _schema(
     *COMMON_OUTPUT,
     ("account_bucket", IntegerType()), ("request_id", S), ("case_id", S), ("case_type", S), ("action", S),
@@ -176,6 +202,7 @@ OUTPUT_SCHEMAS: dict[str, StructType] = {
     "aggregate_variance": AGGREGATE_VARIANCE,
     "correction_request": CORRECTION_REQUEST,
     "suspense_aging": SUSPENSE_AGING,
+    "run_alert": RUN_ALERT,
     "control_run": CONTROL_RUN,
     "cycle_close": CYCLE_CLOSE,
 }

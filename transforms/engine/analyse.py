@@ -24,7 +24,7 @@ from transforms.engine.decide import DECIDED, RuleError, counterpart_columns, lo
 from transforms.engine.match import MATCH_TYPE
 from transforms.engine.spec import Check, ControlPoint, Input, Lookup
 from transforms.engine.sql import params_of, render
-from transforms.schema import INPUT_SCHEMAS, MONEY
+from transforms.schema import INPUT_SCHEMAS, MONEY, OPTIONAL_INPUT_COLUMNS
 
 DUP_TYPE = "struct<copy:boolean,of_id:string,of_key:string,of_hash:string,by:string>"
 # A left record's decision, as a right record's SQL reads it (`counterpart.outcome`, ...).
@@ -52,7 +52,8 @@ def input_shape(spark: SparkSession, inp: Input) -> DataFrame | None:
     contract schema. Its filter and derived columns are analysed on the way."""
     if inp.schema is None:
         return None
-    df = _empty(spark, INPUT_SCHEMAS[inp.schema])
+    optional = OPTIONAL_INPUT_COLUMNS.get(inp.schema, StructType())
+    df = _empty(spark, StructType(INPUT_SCHEMAS[inp.schema].fields + optional.fields))
     if inp.filter:
         _analysed(df, f"inputs.{inp.name}.filter", inp.filter, {})
     for name, dtype in ENGINE_COLUMNS.items():
@@ -67,6 +68,16 @@ def input_shape(spark: SparkSession, inp: Input) -> DataFrame | None:
 def _lookup_type(spark: SparkSession, cp: ControlPoint, lookup: Lookup, inputs: Mapping[str, Input],
                  params: Mapping[str, object]) -> DataType:
     base = f"control_points.{cp.id}.lookups.{lookup.name}"
+    if lookup.kind == "prefix":
+        shape = input_shape(spark, inputs[lookup.input])
+        fields = [StructField("found", BooleanType())]
+        for name, sql in lookup.columns.items():
+            if shape is None:
+                fields.append(StructField(name, StringType()))
+                continue
+            column = _analysed(shape, f"{base}.columns.{name}", sql, params)
+            fields.append(StructField(name, shape.select(column.alias(name)).schema[name].dataType))
+        return StructType(fields)
     if lookup.kind != "key":
         return StructType([StructField("found", BooleanType()), StructField("tariff_id", StringType()),
                            StructField("tariff_version", StringType()), StructField("currency", StringType()),
@@ -130,3 +141,6 @@ def check_rules(spark: SparkSession, inputs: Mapping[str, Input], checks: Mappin
             for where, sql in side_sql(cp, side):
                 if ".let." not in where:
                     _analysed(df, where, sql, params)
+            for i, alert in enumerate(cp.alerts):
+                if alert.side == side:
+                    _analysed(df, f"control_points.{cp.id}.alerts[{i}].scope", alert.scope, params)

@@ -97,8 +97,10 @@ def with_decided(df: DataFrame, decided_left: DataFrame, columns: Sequence[str])
 
 
 def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input | None,
-           lookup_tables: Mapping[str, DataFrame], params: Mapping[str, object]) -> DataFrame:
-    """Outcome rows (transforms.outcomes shape) of one side of a record control point."""
+           lookup_tables: Mapping[str, DataFrame], params: Mapping[str, object],
+           extra: Mapping[str, str] | None = None) -> DataFrame:
+    """Outcome rows (transforms.outcomes shape) of one side of a record control point; `extra` (name -> SQL over
+    the record, e.g. an alert's scope) adds columns beyond them, for the caller to aggregate and drop."""
     base = f"control_points.{cp.id}"
     for name in lookups_used(cp, side):
         df = apply_lookup(df, cp.lookups[name], lookup_tables[cp.lookups[name].input], params)
@@ -211,7 +213,11 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
             cond = cond & F.col("_o_outcome").isin(*outcomes)
         exempt = F.when(cond, F.lit(ex_id)).otherwise(exempt)
     decided = decided.withColumn("_o_exemption", exempt)
-    return decided.select(*[F.col(f"_o_{c}").alias(c) for c in OUTCOME_COLUMNS])
+    extras = [_checked(shape, f"{base}.alerts.{name}", sql, params).alias(name)
+              for name, sql in (extra or {}).items()]
+    if extras:
+        decided = decided.select("*", *[c.alias(f"_o_{n}") for n, c in zip(extra or {}, extras, strict=True)])
+    return decided.select(*[F.col(f"_o_{c}").alias(c) for c in (*OUTCOME_COLUMNS, *(extra or {}))])
 
 
 # The columns of a side's outcome rows: record_outcome's (before the run's tags) and the internal ones.

@@ -7,7 +7,10 @@ the ruleset names the lookup, with `found` and what the lookup gives.
   expected amount for its `quantity` (transforms/tariff.py): `tariff_id`, `tariff_version`, `currency`, `amount`.
 - `price_list`: the same, for the tariff of the record's class (`by`, e.g. service_type) valid at `at`: the lowest
   tariff_id among those valid then, or the one `map` names for the class (transforms/tariff.service_price_list).
-Price tables are reference data: broadcast.
+- `prefix`: the row of the lookup table whose `prefix` column is the longest leading part of the digits of the
+  record's `by` column (an E.164 number's digits: a rate deck by destination), among rows equal to the record on
+  `on`; a row with prefix '' fits every number (a default). `columns: {name: SQL over that row}`.
+Price tables and prefix tables are reference data: broadcast.
 """
 
 from __future__ import annotations
@@ -37,8 +40,39 @@ def key_table(lookup: Lookup, table: DataFrame, params: Mapping[str, object]) ->
     return small_side(materialize(grouped))
 
 
+MAX_PREFIX = 15          # E.164 numbers have at most 15 digits
+
+
+def prefix_lookup(df: DataFrame, lookup: Lookup, table: DataFrame, params: Mapping[str, object]) -> DataFrame:
+    """`df` with `<lookup.name>` from its longest-prefix row (see the module docstring).
+
+    Each record probes the prefixes of its number, longest first ('' last), as an equi-join with the small table
+    (no non-equi join); the longest found wins. A prefix is unique per `on` value where the table is a rate deck;
+    should two rows share one, the smallest by their columns is taken (never by an id)."""
+    assert lookup.by and lookup.prefix
+    rows = table if lookup.where is None else table.where(F.expr(render(lookup.where, params)))
+    on = list(lookup.on.items())
+    deck = rows.select(*[F.col(c).alias(f"_lk{i}") for i, (_, c) in enumerate(on)],
+                       F.coalesce(F.col(lookup.prefix), F.lit("")).alias("_lp"),
+                       F.struct(*[F.expr(sql).alias(name) for name, sql in lookup.columns.items()]).alias("_lv"))
+    deck = small_side(materialize(deck.groupBy(*[f"_lk{i}" for i in range(len(on))], "_lp")
+                                  .agg(F.min("_lv").alias("_lv"))))
+    digits = F.regexp_replace(F.coalesce(F.col(lookup.by).cast("string"), F.lit("")), "[^0-9]", "")
+    probes = df.select("_key", *[F.col(c).alias(f"_lk{i}") for i, (c, _) in enumerate(on)],
+                       F.explode(F.sequence(F.lit(0), F.least(F.length(digits), F.lit(MAX_PREFIX)))).alias("_n"),
+                       digits.alias("_digits"))
+    probes = probes.withColumn("_lp", F.expr("substring(_digits, 1, _n)"))
+    found = probes.join(deck, [*[f"_lk{i}" for i in range(len(on))], "_lp"])
+    best = found.groupBy(F.col("_key").alias("_pk")).agg(F.max_by(F.col("_lv"), F.col("_n")).alias("_lv"))
+    joined = df.join(best, F.col("_key") == F.col("_pk"), "left")
+    fields = [F.col("_lv").isNotNull().alias("found"), *[F.col(f"_lv.{name}").alias(name) for name in lookup.columns]]
+    return joined.withColumn(lookup.name, F.struct(*fields)).drop("_pk", "_lv")
+
+
 def apply_lookup(df: DataFrame, lookup: Lookup, table: DataFrame, params: Mapping[str, object]) -> DataFrame:
     """`df` with the struct column `<lookup.name>`."""
+    if lookup.kind == "prefix":
+        return prefix_lookup(df, lookup, table, params)
     if lookup.kind == "key":
         right = key_table(lookup, table, params).withColumn("_lfound", F.lit(True))
         cond = None

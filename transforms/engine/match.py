@@ -58,7 +58,16 @@ def with_roots(valid: DataFrame, id_column: str, dups: Duplicates) -> DataFrame:
     suspects: the windows compare the values themselves.
     """
     content = list(dups.content)
-    keyed = valid.withColumn("_ik", F.xxhash64(id_column)).withColumn("_ck", F.xxhash64(*content))
+    # The column copies share "by id": the input id, or the declared key (a row with a null in the key shares it
+    # with no other row: its own record key stands in).
+    if dups.key:
+        whole = F.greatest(*[F.col(c).isNull() for c in dups.key]) if len(dups.key) > 1 else F.col(dups.key[0]).isNull()
+        valid = valid.withColumn("_dk", F.when(~whole, F.to_json(F.struct(*[F.col(c) for c in dups.key])))
+                                 .otherwise(F.concat(F.lit("\u0000"), F.col("_key"))))
+        by_column, by_label = "_dk", ", ".join(dups.key)
+    else:
+        by_column, by_label = id_column, id_column
+    keyed = valid.withColumn("_ik", F.xxhash64(by_column)).withColumn("_ck", F.xxhash64(*content))
     shared_ids = small_side(materialize(
         keyed.groupBy("_ik").count().where(F.col("count") > 1).select("_ik", F.lit(True).alias("_shared_id"))))
     shared_contents = small_side(materialize(
@@ -72,7 +81,7 @@ def with_roots(valid: DataFrame, id_column: str, dups: Duplicates) -> DataFrame:
     ord_struct = F.struct(*[F.col(c) for c in dups.order], F.col("_hash"), F.col("_key"),
                           F.col(id_column).alias("_rid"))
     with_ord = suspects.withColumn("_ord", ord_struct)
-    by_id = Window.partitionBy(id_column)
+    by_id = Window.partitionBy(by_column)
     by_content = Window.partitionBy(*content)
     marked = (
         with_ord.withColumn("_first_by_id", F.min("_ord").over(by_id))
@@ -80,16 +89,19 @@ def with_roots(valid: DataFrame, id_column: str, dups: Duplicates) -> DataFrame:
         .withColumn("_dup_of", F.least("_first_by_id", "_first_by_content"))
         .withColumn("_is_dup", F.col("_dup_of._key") != F.col("_key"))
         .withColumn("_first_of_id", F.col("_first_by_id._key") == F.col("_key"))
-        .withColumn("_dup_by", F.when(~F.col("_first_of_id"), F.lit(id_column)).otherwise(F.lit("content")))
+        .withColumn("_dup_by", F.when(~F.col("_first_of_id"), F.lit(by_label)).otherwise(F.lit("content")))
         .drop("_first_by_id", "_first_by_content")
     )
+    if dups.key:        # first of its input id (exact stages' lineage), not of the declared key
+        marked = marked.withColumn("_first_of_id", F.min("_ord").over(Window.partitionBy(id_column)).getField("_key")
+                                   == F.col("_key")).drop("_dk")
     marked = materialize(marked)
     copies = marked.where(F.col("_is_dup")).join(_resolve_roots(marked), "_key")
     originals = marked.where(~F.col("_is_dup")).withColumn("_root", F.col("_ord"))
     narrow_root = F.struct(F.col("_root._key").alias("_key"), F.col("_root._hash").alias("_hash"),
                            F.col("_root._rid").alias("_rid"))
     windowed = originals.unionByName(copies).withColumn("_root", narrow_root).drop("_ord", "_dup_of")
-    return alone.unionByName(windowed).drop("_suspect")
+    return alone.drop(*(["_dk"] if dups.key else [])).unionByName(windowed).drop("_suspect")
 
 
 def _resolve_roots(marked: DataFrame) -> DataFrame:
@@ -118,13 +130,19 @@ def _eq(left_cols: Sequence[str], right_cols: Sequence[str]) -> Column:
     return cond
 
 
-def _lineage(valid_left: DataFrame, stage: ExactStage, roots_cp: DataFrame | None) -> DataFrame:
+def _lineage(valid_left: DataFrame, stage: ExactStage, roots_cp: DataFrame | None,
+             first_in: tuple[str, ...] | None = None) -> DataFrame:
     """(`_xk<i>`, `_lroot`, `_own`, `_lcp`): per left key value, the original its first record leads to, and the
     original's columns a right record reads as its counterpart. `roots_cp` (`_rk`, `_lcp` per original) where a
-    first record may be a copy; None where every record is its own original."""
+    first record may be a copy; None where every record is its own original. `first_in`: where the stage's key is
+    not the left id (several records may carry one value), the order that picks the one record a value leads to
+    (the first; the record key only orders records equal in it)."""
     firsts = valid_left.where(F.col("_first_of_id"))
     for c in stage.left:
         firsts = firsts.where(F.col(c).isNotNull())
+    if first_in is not None:
+        w = Window.partitionBy(*stage.left).orderBy(*[F.col(c).asc_nulls_last() for c in first_in], F.col("_key"))
+        firsts = firsts.withColumn("_xfirst", F.row_number().over(w)).where(F.col("_xfirst") == 1).drop("_xfirst")
     keyed = firsts.select(*[F.col(c).alias(f"_xk{i}") for i, c in enumerate(stage.left)],
                           F.col("_root").alias("_lroot"), (F.col("_root._key") == F.col("_key")).alias("_own"),
                           *([] if roots_cp is not None else [F.col("_lcp")]))
@@ -163,7 +181,7 @@ def _exact_on_key(valid_left: DataFrame, valid_right: DataFrame, stage: ExactSta
 
 
 def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[ExactStage], roots_cp: DataFrame | None,
-           cp_type: str) -> DataFrame:
+           cp_type: str, left_id: str | None = None, left_order: tuple[str, ...] = ()) -> DataFrame:
     """Valid right records with `_lroot`/`_own`/`_lcp` where an exact stage links them, and their `_exact_rank`."""
     if len(stages) == 1 and stages[0].right_where is None and roots_cp is None:
         return _exact_on_key(valid_left, valid_right, stages[0], cp_type)
@@ -171,7 +189,8 @@ def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[Exact
     rest = valid_right
     order_of: list[tuple[str, ...]] = []
     for i, stage in enumerate(stages):
-        lineage = _lineage(valid_left, stage, roots_cp)
+        by_id = left_id is not None and stage.left == (left_id,)
+        lineage = _lineage(valid_left, stage, roots_cp, None if by_id or stage.unique else left_order)
         eligible = rest if stage.right_where is None else rest.where(F.coalesce(F.expr(stage.right_where),
                                                                                 F.lit(False)))
         held = None if stage.right_where is None else rest.where(~F.coalesce(F.expr(stage.right_where), F.lit(False)))
@@ -193,8 +212,36 @@ def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[Exact
     return linked.unionByName(unlinked.withColumn("_exact_rank", F.lit(None).cast("int")))
 
 
-def _staged(df: DataFrame, fz: FuzzyStage, quantity: str) -> DataFrame:
-    return df.withColumn("_t", F.col(fz.time)).withColumn("_qty", F.col(quantity).cast("bigint"))
+CLASS = "_fz_class"       # the pair's quantity-tolerance class where a fuzzy stage declares none
+
+
+def _staged(df: DataFrame, fz: FuzzyStage, quantity: str | None) -> DataFrame:
+    """`_t`, `_qty` (0 where the stage compares no quantity) and the tolerance class column."""
+    out = df.withColumn("_t", F.col(fz.time)).withColumn(
+        "_qty", F.col(quantity).cast("bigint") if quantity is not None else F.lit(0).cast("bigint"))
+    return out if fz.tolerance_by is not None else out.withColumn(CLASS, F.lit(""))
+
+
+def _tolerances(fz: FuzzyStage) -> dict[str, QuantityTolerance]:
+    if fz.quantity_left is None:
+        return {"": QuantityTolerance("0", "0")}
+    return {k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in fz.tolerances.items()}
+
+
+def _fuzzy_pairs(left: DataFrame, right: DataFrame, fz: FuzzyStage, tolerances: dict[str, QuantityTolerance],
+                 broadcast_right: bool = False) -> DataFrame:
+    """Candidate pairs of the stage; with `alt_time`, a left record with another instant is a candidate through
+    either, and a pair is kept once, at its better (dt, dq)."""
+    by = fz.tolerance_by or CLASS
+    pairs = candidate_pairs(left, right, fz.keys, fz.window_s, tolerances, broadcast_right=broadcast_right,
+                            class_column=by)
+    if fz.alt_time is None:
+        return pairs
+    alt = left.where(F.col(fz.alt_time).isNotNull()).withColumn("_t", F.col(fz.alt_time))
+    both = pairs.unionByName(candidate_pairs(alt, right, fz.keys, fz.window_s, tolerances,
+                                             broadcast_right=broadcast_right, class_column=by))
+    best = F.min(F.struct("dt", "dq"))
+    return both.groupBy("l_key", "r_key").agg(best.alias("_b")).select("l_key", "r_key", "_b.dt", "_b.dq")
 
 
 def _cp_struct(df: DataFrame, wanted: Sequence[str]) -> Column:
@@ -251,7 +298,8 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         roots_cp = (None if stages.duplicates is None
                     else originals.select(F.col("_key").alias("_rk"), "_lcp"))
         exact = materialize(_exact(valid_left.drop("_lcp") if roots_cp is not None else valid_left, valid_right,
-                                   stages.exact, roots_cp, cp_type))
+                                   stages.exact, roots_cp, cp_type, left_id,
+                                   stages.duplicates.order if stages.duplicates is not None else ()))
     else:
         exact = _unlinked(valid_right, cp_type)
     exact_matched = exact.where(F.col("_exact_rank") == 1).select(
@@ -266,11 +314,10 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     amb_left = amb_right = probe_best = further_probe = None
     fz = stages.fuzzy
     if fz is not None:
-        tolerances = {k: QuantityTolerance(str(v.abs), str(v.rel)) for k, v in fz.tolerances.items()}
+        tolerances = _tolerances(fz)
         fuzzy_left = _staged(originals.join(exact_matched.select("_key"), "_key", "left_anti"), fz, fz.quantity_left)
         fuzzy_right = _staged(exact.where(F.col("_lroot").isNull()), fz, fz.quantity_right)
-        pairs = candidate_pairs(fuzzy_left, fuzzy_right, fz.keys, fz.window_s, tolerances,
-                                class_column=fz.tolerance_by)
+        pairs = _fuzzy_pairs(fuzzy_left, fuzzy_right, fz, tolerances)
         resolution = resolve_one_to_one(pairs)
         counters.update(fuzzy_rounds=resolution.rounds, fuzzy_unresolved=resolution.unresolved)
         fuzzy_matched = resolution.matched
@@ -279,14 +326,21 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         amb_right = ambiguous.where(F.col("side") == "r").select("_key", F.col("reason").alias("_amb_reason"))
         left_of_pairs = materialize(
             originals.select(F.col("_key").alias("l_key"), F.col("_root._rid").alias("_l_id"),
-                             F.col("_hash").alias("_l_hash"), F.col(fz.tolerance_by).alias("_fclass"),
-                             F.col(fz.quantity_left).cast("bigint").alias("_fqty"), F.col("_lcp").alias("_l_cp"))
+                             F.col("_hash").alias("_l_hash"),
+                             (F.col(fz.tolerance_by) if fz.tolerance_by else F.lit("")).alias("_fclass"),
+                             (F.col(fz.quantity_left).cast("bigint") if fz.quantity_left else F.lit(0).cast("bigint"))
+                             .alias("_fqty"), F.col("_lcp").alias("_l_cp"),
+                             (F.col(fz.alt_time).isNotNull() if fz.alt_time else F.lit(False)).alias("_falt"))
             .join(small_side(fuzzy_matched), "l_key"))
         r_info = right.select(F.col("_key").alias("r_key"), F.col(right_id_col(right)).alias("_r_id"),
                               F.col("_hash").alias("_r_hash"), _cp_struct(right, left_wants).alias("_r_cp"))
+        pair_conf = confidence(F.col("dt"), F.col("dq"), fz.window_s,
+                               quantity_tolerance(F.col("_fclass"), F.col("_fqty"), tolerances))
+        if fz.alt_time is not None:      # a record with two possible instants matches with less confidence
+            lowered = F.round(pair_conf * F.lit(fz.alt_confidence).cast("decimal(5,4)"), 4).cast("decimal(5,4)")
+            pair_conf = F.when(F.col("_falt"), lowered).otherwise(pair_conf)
         fuzzy_pairs = small_side(materialize(r_info.join(small_side(left_of_pairs), "r_key").withColumn(
-            "_conf", confidence(F.col("dt"), F.col("dq"), fz.window_s,
-                                quantity_tolerance(F.col("_fclass"), F.col("_fqty"), tolerances)))))
+            "_conf", pair_conf)))
         right_fuzzy = fuzzy_pairs.select("r_key", F.col("_l_id").alias("_fz_id"), F.col("_l_hash").alias("_fz_hash"),
                                          F.col("l_key").alias("_fz_root"), F.col("_conf").alias("_fz_conf"),
                                          F.col("_l_cp").alias("_fz_cp"))
@@ -403,8 +457,7 @@ def _probe(originals: DataFrame, fuzzy_right: DataFrame, fuzzy_matched: DataFram
         .join(amb_right.select("_key"), "_key", "left_anti"))
     matched_keys = exact_matched.select(F.col("_key").alias("l_key")).unionByName(fuzzy_matched.select("l_key"))
     staged = _staged(originals, fz, fz.quantity_left)
-    probe = materialize(candidate_pairs(staged, leftover, fz.keys, fz.window_s, tolerances,
-                                        broadcast_right=is_small(leftover), class_column=fz.tolerance_by))
+    probe = materialize(_fuzzy_pairs(staged, leftover, fz, tolerances, broadcast_right=is_small(leftover)))
     probe = small_side(materialize(matched_keys.join(broadcast_hint(probe), "l_key") if is_small(probe)
                                    else probe.join(matched_keys, "l_key", "left_semi")))
     orig_info = originals.select(F.col("_key").alias("l_key"), F.col("_root._rid").alias("_l_id"),

@@ -87,14 +87,16 @@ def with_bucket_accounts(scoped_inputs: Mapping[str, DataFrame], inputs: Mapping
         for name in list(pending):
             inp = inputs[name]
             df = pending[name]
+            # An input without the contract's account column (carrier invoice lines) is laid out by a null account.
+            own = F.col(ACCOUNT) if ACCOUNT in df.columns else F.lit(None).cast("string")
             if inp.lineage is None or inp.lineage.parent not in scoped_inputs:
-                out[name] = df.withColumn(BUCKET_ACCOUNT, F.col(ACCOUNT))
+                out[name] = df.withColumn(BUCKET_ACCOUNT, own)
             elif inp.lineage.parent in out:
                 parent = inputs[inp.lineage.parent]
                 assert parent.id is not None
                 lookup = _first_account(out[parent.name], parent.id, parent.order)
                 joined = df.join(lookup, F.col(inp.lineage.column) == F.col("_lid"), "left")
-                out[name] = joined.withColumn(BUCKET_ACCOUNT, F.coalesce(F.col("_lacc"), F.col(ACCOUNT))).drop(
+                out[name] = joined.withColumn(BUCKET_ACCOUNT, F.coalesce(F.col("_lacc"), own)).drop(
                     "_lid", "_lacc")
             else:
                 continue

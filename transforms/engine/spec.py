@@ -61,6 +61,10 @@ class Input:
     amount: str | None = None
     currency: str | None = None
     lineage: Lineage | None = None
+    # Rows built by the run from the conf's layouts of this kind (their rate decks) instead of a Delta table.
+    layouts: str | None = None
+    # Only rows whose column's value is among another input's column values (column -> (input, its column)).
+    within: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,9 @@ class SideSpec:
 @dataclass(frozen=True)
 class Lookup:
     """A table joined as evidence: `key` (equality, aggregated per key), `price` (a tariff by id valid at a time),
-    `price_list` (the tariff of a class, e.g. service_type, valid at a time; `map` names one per class)."""
+    `price_list` (the tariff of a class, e.g. service_type, valid at a time; `map` names one per class), `prefix`
+    (the row whose `prefix` column is the longest leading part of the digits of the record's `by` column, among
+    rows equal on `on`; '' is every number's prefix: a default)."""
 
     name: str
     input: str
@@ -96,14 +102,17 @@ class Lookup:
     at: str | None = None
     quantity: str | None = None
     map: Mapping[str, str] = field(default_factory=dict)
+    prefix: str | None = None                                    # lookup column of digit prefixes (prefix)
 
 
 @dataclass(frozen=True)
 class Duplicates:
-    """Copies among the left side's records: same id, or same `content`; the first in `order` is the original."""
+    """Copies among the left side's records: same id (or same `key`, where declared: rows with a null in it share no
+    key), or same `content`; the first in `order` is the original."""
 
     content: tuple[str, ...]
     order: tuple[str, ...]
+    key: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,14 +130,21 @@ class ExactStage:
 
 @dataclass(frozen=True)
 class FuzzyStage:
+    """Pairs on equal `keys` within `window_s` of `time` (and, where declared, within a quantity tolerance by class).
+    `alt_time`: a left column holding another instant the record may have happened at (a local time of a fall-back
+    hour): it is a candidate too, and a match of a record that has one carries its confidence times
+    `alt_confidence`."""
+
     keys: tuple[str, ...]
     time: str
     window_s: int
-    quantity_left: str
-    quantity_right: str
-    tolerance_by: str
+    quantity_left: str | None
+    quantity_right: str | None
+    tolerance_by: str | None
     tolerances: Mapping[str, Tolerance]
     further: bool = False
+    alt_time: str | None = None
+    alt_confidence: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -178,6 +194,19 @@ class Report:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """Per value of `scope` (SQL over a side's records), the share of its records whose outcome row satisfies
+    `counts` (SQL over outcome rows: outcome, reason_code, ...); above `threshold`, one run_alert row, printed."""
+
+    metric: str
+    side: str
+    scope: str
+    counts: str
+    threshold: Decimal
+    message: str | None = None
+
+
+@dataclass(frozen=True)
 class AggregateSide:
     of: str                                  # a record control point
     side: str                                # its LEFT or RIGHT
@@ -197,6 +226,7 @@ class ControlPoint:
     outcomes: Mapping[str, OutcomePolicy] = field(default_factory=dict)
     exemptions: tuple[Exemption, ...] = ()
     reports: tuple[Report, ...] = ()
+    alerts: tuple[Alert, ...] = ()
     # aggregate control points
     aggregate_sides: Mapping[str, AggregateSide] = field(default_factory=dict)
     group_by: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # output column -> side -> column
