@@ -47,7 +47,7 @@ from transforms.engine.match import match
 from transforms.engine.prepare import BUCKET_ACCOUNT, IN_SIDE, prepare, quarantine_reason, with_bucket_accounts
 from transforms.engine.prepare import scoped as scope_rows
 from transforms.engine.reports import report_rows
-from transforms.engine.spec import ControlPoint, Input
+from transforms.engine.spec import AggregateSide, ControlPoint, Input
 from transforms.engine.sql import params_of
 from transforms.keys import account_bucket, case_id, key_fingerprint
 from transforms.lifecycle import apply_lifecycle, current_state
@@ -158,7 +158,7 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
     """Each side input's candidates (keyed by the ruleset's input name; `raw` by conf table name) with `_in_side`:
     true for the rows its sides reconcile, false for those out of scope, and `_bucket_account`, the account of the
     record's lineage root (transforms/engine/prepare.py). A partition run keeps one account bucket's rows."""
-    side_inputs = {name: ruleset.inputs[name] for name in ruleset.side_inputs()}
+    side_inputs = {name: ruleset.inputs[name] for name in ruleset.scoped_inputs()}
     scoped = {name: scope_rows(raw[inp.table], inp, cycle.cycle_id, cycle.start, cycle.end)
               for name, inp in side_inputs.items()}
     scoped = with_bucket_accounts(scoped, ruleset.inputs)
@@ -389,9 +389,10 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
 
     variance_parts = []
     for cp in ruleset.aggregate_points():
-        sides = {s: outcomes.where((F.col("control_point_id") == a.of) & (F.col("side") == a.side))
+        sides = {s: (prepared[a.input] if a.input is not None else
+                     outcomes.where((F.col("control_point_id") == a.of) & (F.col("side") == a.side)))
                  for s, a in cp.aggregate_sides.items()}
-        variances = aggregate_variance(cp, sides["LEFT"], sides["RIGHT"])
+        variances = aggregate_variance(cp, sides["LEFT"], sides["RIGHT"], params_of(run_params, cp.tolerance, cycle))
         variances = (variances.withColumn("run_id", F.lit(run_id)).withColumn("control_point_id", F.lit(cp.id))
                      .withColumn("ruleset_version", F.lit(ruleset.version)).withColumn("cycle_id", F.lit(cycle_id))
                      .withColumn("account_bucket", account_bucket(F.col("account_id"), buckets)))
@@ -451,7 +452,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                       for cp in ruleset.record_points()]
         for cp, variances in zip(ruleset.aggregate_points(), variance_parts, strict=True):
             assert cp.beyond is not None
-            tables_of = [ruleset.inputs[cps[a.of].sides[a.side].input].table
+            tables_of = [ruleset.inputs[_aggregate_input(cps, a)].table
                          for a in (cp.aggregate_sides["LEFT"], cp.aggregate_sides["RIGHT"])]
             case_parts.append(aggregate_cases(variances, _policies(cp)[cp.beyond], ruleset.owners, opened_at,
                                               versions_for_evidence, systems, tables_of, case_type=cp.beyond))
@@ -513,7 +514,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         if cp.kind == "record":
             side_inputs = {s: cp.sides[s].input for s in cp.sides}
         else:
-            side_inputs = {s: cps[a.of].sides[a.side].input for s, a in cp.aggregate_sides.items()}
+            side_inputs = {s: _aggregate_input(cps, a) for s, a in cp.aggregate_sides.items()}
         left_in, right_in = side_inputs.get("LEFT"), side_inputs.get("RIGHT")
         cp_counters = dict(counters[cp.id])
         for side_in in (left_in, right_in):
@@ -546,6 +547,14 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     spark.catalog.clearCache()
     result.committed, result.metrics, result.watermark = True, metrics, watermark
     return result
+
+
+def _aggregate_input(cps: Mapping[str, ControlPoint], side: AggregateSide) -> str:
+    """The input an aggregate side's rows come from: its own, or that of the record control point side it sums."""
+    if side.input is not None:
+        return side.input
+    assert side.of is not None and side.side is not None
+    return cps[side.of].sides[side.side].input
 
 
 def _finalized(build: Callable[[], DataFrame], finalize: Callable[[DataFrame], DataFrame]) -> DataFrame:

@@ -48,12 +48,14 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     first = runs.select("cycle_id", "input_versions", "input_tables").first()
     if first is None:
         raise ValueError(f"no committed run {run_id!r} under {conf.output}")
-    tables = {ruleset.inputs[name].table for name in ruleset.side_inputs()}
+    tables = {ruleset.inputs[name].table for name in ruleset.scoped_inputs()}
     raw = {name: PinnedTable(name, first["input_tables"][name], first["input_versions"][name]).read(spark)
            for name in tables}
     scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
     keys = None
     for name, df in scoped.items():
+        if name not in ruleset.side_inputs():      # an aggregate's input: its rows get no outcome
+            continue
         inp = ruleset.inputs[name]
         assert inp.id is not None
         part = df.where(F.col("_in_side")).transform(with_record_identity(inp.id, inp.order)).select(

@@ -55,6 +55,15 @@ INPUT_SCHEMAS: dict[str, StructType] = {
         ("activation_date", T), ("termination_date", T), ("monthly_fee", MONEY), ("quantity", L),
         ("parent_product_id", S), ("exemption", S),
     ),
+    # CONTRACT section 8: snapshots of a provisioning platform (switch, PBX) and of a billing platform.
+    "provisioned_item": _schema(
+        ("item_id", S), ("item_type", S), ("account_id", S), ("domain", S), ("user_kind", S), ("number", S),
+        ("queue_id", S), ("role", S), ("state", S), ("created_at", T), ("deleted_at", T), ("snapshot_at", T),
+    ),
+    "billing_subscription": _schema(
+        ("subscription_id", S), ("account_id", S), ("product_code", S), ("item_ref", S), ("quantity", L),
+        ("unit_price", MONEY), ("currency", S), ("status", S), ("start_date", T), ("end_date", T),
+    ),
     "tariff": _schema(
         ("tariff_id", S), ("tariff_version", S), ("service_type", S), ("valid_from", T), ("valid_to", T),
         ("rate_per_unit", RATE), ("rounding_increment", L), ("minimum_charge", MONEY), ("currency", S),
