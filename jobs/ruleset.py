@@ -37,6 +37,7 @@ from transforms.engine.spec import (
     Tolerance,
 )
 from transforms.engine.sql import SqlError, render
+from transforms.ignore import IGNORED
 from transforms.schema import EXPOSURE_CLASSES, INPUT_SCHEMAS, SEVERITIES
 
 CONTRACT = 2
@@ -52,7 +53,7 @@ MEASURES = ("amount", "count")
 LOOKUP_KINDS = ("key", "price", "price_list")
 RECORD_COLUMNS = ("counterpart_id", "counterpart_table", "match_stage", "confidence", "expected_amount", "currency",
                   "amount")
-DESCRIBE = ("account_id", "msisdn", "service_type", "start_time")
+DESCRIBE = ("account_id", "msisdn", "service_type", "start_time", "domain")
 AGGREGATE_GROUPS = ("account_id", "service_type", "currency")
 REPORT_KINDS = ("suspense_aging",)
 
@@ -491,6 +492,9 @@ def _rules(r: _Reader, key: str, value: Any, outcomes: Mapping[str, OutcomePolic
             raise r.fail(rkey, "a rule of this name comes earlier: rule names are unique per side")
         seen.add(name)
         outcome = m.get("outcome")
+        if outcome == IGNORED:
+            raise r.fail(f"{rkey}.outcome", f"{outcome!r} is given by the engine from the ignore list (telco-ra "
+                         "ignore add), not by a rule")
         if outcome not in outcomes:
             raise r.fail(f"{rkey}.outcome", f"{outcome!r} has no policy under outcomes ({', '.join(outcomes)})")
         priced_by = m.get("priced_by")

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from jobs.cases import case_history
 from jobs.config import ConfigError, Cycle, EnvConf
+from jobs.ignore import read_ignores
 from jobs.inputs import InputError, PinnedTable, conform, is_path, pin, validate_schema
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
@@ -49,6 +50,7 @@ from transforms.engine.prepare import scoped as scope_rows
 from transforms.engine.reports import report_rows
 from transforms.engine.spec import AggregateSide, ControlPoint, Input
 from transforms.engine.sql import params_of
+from transforms.ignore import IGNORED, apply_ignores, ignored_accounts
 from transforms.keys import account_bucket, case_id, key_fingerprint
 from transforms.lifecycle import apply_lifecycle, current_state
 from transforms.outcomes import INTERNAL, finalize_outcomes
@@ -94,17 +96,21 @@ class RunResult:
 
 
 def default_run_id(ruleset: Ruleset, cycle_id: str, versions: Mapping[str, int], conf: EnvConf,
-                   scope: str = "all") -> str:
-    """Same ruleset content, cycle, scope, input versions and conf => same run id: a plain re-run is a no-op."""
-    material = json.dumps([ruleset.content_hash, cycle_id, sorted(versions.items()), conf.fingerprint, scope])
+                   scope: str = "all", ignores: str = "") -> str:
+    """Same ruleset content, cycle, scope, input versions, conf and ignore entries in force => same run id: a plain
+    re-run is a no-op (an ignore entry added, removed or expired since is another run)."""
+    parts: list[object] = [ruleset.content_hash, cycle_id, sorted(versions.items()), conf.fingerprint, scope]
+    material = json.dumps(parts + ([ignores] if ignores else []))
     suffix = "" if scope == "all" else "-b" + scope.split("=", 1)[1]
     return f"{ruleset.name}-{cycle_id}{suffix}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
 
 
-def _inputs_digest(ruleset: Ruleset, versions: Mapping[str, int], conf: EnvConf, cycle_id: str, scope: str) -> str:
+def _inputs_digest(ruleset: Ruleset, versions: Mapping[str, int], conf: EnvConf, cycle_id: str, scope: str,
+                   ignores: str = "") -> str:
     """What a run's writes are: Delta skips a write whose txnAppId it has seen, so the id names everything the
-    written rows depend on (the same run id over another cycle, scope or conf is other rows)."""
-    material = json.dumps([ruleset.content_hash, sorted(versions.items()), conf.fingerprint, cycle_id, scope])
+    written rows depend on (the same run id over another cycle, scope, conf or ignore entries is other rows)."""
+    parts: list[object] = [ruleset.content_hash, sorted(versions.items()), conf.fingerprint, cycle_id, scope]
+    material = json.dumps(parts + ([ignores] if ignores else []))
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -171,11 +177,14 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
 def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None = None,
             versions: Mapping[str, int] | None = None, bucket: int | None = None,
             history_before: datetime | None = None, reproduction_of: str | None = None,
-            hooks: RunHooks = NO_HOOKS) -> RunResult:
+            hooks: RunHooks = NO_HOOKS, ignore_version: int | None = None,
+            ignore_as_of: datetime | None = None) -> RunResult:
     """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed).
 
     `reproduction_of` (with `versions` and `history_before`): this run reproduces that committed run (`telco-ra
     rerun`): evidence about it, never the current result, and it requests no correction.
+    `ignore_version`, `ignore_as_of`: read the ignore list at that version and apply the entries in force at that
+    instant (a reproduction: what the original run saw); by default its latest version, at the run's start.
     Intermediate results written as files (spark.telcora.materialize.dir) live only as long as the run.
     """
     with _named_by_ruleset(ruleset):
@@ -185,7 +194,7 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     with cut_scope(spark, f"{spark.sparkContext.applicationId}-run{next(_RUN_NUMBERS)}"), \
             contextlib.ExitStack() as run_mode:
         return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before,
-                        reproduction_of, hooks, run_mode)
+                        reproduction_of, hooks, run_mode, ignore_version, ignore_as_of)
 
 
 @contextlib.contextmanager
@@ -287,8 +296,18 @@ def _side_frame(prepared: DataFrame, ruleset: Ruleset, cp: ControlPoint, side: s
 
 def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, DataFrame],
                     tables: Mapping[str, DataFrame], params: Mapping[str, object],
-                    counters: dict[str, int]) -> DataFrame:
-    """Outcome rows of both sides of a record control point (transforms/engine: match, then decide)."""
+                    counters: dict[str, int], ignores: DataFrame | None = None) -> DataFrame:
+    """Outcome rows of both sides of a record control point (transforms/engine: match, then decide), with the
+    ignore list's entries in force applied (`ignores`: transforms/ignore.in_force rows)."""
+    decided = _decided_sides(ruleset, cp, prepared, tables, params, counters)
+    if ignores is None:
+        return decided
+    return apply_ignores(decided, ignores, cp.id, [o for o, p in cp.outcomes.items() if p.case])
+
+
+def _decided_sides(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, DataFrame],
+                   tables: Mapping[str, DataFrame], params: Mapping[str, object],
+                   counters: dict[str, int]) -> DataFrame:
     left_inp = ruleset.inputs[cp.left.input]
     right_inp = ruleset.inputs[cp.right.input] if cp.right else None
     left = _side_frame(prepared[left_inp.name], ruleset, cp, "LEFT")
@@ -315,7 +334,8 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
 
 def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None,
              versions: Mapping[str, int] | None, bucket: int | None, history_before: datetime | None,
-             reproduction_of: str | None, hooks: RunHooks, run_mode: contextlib.ExitStack) -> RunResult:
+             reproduction_of: str | None, hooks: RunHooks, run_mode: contextlib.ExitStack,
+             ignore_version: int | None = None, ignore_as_of: datetime | None = None) -> RunResult:
     started_at = datetime.now(UTC)
     cycle = conf.cycle(cycle_id)
     if not SAFE.match(cycle_id):
@@ -332,8 +352,9 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     input_versions = {name: t.version for name, t in pinned.items()}
     _check_reference_data(ruleset, raw)
 
+    ignores = read_ignores(spark, conf.output, ignore_version, ignore_as_of or started_at)
     scope = "all" if bucket is None else f"account_bucket={bucket}"
-    run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope)
+    run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope, ignores.fingerprint)
     refs = {t: table_ref(conf.output, t) for t in OUTPUT_SCHEMAS if t != "cycle_close"}
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
@@ -378,7 +399,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         # Each control point runs in its own phase, so its cost shows under its name in the Spark UI and bench/.
         with phase(spark, cp.id, run_id):
             finalize = finalize_outcomes(tags, cp.id, buckets)
-            build = functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, counters[cp.id])
+            build = functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, counters[cp.id],
+                                      ignores=ignores.entries)
             with _named_by_ruleset(ruleset):
                 outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
     outcomes = outcome_parts[0]
@@ -390,16 +412,17 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     variance_parts = []
     for cp in ruleset.aggregate_points():
         sides = {s: (prepared[a.input] if a.input is not None else
-                     outcomes.where((F.col("control_point_id") == a.of) & (F.col("side") == a.side)))
+                     outcomes.where((F.col("control_point_id") == F.lit(a.of)) & (F.col("side") == F.lit(a.side))))
                  for s, a in cp.aggregate_sides.items()}
         variances = aggregate_variance(cp, sides["LEFT"], sides["RIGHT"], params_of(run_params, cp.tolerance, cycle))
+        variances = ignored_accounts(variances, ignores.entries, cp.id)
         variances = (variances.withColumn("run_id", F.lit(run_id)).withColumn("control_point_id", F.lit(cp.id))
                      .withColumn("ruleset_version", F.lit(ruleset.version)).withColumn("cycle_id", F.lit(cycle_id))
                      .withColumn("account_bucket", account_bucket(F.col("account_id"), buckets)))
         assert cp.beyond is not None
         variances = variances.withColumn(
-            "case_id", F.when(F.col("beyond_tolerance"), case_id(F.col("control_point_id"), F.lit(cp.beyond),
-                                                                 aggregate_key())))
+            "case_id", F.when(F.col("beyond_tolerance") & F.col("ignore_entry_id").isNull(),
+                              case_id(F.col("control_point_id"), F.lit(cp.beyond), aggregate_key())))
         with phase(spark, cp.id, run_id):
             variance_parts.append(materialize(variances.select(*AGGREGATE_VARIANCE.fieldNames())))
     for name in prepared:
@@ -433,8 +456,9 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                             key_fingerprint(F.col("record_key")).alias("keys")).collect())   # bounded: vocabulary size
         metrics = [r.asDict() for r in metric_rows]
         for cp, variances in zip(ruleset.aggregate_points(), variance_parts, strict=True):
-            agg_metrics = (variances.groupBy(F.when(F.col("beyond_tolerance"), F.lit(cp.beyond))
-                                             .otherwise(F.lit(cp.within)).alias("outcome"))
+            verdict = (F.when(F.col("ignore_entry_id").isNotNull(), F.lit(IGNORED))
+                       .when(F.col("beyond_tolerance"), F.lit(cp.beyond)).otherwise(F.lit(cp.within)))
+            agg_metrics = (variances.groupBy(verdict.alias("outcome"))
                            .agg(F.count(F.lit(1)).alias("count"),
                                 F.sum("difference").cast(MONEY_SUM).alias("amount"),
                                 F.sum(F.when(F.col("beyond_tolerance"), F.col("difference"))).cast(MONEY_SUM)
@@ -454,7 +478,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             assert cp.beyond is not None
             tables_of = [ruleset.inputs[_aggregate_input(cps, a)].table
                          for a in (cp.aggregate_sides["LEFT"], cp.aggregate_sides["RIGHT"])]
-            case_parts.append(aggregate_cases(variances, _policies(cp)[cp.beyond], ruleset.owners, opened_at,
+            case_parts.append(aggregate_cases(variances.where(F.col("ignore_entry_id").isNull()),
+                                              _policies(cp)[cp.beyond], ruleset.owners, opened_at,
                                               versions_for_evidence, systems, tables_of, case_type=cp.beyond))
         cases = case_parts[0]
         for part in case_parts[1:]:
@@ -475,7 +500,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             evidence_refs=[f"{name}@v{version}" for name, version in sorted(input_versions.items())]))
         # --- end case lifecycle
 
-    digest = _inputs_digest(ruleset, input_versions, conf, cycle_id, scope)
+    digest = _inputs_digest(ruleset, input_versions, conf, cycle_id, scope, ignores.fingerprint)
     if hooks.before_write is not None:
         hooks.before_write(run_id)
     with phase(spark, "write", run_id):
@@ -540,6 +565,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             "cases_opened": case_counts.get(cp.id, 0), "conservation_ok": True,
             "post_close": close_run_id is not None, "close_run_id": close_run_id,
             "counters": cp_counters, "reproduction_of": reproduction_of,
+            "ignore_list_version": ignores.version, "ignore_as_of": ignores.as_of,
         })
     control_run = spark.createDataFrame(control_rows, CONTROL_RUN)
     write_run_slice(control_run, refs["control_run"], "control_run", cycle_id, run_id,

@@ -21,6 +21,7 @@ from jobs.inputs import PinnedTable
 from jobs.outputs import read_output, table_ref
 from jobs.ruleset import Ruleset, load_ruleset
 from jobs.run import scope_inputs
+from transforms.ignore import IGNORED
 from transforms.keys import with_record_identity
 
 
@@ -78,6 +79,8 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     for cp in ruleset.aggregate_points():
         verdict = F.when(F.col("control_point_id") == cp.id, F.when(F.col("beyond_tolerance"), F.lit(cp.beyond))
                          .otherwise(F.lit(cp.within))).otherwise(verdict)
+    if "ignore_entry_id" in variances.columns:
+        verdict = F.when(F.col("ignore_entry_id").isNotNull(), F.lit(IGNORED)).otherwise(verdict)
     agg_actual = variances.select("control_point_id", "account_id", "service_type", verdict.alias("actual"))
     agg_truth = truth.where(F.col("side").isNull()).select("control_point_id", "account_id", "service_type",
                                                             F.col("expected_outcome").alias("expected"))

@@ -16,9 +16,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from factories import frame
+from jobs import ignore
 from jobs.config import load_conf
+from jobs.generate import generate
 from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
+from jobs.score import score
+from jobs.synthetic.provisioning_to_bill import ProvisioningParams
 
 RULESET = Path(__file__).resolve().parent.parent / "rulesets" / "provisioning_to_bill.yaml"
 JUNE = {"start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z", "close": "2026-07-03T00:00:00Z"}
@@ -125,3 +129,37 @@ def test_a_hand_written_snapshot(spark: SparkSession, tmp_path: Path) -> None:
     assert sorted((c["business_key"]["account_id"], c["case_type"], c["exposure_amount"], c["exposure_class"])
                   for c in cases) == [("ACME", "QUANTITY_MISMATCH", D("-45.000000"), "OVERBILLING"),
                                       ("GAMMA", "QUANTITY_MISMATCH", D("-90.000000"), "OVERBILLING")]
+
+
+def _run_generated(spark: SparkSession, root: Path, params: ProvisioningParams, ruleset_path: Path = RULESET,
+                   with_ignores: bool = True) -> tuple[RunResult, list[Any]]:
+    paths = generate(spark, str(root / "input"), params)
+    tables = {k: paths[k] for k in ("provisioned_item", "billing_subscription")}
+    conf_path = root / "conf.yaml"
+    conf_path.write_text(yaml.safe_dump({"tables": tables, "output": str(root / "output"),
+                                         "cycles": {"2026-06": JUNE}}))
+    conf = load_conf(conf_path)
+    if with_ignores:
+        entries = spark.read.format("delta").load(paths["ignore_entries"]).collect()   # the generator's few entries
+        for e in entries:
+            ignore.add(spark, conf.output, e["control_point_id"], e["scope"], e["key"], e["reason"], "generator")
+    ruleset = load_ruleset(ruleset_path)
+    result = execute(spark, conf, ruleset, "2026-06")
+    truth = spark.read.format("delta").load(paths["ground_truth"])
+    return result, score(spark, conf, ruleset, result.run_id, truth)
+
+
+def test_every_outcome_of_both_control_points_at_precision_and_recall_one(spark: SparkSession,
+                                                                          tmp_path: Path) -> None:
+    _, scores = _run_generated(spark, tmp_path, ProvisioningParams(rows=400, seed=7))
+    bad = [s for s in scores if s.precision != 1.0 or s.recall != 1.0]
+    assert not bad, "\n".join(f"{s.control_point_id} {s.side} {s.outcome}: expected {s.expected} actual {s.actual} "
+                              f"tp {s.true_positive}" for s in bad)
+    seen = {(s.control_point_id, s.side, s.outcome) for s in scores if s.expected}
+    rs = load_ruleset(RULESET)
+    item = rs.control_points["item-audit"]
+    vocabulary = {("item-audit", side, rule.outcome) for side in item.sides for rule in item.decide[side]}
+    vocabulary |= {("item-audit", "LEFT", "IGNORED"), ("item-audit", "RIGHT", "IGNORED")}
+    seat = rs.control_points["seat-audit"]
+    vocabulary |= {("seat-audit", "AGGREGATE", o) for o in (seat.beyond, seat.within)}
+    assert seen == vocabulary, vocabulary ^ seen

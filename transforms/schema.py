@@ -103,6 +103,8 @@ RECORD_OUTCOME = _schema(
     ("amount", MONEY), ("expected_amount", MONEY), ("amount_diff", MONEY), ("currency", S), ("reason", S),
     ("account_id", S), ("msisdn_e164", S), ("service_type", S), ("start_time", T), ("exemption", S),
     ("exposure_amount", MONEY), ("reason_code", S),
+    # IGNORED rows: the ignore_list entry that made the gap IGNORED (its evidence); reason_code keeps the outcome
+    ("ignore_entry_id", S),
 )
 
 EVIDENCE = StructType([
@@ -133,6 +135,8 @@ AGGREGATE_VARIANCE = _schema(
     ("account_bucket", IntegerType()), ("account_id", S), ("service_type", S), ("currency", S),
     ("left_count", L), ("left_amount", MONEY_SUM), ("right_count", L), ("right_amount", MONEY_SUM),
     ("difference", MONEY_SUM), ("tolerance", MONEY_SUM), ("beyond_tolerance", BooleanType()), ("case_id", S),
+    # a row beyond tolerance of an account an ignore_list entry names: that entry (no case)
+    ("ignore_entry_id", S),
 )
 
 METRIC = StructType([
@@ -153,6 +157,15 @@ CONTROL_RUN = _schema(
     ("counters", MapType(S, L)),
     # the run this one reproduces (telco-ra rerun): evidence about it, never the current result
     ("reproduction_of", S),
+    # the ignore_list version the run read (null: no ignore list yet) and the instant its entries were in force at
+    ("ignore_list_version", L), ("ignore_as_of", T),
+)
+
+# CONTRACT section 8: the ignore list (under `output`, append-only; transforms/ignore.py, jobs/ignore.py). An ADD
+# row per entry, a REMOVE row per removal (entry_id of the entry removed).
+IGNORE_LIST = _schema(
+    ("entry_id", S), ("action", S), ("control_point_id", S), ("scope", S), ("key", S), ("reason", S), ("actor", S),
+    ("created_at", T), ("expires_at", T), ("removed_by", S), ("removed_at", T), ("why", S),
 )
 
 CORRECTION_REQUEST = _schema(
