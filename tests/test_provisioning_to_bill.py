@@ -16,13 +16,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from factories import frame
-from jobs import ignore
+from jobs import ignore, summary
 from jobs.config import load_conf
 from jobs.generate import generate
+from jobs.rerun import rerun
 from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
 from jobs.score import score
 from jobs.synthetic.provisioning_to_bill import ProvisioningParams
+from transforms.accounts import account_status
 
 RULESET = Path(__file__).resolve().parent.parent / "rulesets" / "provisioning_to_bill.yaml"
 JUNE = {"start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z", "close": "2026-07-03T00:00:00Z"}
@@ -163,3 +165,139 @@ def test_every_outcome_of_both_control_points_at_precision_and_recall_one(spark:
     seat = rs.control_points["seat-audit"]
     vocabulary |= {("seat-audit", "AGGREGATE", o) for o in (seat.beyond, seat.within)}
     assert seen == vocabulary, vocabulary ^ seen
+
+
+def test_product_mapping_and_seat_roles_are_ruleset_values(spark: SparkSession, tmp_path: Path) -> None:
+    """The same snapshot under a ruleset that maps LEGACY-X to numbers and gives office managers a seat: n2 and its
+    subscription are MATCHED and ACME's three queue members match its three seats, with no code change."""
+    text = RULESET.read_text()
+    changed = text.replace('    CC-AGENT: {bills: QUEUE_AGENT, list_price: "45.00"}',
+                           '    CC-AGENT: {bills: QUEUE_AGENT, list_price: "45.00"}\n'
+                           '    LEGACY-X: {bills: PHONE_NUMBER, list_price: "3.00"}')
+    changed = changed.replace("seat_roles: [AGENT, SUPERVISOR]", "seat_roles: [AGENT, SUPERVISOR, OFFICE_MANAGER]")
+    assert changed.count("LEGACY-X") == 1 and "OFFICE_MANAGER]" in changed
+    path = tmp_path / "provisioning_to_bill.yaml"
+    path.write_text(changed)
+    conf = load_conf(write_snapshot(spark, tmp_path, ITEMS, SUBS))
+    result = execute(spark, conf, load_ruleset(path), "2026-06")
+    got = outcomes_of(spark, tmp_path, result)
+    assert got[("item-audit", "LEFT", "acme/n2")]["outcome"] == "MATCHED"
+    assert got[("item-audit", "RIGHT", "S-7")]["outcome"] == "MATCHED"
+    assert got[("item-audit", "LEFT", "acme/e4")]["outcome"] == "PRODUCT_MAPPING_MISMATCH"      # unchanged
+    acme = variances_of(spark, tmp_path, result)["ACME"]
+    assert (acme["left_count"], acme["right_count"], acme["beyond_tolerance"]) == (3, 3, False)
+
+
+ROUND_ITEMS = [
+    _item("z1", "EXTENSION", "ZED", "201"),
+    _item("z2", "EXTENSION", "ZED", "202"),
+    _item("zq", "QUEUE_AGENT", "ZED", "201", role="AGENT", queue_id="q", user_kind=None),
+    _item("y1", "EXTENSION", "YUK", "301"),
+    _item("y2", "PHONE_NUMBER", "YUK", "+44 20 7946 0958", user_kind=None),
+    _item("o1", "EXTENSION", "OLD", "401"),
+]
+ROUND_SUBS = [
+    _sub("SZ-1", "ZED", "EXT-STD", "201"),
+    _sub("SZ-Q", "ZED", "CC-AGENT", None, quantity=1, unit_price=D("45.000000")),
+    _sub("SY-Q", "YUK", "CC-AGENT", None, quantity=2, unit_price=D("45.000000")),      # no agents: a variance
+]
+
+
+def _cases(spark: SparkSession, root: Path, run_id: str) -> dict[tuple[str, str | None], Any]:
+    rows = (spark.read.format("delta").load(str(root / "output" / "ra_case")).where(F.col("run_id") == run_id)
+            .collect())
+    return {(r["case_type"], r["business_key"]["record_ids"][0] if r["business_key"]["record_ids"]
+             else r["business_key"]["account_id"]): r for r in rows}
+
+
+def _status(spark: SparkSession, root: Path, result: RunResult) -> dict[str, tuple[str, int, int]]:
+    out = spark.read.format("delta").load(str(root / "output" / "record_outcome")).where(
+        F.col("run_id") == result.run_id)
+    var = spark.read.format("delta").load(str(root / "output" / "aggregate_variance")).where(
+        F.col("run_id") == result.run_id)
+    cases = spark.read.format("delta").load(str(root / "output" / "ra_case")).where(
+        F.col("run_id") == result.run_id)
+    return {r["account_id"]: (r["status"], r["variances"], r["ignored"])
+            for r in account_status(out, var, cases).collect()}
+
+
+def test_ignore_round_trip(spark: SparkSession, tmp_path: Path) -> None:
+    """Ignore an item, a domain and an account: IGNORED with the entry as evidence, the accounts read GOOD; an
+    expired entry no longer applies; removing the item's entry brings its case back under the same case_id,
+    REOPENED; the rerun of the ignoring run reads the ignore list as it did; `ignore list` shows the history."""
+    conf = load_conf(write_snapshot(spark, tmp_path, ROUND_ITEMS, ROUND_SUBS))
+    ruleset = load_ruleset(RULESET)
+    first = execute(spark, conf, ruleset, "2026-06")
+    before = _cases(spark, tmp_path, first.run_id)
+    unbilled_z2 = before[("UNBILLED_ITEM", "z2")]
+    assert unbilled_z2["status"] == "OPEN"
+    assert _status(spark, tmp_path, first)["ZED"] == ("VARIANCE", 1, 0)
+
+    item = ignore.add(spark, conf.output, "item-audit", "ITEM", "z2", "lobby phone, never billed", "ana")
+    domain = ignore.add(spark, conf.output, "item-audit", "DOMAIN", "yuk.pbx", "internal PBX", "ben",
+                        expires_at=datetime(2099, 1, 1, tzinfo=UTC))
+    seats = ignore.add(spark, conf.output, "seat-audit", "ACCOUNT", "YUK", "seats billed elsewhere", "ben")
+    expired = ignore.add(spark, conf.output, "item-audit", "ACCOUNT", "OLD", "trial ended", "cy",
+                         expires_at=datetime(2026, 2, 1, tzinfo=UTC), now=datetime(2026, 1, 1, tzinfo=UTC))
+    second = execute(spark, conf, ruleset, "2026-06")
+    assert second.run_id != first.run_id                 # the entries in force are part of the run's identity
+    rows = (spark.read.format("delta").load(str(tmp_path / "output" / "record_outcome"))
+            .where(F.col("run_id") == second.run_id).collect())
+    got = {r["record_id"]: r for r in rows}
+    assert (got["z2"]["outcome"], got["z2"]["reason_code"], got["z2"]["ignore_entry_id"],
+            got["z2"]["exposure_amount"]) == ("IGNORED", "UNBILLED_ITEM", item, D(0))
+    assert item in got["z2"]["reason"] and "lobby phone" in got["z2"]["reason"]
+    assert {got["y1"]["outcome"], got["y2"]["outcome"]} == {"IGNORED"}
+    assert got["y2"]["ignore_entry_id"] == domain
+    assert got["z1"]["outcome"] == "MATCHED" and got["z1"]["ignore_entry_id"] is None     # no gap: kept
+    assert (got["o1"]["outcome"], got["o1"]["ignore_entry_id"]) == ("UNBILLED_ITEM", None)  # expired entry
+    yuk = variances_of(spark, tmp_path, second)["YUK"]
+    assert (yuk["beyond_tolerance"], yuk["ignore_entry_id"], yuk["case_id"]) == (True, seats, None)
+    status = _status(spark, tmp_path, second)
+    assert status["ZED"] == ("GOOD", 0, 1) and status["YUK"] == ("GOOD", 0, 3)
+    assert status["OLD"] == ("VARIANCE", 1, 0)
+    cleared = _cases(spark, tmp_path, second.run_id)[("UNBILLED_ITEM", "z2")]
+    assert (cleared["case_id"], cleared["status"]) == (unbilled_z2["case_id"], "AUTO_CLEARED")
+    runs = (spark.read.format("delta").load(str(tmp_path / "output" / "control_run"))
+            .where(F.col("run_id") == second.run_id).select("ignore_list_version").distinct().collect())
+    assert [r["ignore_list_version"] for r in runs] == [3]           # four appends: versions 0..3
+    text = summary.render(spark, second)
+    assert "account status: 1 VARIANCE, 3 GOOD" in text
+    assert text.index("OLD ") < text.index("ZED ")                     # variances first
+
+    ignore.remove(spark, conf.output, item, "ana", "billed from July")
+    third = execute(spark, conf, ruleset, "2026-06")
+    back = _cases(spark, tmp_path, third.run_id)[("UNBILLED_ITEM", "z2")]
+    assert (back["case_id"], back["status"]) == (unbilled_z2["case_id"], "REOPENED")
+    assert _status(spark, tmp_path, third)["ZED"] == ("VARIANCE", 1, 0)
+
+    repro = rerun(spark, conf, second.run_id)          # reads ignore_list v3 as of the second run's start
+    assert repro.identical, repro.hashes
+
+    listed = {r["entry_id"]: r for r in ignore.history(spark, conf.output).collect()}
+    assert {e: listed[e]["state"] for e in (item, domain, seats, expired)} == {
+        item: "REMOVED", domain: "IN_FORCE", seats: "IN_FORCE", expired: "EXPIRED"}
+    assert (listed[item]["actor"], listed[item]["removed_by"], listed[item]["why"]) == ("ana", "ana",
+                                                                                       "billed from July")
+    page = ignore.render(list(listed.values()))
+    assert "billed from July" in page and "trial ended" in page
+
+
+def test_the_ignore_list_applies_to_inventory_to_bill_too(spark: SparkSession, tmp_path: Path) -> None:
+    products = [{"product_id": "p/1", "account_id": "A-1"}, {"product_id": "p/2", "account_id": "A-2"}]
+    paths = {}
+    for table, rows in (("product_inventory", products), ("bill_charge", [])):
+        path = str(tmp_path / "input" / table)
+        frame(spark, table, rows).write.format("delta").save(path)
+        paths[table] = path
+    conf_path = tmp_path / "conf.yaml"
+    conf_path.write_text(yaml.safe_dump({"tables": paths, "output": str(tmp_path / "output"),
+                                         "cycles": {"2026-06": JUNE}}))
+    conf = load_conf(conf_path)
+    entry = ignore.add(spark, conf.output, "inventory-to-bill", "ACCOUNT", "A-1", "migrated account", "ana")
+    result = execute(spark, conf, load_ruleset(RULESET.parent / "inventory_to_bill.yaml"), "2026-06")
+    got = {r["record_id"]: (r["outcome"], r["reason_code"], r["ignore_entry_id"])
+           for r in spark.read.format("delta").load(str(tmp_path / "output" / "record_outcome"))
+           .where(F.col("run_id") == result.run_id).collect()}
+    assert got == {"p/1": ("IGNORED", "ACTIVE_PRODUCT_NOT_BILLED", entry), "p/2": ("ACTIVE_PRODUCT_NOT_BILLED", None,
+                                                                                   None)}
