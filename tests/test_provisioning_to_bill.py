@@ -272,7 +272,10 @@ def test_ignore_round_trip(spark: SparkSession, tmp_path: Path) -> None:
     assert _status(spark, tmp_path, third)["ZED"] == ("VARIANCE", 1, 0)
 
     repro = rerun(spark, conf, second.run_id)          # reads ignore_list v3 as of the second run's start
-    assert repro.identical, repro.hashes
+    # ra_case is not compared: a reproduction's AUTO_CLEARED rows name the reproduction as closed_by_run (the case
+    # lifecycle's, not the ignore list's; transforms/lifecycle.py)
+    for table in ("record_outcome", "aggregate_variance"):
+        assert repro.hashes[table][0] == repro.hashes[table][1], table
 
     listed = {r["entry_id"]: r for r in ignore.history(spark, conf.output).collect()}
     assert {e: listed[e]["state"] for e in (item, domain, seats, expired)} == {
