@@ -1,7 +1,8 @@
 """`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, and summaries.
 
 Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated inventory month (its own input
-folder: its bill_charge holds RECURRING charges), both writing to the same output tables.
+folder: its bill_charge holds RECURRING charges); provisioning-to-bill on generated PBX and billing snapshots with a
+few ignore-list entries; all writing to the same output tables.
 
 The embedded default a newcomer sees first; it uses exactly the code paths of `telco-ra generate` and
 `telco-ra run`, with conf written next to the data so the run can be repeated by hand.
@@ -12,8 +13,10 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pyspark.sql import SparkSession
 
 from jobs.config import load_conf
 from jobs.ruleset import load_ruleset
@@ -22,6 +25,7 @@ LOG = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 RULESET = REPO / "rulesets" / "usage_to_bill.yaml"
 INVENTORY_RULESET = REPO / "rulesets" / "inventory_to_bill.yaml"
+PROVISIONING_RULESET = REPO / "rulesets" / "provisioning_to_bill.yaml"
 LOCAL_CONF = REPO / "conf" / "local.yaml"
 
 
@@ -64,4 +68,36 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     sys.stdout.write("\n" + render(spark, inv_result))
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {inv_conf_path} --ruleset {INVENTORY_RULESET} "
                      f"--cycle {cycle_id}\n")
+    _provisioning(spark, base, lakehouse, rows, seed, cycle_id)
     return 0
+
+
+def _provisioning(spark: SparkSession, base: dict[str, Any], lakehouse: Path, rows: int, seed: int,
+                  cycle_id: str) -> None:
+    """Provisioning audits: PBX and billing snapshots, the generator's ignore entries (added once: the ignore list
+    is the operators' history, a second demo over the same lakehouse keeps it), item-audit and seat-audit."""
+    from jobs import ignore
+    from jobs.generate import generate
+    from jobs.outputs import exists, table_ref
+    from jobs.run import execute
+    from jobs.summary import render
+    from jobs.synthetic.provisioning_to_bill import ProvisioningParams
+
+    slots = max(500, rows // 100)
+    LOG.info("generating provisioning snapshots of %d slots into %s", slots, lakehouse / "provisioning")
+    paths = generate(spark, str(lakehouse / "provisioning"), ProvisioningParams(rows=slots, seed=seed,
+                                                                                cycle_id=cycle_id))
+    conf = dict(base)
+    conf["tables"] = {name: paths[name] for name in ("provisioned_item", "billing_subscription")}
+    conf_path = lakehouse / "demo_provisioning.yaml"
+    conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    env = load_conf(conf_path)
+    if not exists(spark, table_ref(env.output, ignore.TABLE)):
+        entries = spark.read.format("delta").load(paths["ignore_entries"]).collect()   # a few generated entries
+        for e in entries:
+            ignore.add(spark, env.output, e["control_point_id"], e["scope"], e["key"], e["reason"], "demo")
+        LOG.info("added %d ignore entries (telco-ra ignore list --conf %s)", len(entries), conf_path)
+    result = execute(spark, env, load_ruleset(PROVISIONING_RULESET), cycle_id)
+    sys.stdout.write("\n" + render(spark, result))
+    sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {PROVISIONING_RULESET} "
+                     f"--cycle {cycle_id}\nignore list: telco-ra ignore list --conf {conf_path}\n")
