@@ -196,11 +196,13 @@ def _param(r: _Reader, key: str, value: Any) -> object:
         assert fields is not None
         numeric = {f: all(_number(e[f]) is not None for e in value.values()) for f in fields}
         for f in fields:
-            if not numeric[f] and any(not isinstance(e[f], str) or _number(e[f]) is not None for e in value.values()):
-                bad = next(n for n, e in value.items() if not isinstance(e[f], str) or _number(e[f]) is not None)
-                raise r.fail(f"{key}.{bad}.{f}", f"{value[bad][f]!r}: field {f} is a text in other entries "
-                             f"(e.g. {next(e[f] for e in value.values() if _number(e[f]) is None)!r}); "
-                             "write every entry's value as a number, or every one as a text")
+            numbers = [n for n, e in value.items() if _number(e[f]) is not None]
+            if numbers and not numeric[f]:
+                # the field mixes numbers and texts: name the odd one out (a text among numbers, or the reverse)
+                texts = [n for n in value if n not in numbers]
+                bad, other = (texts[0], numbers[0]) if len(numbers) >= len(texts) else (numbers[0], texts[0])
+                raise r.fail(f"{key}.{bad}.{f}", f"{value[bad][f]!r}: field {f} is {value[other][f]!r} in entry "
+                             f"{other}; write every entry's {f} as a number, or every one as a text")
         return {str(n): {f: (_number(e[f]) if numeric[f] else str(e[f])) for f in fields} for n, e in value.items()}
     if not _scalar(value):
         raise r.fail(key, f"{value!r} is not a number, a text, a list of them or a table of named entries")

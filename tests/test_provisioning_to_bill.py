@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from factories import frame
 from jobs import ignore, summary
-from jobs.config import load_conf
+from jobs.config import ConfigError, load_conf
 from jobs.generate import generate
 from jobs.rerun import rerun
 from jobs.ruleset import load_ruleset
@@ -304,3 +304,32 @@ def test_the_ignore_list_applies_to_inventory_to_bill_too(spark: SparkSession, t
            .where(F.col("run_id") == result.run_id).collect()}
     assert got == {"p/1": ("IGNORED", "ACTIVE_PRODUCT_NOT_BILLED", entry), "p/2": ("ACTIVE_PRODUCT_NOT_BILLED", None,
                                                                                    None)}
+
+
+def _refused(tmp_path: Path, old: str, new: str) -> str:
+    text = RULESET.read_text()
+    assert old in text, old
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.replace(old, new, 1))
+    try:
+        load_ruleset(path)
+    except ConfigError as exc:
+        return str(exc)
+    raise AssertionError(f"{new!r} was accepted")
+
+
+def test_the_new_keys_are_validated_on_load_naming_file_key_and_value(tmp_path: Path) -> None:
+    message = _refused(tmp_path, 'list_price: "2.00"}', 'list_price: "two"}')
+    assert "bad.yaml" in message and "params.products.DID-LOCAL.list_price" in message and "'two'" in message
+    message = _refused(tmp_path, "DID-LOCAL: {bills: PHONE_NUMBER, ", "DID-LOCAL: {bill: PHONE_NUMBER, ")
+    assert "params.products.DID-LOCAL" in message and "differ" in message
+    message = _refused(tmp_path, "seat_roles: [AGENT, SUPERVISOR]", "seat_roles: []")
+    assert "params.seat_roles" in message
+    message = _refused(tmp_path, "seat_roles: [AGENT, SUPERVISOR]", "seat_roles: [AGENT, SUPERVISOR]\n  unused: [X]")
+    assert "params.unused" in message and "drive nothing" in message
+    message = _refused(tmp_path, "left: {input: queue_agent,", "left: {input: queue_agents,")
+    assert "control_points.seat-audit.left.input" in message and "'queue_agents'" in message
+    message = _refused(tmp_path, "    measure: count\n", "    measure: seats\n")
+    assert "control_points.seat-audit.measure" in message and "'seats'" in message
+    message = _refused(tmp_path, "outcome: UNBILLED_ITEM", "outcome: IGNORED")
+    assert "control_points.item-audit.decide.LEFT.unbilled.outcome" in message and "ignore list" in message
