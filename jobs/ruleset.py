@@ -678,7 +678,6 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
         owners[str(team)] = r.positive_int(f"owners.{team}.sla_days", s.get("sla_days"), zero_ok=True)
     params = {str(name): _param(r, f"params.{name}", value)
               for name, value in r.mapping("params", data.get("params") or {}).items()}
-    _params_used(r, params, data)
     inputs = {str(n): _input(r, str(n), v) for n, v in r.mapping("inputs", data.get("inputs")).items()}
     for inp in inputs.values():
         if inp.lineage is not None and inp.lineage.parent not in inputs:
@@ -698,6 +697,7 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
     if not cps:
         raise r.fail("control_points", "no control point declared")
     _checks_that_run(r, checks, cps)
+    _params_used(r, params, data)          # last: a misspelt ${name} in a rule is named as such first
     return Ruleset(
         path=str(path), name=str(data.get("ruleset") or Path(path).stem), version=version,
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(), text=text,
