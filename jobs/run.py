@@ -123,9 +123,11 @@ def _policies(cp: ControlPoint) -> dict[str, dict[str, str]]:
 def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[str, Any]]:
     if not exists(spark, ref):
         return []
-    rows = (read_output(spark, ref).where(F.col("run_id") == run_id)
+    table = read_output(spark, ref)
+    rows = (table.where(F.col("run_id") == run_id)
             .select("control_point_id", "cycle_id", "partition_scope", "ruleset_hash", "input_versions",
-                    "conf_fingerprint").limit(50).collect())                  # one row per control point
+                    "conf_fingerprint", *[c for c in ("ignore_list_version",) if c in table.columns])
+            .limit(50).collect())                  # one row per control point
     return [r.asDict() for r in rows]
 
 
@@ -134,15 +136,15 @@ UNSHOWN = ("ruleset", "input versions")
 
 
 def _check_committed(done: list[dict[str, Any]], run_id: str, ruleset: Ruleset, cycle_id: str, scope: str,
-                     versions: Mapping[str, int], conf: EnvConf) -> None:
+                     versions: Mapping[str, int], conf: EnvConf, ignore_version: int | None = None) -> None:
     """A run id names one run: the same cycle, partition scope, conf, ruleset and input versions. Reusing it for
     anything else is refused (exit 2) instead of answered "nothing to do" for a slice that was never computed."""
     want = {"cycle": cycle_id, "partition scope": scope, "conf fingerprint": conf.fingerprint,
-            "ruleset": ruleset.content_hash, "input versions": dict(versions)}
+            "ruleset": ruleset.content_hash, "input versions": dict(versions), "ignore_list version": ignore_version}
     for d in done:
         got = {"cycle": d["cycle_id"], "partition scope": d["partition_scope"],
                "conf fingerprint": d["conf_fingerprint"], "ruleset": d["ruleset_hash"],
-               "input versions": dict(d["input_versions"])}
+               "input versions": dict(d["input_versions"]), "ignore_list version": d.get("ignore_list_version")}
         differ = [f"{k}: committed {got[k]!r}, asked {want[k]!r}" if k not in UNSHOWN else f"other {k}"
                   for k in want if want[k] != got[k]]
         if differ:
@@ -359,7 +361,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
     if done:
-        _check_committed(done, run_id, ruleset, cycle_id, scope, input_versions, conf)
+        _check_committed(done, run_id, ruleset, cycle_id, scope, input_versions, conf, ignores.version)
         LOG.info("run %s already committed over the same inputs: nothing to do", run_id)
         result.already_committed = True
         return result

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -241,6 +242,8 @@ def test_ignore_round_trip(spark: SparkSession, tmp_path: Path) -> None:
                          expires_at=datetime(2026, 2, 1, tzinfo=UTC), now=datetime(2026, 1, 1, tzinfo=UTC))
     second = execute(spark, conf, ruleset, "2026-06")
     assert second.run_id != first.run_id                 # the entries in force are part of the run's identity
+    with pytest.raises(ConfigError, match=r"ignore_list version: committed None, asked 3"):
+        execute(spark, conf, ruleset, "2026-06", first.run_id)       # an explicit run id names one run
     rows = (spark.read.format("delta").load(str(tmp_path / "output" / "record_outcome"))
             .where(F.col("run_id") == second.run_id).collect())
     got = {r["record_id"]: r for r in rows}
