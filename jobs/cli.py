@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
 from jobs.config import ConfigError, load_conf
+from jobs.ignore import IgnoreError
 from jobs.ingest.write import ConcurrentIngestError
 from jobs.inputs import InputError
 from jobs.jars import JarsUnavailable
@@ -126,6 +127,33 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ignore(args: argparse.Namespace) -> int:
+    """`telco-ra ignore add|list|remove` (jobs/ignore.py): each change appended with who, when and why."""
+    conf = load_conf(args.conf)
+    expires = None
+    if getattr(args, "expires", None):
+        from jobs.generate import _utc_instant
+
+        try:
+            expires = _utc_instant(args.expires)
+        except ValueError as exc:
+            raise IgnoreError(str(exc).replace("--cutoff", "--expires")) from exc
+    from jobs import ignore
+    from jobs.session import build_session
+
+    spark = build_session(conf.spark)
+    if args.action == "add":
+        entry = ignore.add(spark, conf.output, args.control_point, args.scope, args.key, args.reason, args.actor,
+                           expires)
+        sys.stdout.write(f"ignore entry {entry} added: {args.control_point} {args.scope} {args.key}\n")
+    elif args.action == "remove":
+        ignore.remove(spark, conf.output, args.entry_id, args.actor, args.why)
+        sys.stdout.write(f"ignore entry {args.entry_id} removed by {args.actor}\n")
+    else:
+        sys.stdout.write(ignore.render(ignore.history(spark, conf.output).collect()))   # operator entries
+    return 0
+
+
 def _generate(argv: list[str]) -> int:
     from jobs.generate import main as generate_main
 
@@ -190,6 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--conf", required=True)
     ingest.add_argument("--period", metavar="YYYY-MM", help="the invoice period, for files that carry none")
     ingest.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    ign = sub.add_parser("ignore", help="ignore lists: entries that make a known gap IGNORED (append-only history)")
+    ign_actions = ign.add_subparsers(dest="action", required=True)
+    ign_add = ign_actions.add_parser("add", help="add an entry (who, when, why; optional expiry)")
+    ign_add.add_argument("--control-point", required=True)
+    ign_add.add_argument("--scope", required=True, choices=["ITEM", "ACCOUNT", "DOMAIN"])
+    ign_add.add_argument("--key", required=True, help="the record id (ITEM), account_id (ACCOUNT) or domain (DOMAIN)")
+    ign_add.add_argument("--reason", required=True)
+    ign_add.add_argument("--actor", required=True)
+    ign_add.add_argument("--expires", help="an ISO 8601 instant with a zone; the entry no longer applies from it")
+    ign_ls = ign_actions.add_parser("list", help="every entry with its state and removal")
+    ign_rm = ign_actions.add_parser("remove", help="remove an entry (its gap comes back, same case id)")
+    ign_rm.add_argument("--entry-id", required=True)
+    ign_rm.add_argument("--actor", required=True)
+    ign_rm.add_argument("--why", required=True)
+    for action in (ign_add, ign_ls, ign_rm):
+        action.add_argument("--conf", required=True)
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
@@ -223,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "ingest":
             return _ingest(args)
+        if args.command == "ignore":
+            return _ignore(args)
         return _demo(args)
-    except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError, ReportError) as exc:
+    except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError, ReportError, IgnoreError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
     except (ConservationError, ConcurrentRunError, ConcurrentIngestError) as exc:

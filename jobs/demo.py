@@ -2,7 +2,8 @@
 
 Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated inventory month (its own input
 folder: its bill_charge holds RECURRING charges); carrier-invoice-vs-cdr on a generated carrier month whose invoice
-files (one per shipped carrier layout) go through `telco-ra ingest` first. All write to the same output tables.
+files (one per shipped carrier layout) go through `telco-ra ingest` first; provisioning-to-bill on generated PBX and
+billing snapshots with a few ignore-list entries. All write to the same output tables.
 
 The embedded default a newcomer sees first; it uses exactly the code paths of `telco-ra generate` and
 `telco-ra run`, with conf written next to the data so the run can be repeated by hand.
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pyspark.sql import SparkSession
 
 from jobs.config import load_conf
 from jobs.ruleset import load_ruleset
@@ -29,6 +31,7 @@ CARRIERS = REPO / "conf" / "carriers"
 # The carrier month: October, when London and Berlin fall back (the fall-back hour's lines are in it).
 CARRIER_CYCLE = {"2026-10": {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z",
                              "close": "2026-11-03T00:00:00Z"}}
+PROVISIONING_RULESET = REPO / "rulesets" / "provisioning_to_bill.yaml"
 LOCAL_CONF = REPO / "conf" / "local.yaml"
 
 
@@ -72,6 +75,7 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {inv_conf_path} --ruleset {INVENTORY_RULESET} "
                      f"--cycle {cycle_id}\n")
     _carrier_demo(spark, base, lakehouse, seed)
+    _provisioning(spark, base, lakehouse, rows, seed, cycle_id)
     return 0
 
 
@@ -97,3 +101,34 @@ def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, seed: int) 
     sys.stdout.write("\n" + render(spark, result))
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {CARRIER_RULESET} "
                      f"--cycle {params.cycle_id}\n")
+
+
+def _provisioning(spark: SparkSession, base: dict[str, Any], lakehouse: Path, rows: int, seed: int,
+                  cycle_id: str) -> None:
+    """Provisioning audits: PBX and billing snapshots, the generator's ignore entries (added once: the ignore list
+    is the operators' history, a second demo over the same lakehouse keeps it), item-audit and seat-audit."""
+    from jobs import ignore
+    from jobs.generate import generate
+    from jobs.outputs import exists, table_ref
+    from jobs.run import execute
+    from jobs.summary import render
+    from jobs.synthetic.provisioning_to_bill import ProvisioningParams
+
+    slots = max(500, rows // 100)
+    LOG.info("generating provisioning snapshots of %d slots into %s", slots, lakehouse / "provisioning")
+    paths = generate(spark, str(lakehouse / "provisioning"), ProvisioningParams(rows=slots, seed=seed,
+                                                                                cycle_id=cycle_id))
+    conf = dict(base)
+    conf["tables"] = {name: paths[name] for name in ("provisioned_item", "billing_subscription")}
+    conf_path = lakehouse / "demo_provisioning.yaml"
+    conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    env = load_conf(conf_path)
+    if not exists(spark, table_ref(env.output, ignore.TABLE)):
+        entries = spark.read.format("delta").load(paths["ignore_entries"]).collect()   # a few generated entries
+        for e in entries:
+            ignore.add(spark, env.output, e["control_point_id"], e["scope"], e["key"], e["reason"], "demo")
+        LOG.info("added %d ignore entries (telco-ra ignore list --conf %s)", len(entries), conf_path)
+    result = execute(spark, env, load_ruleset(PROVISIONING_RULESET), cycle_id)
+    sys.stdout.write("\n" + render(spark, result))
+    sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {PROVISIONING_RULESET} "
+                     f"--cycle {cycle_id}\nignore list: telco-ra ignore list --conf {conf_path}\n")

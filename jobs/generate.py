@@ -29,8 +29,9 @@ from typing import Any
 import yaml
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.synthetic import inventory_to_bill, usage_to_bill
+from jobs.synthetic import inventory_to_bill, provisioning_to_bill, usage_to_bill
 from jobs.synthetic.inventory_to_bill import SEED004_S30_ROWS, InventoryParams
+from jobs.synthetic.provisioning_to_bill import ProvisioningParams
 from jobs.synthetic.usage_to_bill import SEED004_ROWS, GeneratorParams, layout
 from jobs.utc import NaiveInstant, parse_instant
 
@@ -49,11 +50,16 @@ ROWS_PER_PARTITION = 2_000_000
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
 
 
-def generate(spark: SparkSession, out_dir: str, params: GeneratorParams | InventoryParams) -> dict[str, str]:
+MonthParams = GeneratorParams | InventoryParams | ProvisioningParams
+
+
+def generate(spark: SparkSession, out_dir: str, params: MonthParams) -> dict[str, str]:
     """Write the month `params` describes under `out_dir`; returns table name -> path.
 
     GeneratorParams: cdr, rated_event, bill_charge, suspense, tariff and ground_truth (usage-to-bill).
     InventoryParams: product_inventory, bill_charge and ground_truth (inventory-to-bill).
+    ProvisioningParams: provisioned_item, billing_subscription, ground_truth and ignore_entries (the ignore-list
+    entries its IGNORED labels assume; jobs/ignore.py adds them).
 
     Example::
 
@@ -63,7 +69,11 @@ def generate(spark: SparkSession, out_dir: str, params: GeneratorParams | Invent
     partitions = max(spark.sparkContext.defaultParallelism, -(-params.rows // ROWS_PER_PARTITION))
     ids = spark.range(0, params.rows, 1, partitions)
     month: dict[str, DataFrame]
-    if isinstance(params, InventoryParams):
+    if isinstance(params, ProvisioningParams):
+        month = provisioning_to_bill.generate_month(ids, params)
+        LOG.info("generating %s provisioning slots (seed %s, %s accounts), %s partitions", params.rows, params.seed,
+                 params.account_count, partitions)
+    elif isinstance(params, InventoryParams):
         month = inventory_to_bill.generate_month(ids, params)
         LOG.info("generating %s inventory slots (seed %s, cycle %s, cutoff %s, scenario counts %s), %s partitions",
                  params.rows, params.seed, params.cycle_id, params.cutoff_at.isoformat(),
@@ -167,9 +177,18 @@ def _utc_instant(text: str | None) -> datetime | None:
         raise ValueError(f"--cutoff must be an ISO 8601 instant, got {text!r}") from exc
 
 
-PARAMS: dict[str, Callable[[argparse.Namespace], GeneratorParams | InventoryParams]] = {
+def _provisioning_params(args: argparse.Namespace) -> ProvisioningParams:
+    for option in ("skew_share", "cutoff", "scenario"):
+        if getattr(args, option) is not None:
+            raise ValueError(f"--{option.replace('_', '-')} is not an option of the provisioning_to_bill snapshots")
+    return ProvisioningParams(rows=ProvisioningParams.rows if args.rows is None else args.rows, seed=args.seed,
+                              cycle_id=args.cycle, accounts=args.accounts)
+
+
+PARAMS: dict[str, Callable[[argparse.Namespace], MonthParams]] = {
     DEFAULT_RULESET: _usage_params,
     "inventory_to_bill": _inventory_params,
+    "provisioning_to_bill": _provisioning_params,
 }
 
 

@@ -42,7 +42,8 @@ def rerun(spark: SparkSession, conf: EnvConf, run_id: str) -> Reproduction:
     ref = table_ref(conf.output, "control_run")
     rows = (read_output(spark, ref).where(F.col("run_id") == run_id)
             .select("cycle_id", "input_tables", "input_versions", "ruleset_text", "ruleset_name", "partition_scope",
-                    "started_at")
+                    "started_at", *[c for c in ("ignore_list_version", "ignore_as_of")
+                                    if c in read_output(spark, ref).columns])
             .limit(1).collect()) if exists(spark, ref) else []
     if not rows:
         raise ConfigError("--run-id", "run_id", f"{run_id!r}: no committed run under {conf.output}")
@@ -64,8 +65,12 @@ def rerun(spark: SparkSession, conf: EnvConf, run_id: str) -> Reproduction:
     if row["partition_scope"].startswith("account_bucket="):
         bucket = int(row["partition_scope"].split("=", 1)[1])
     started = as_utc(row["started_at"])
+    # the ignore list as the original run read it: its version, and the entries in force when it started
+    fields = row.asDict()
     result = execute(spark, as_of, ruleset, row["cycle_id"], new_id, versions=versions, bucket=bucket,
-                     history_before=started, reproduction_of=run_id)
+                     history_before=started, reproduction_of=run_id,
+                     ignore_version=fields.get("ignore_list_version"),
+                     ignore_as_of=as_utc(fields.get("ignore_as_of")) or started)
     hashes = {}
     for table in COMPARED:
         out = read_output(spark, table_ref(conf.output, table))

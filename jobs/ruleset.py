@@ -38,6 +38,7 @@ from transforms.engine.spec import (
     Tolerance,
 )
 from transforms.engine.sql import SqlError, render
+from transforms.ignore import IGNORED
 from transforms.schema import EXPOSURE_CLASSES, INPUT_SCHEMAS, OPTIONAL_INPUT_COLUMNS, SEVERITIES
 
 CONTRACT = 2
@@ -47,13 +48,15 @@ INPUT_KEYS = {"table", "schema", "system", "id", "order", "arrival", "cycle", "f
               "amount", "currency", "lineage", "layouts", "within"}
 RECORD_KEYS = {"kind", "left", "right", "lookups", "stages", "let", "decide", "record", "tolerance", "outcomes",
                "exemptions", "reports", "alerts"}
-AGGREGATE_KEYS = {"kind", "left", "right", "group_by", "measure", "tolerance", "decide", "outcomes"}
+AGGREGATE_KEYS = {"kind", "left", "right", "group_by", "measure", "count", "price", "tolerance", "decide",
+                  "outcomes"}
+MEASURES = ("amount", "count")
 LOOKUP_KINDS = ("key", "price", "price_list", "prefix")
 LAYOUT_KINDS = ("call_invoice",)          # kinds of conf/carriers layouts an input may be built from (`layouts`)
 LAYOUT_SCHEMA = "carrier_rate"            # the contract-like schema of such an input's rows
 RECORD_COLUMNS = ("counterpart_id", "counterpart_table", "match_stage", "confidence", "expected_amount", "currency",
                   "amount")
-DESCRIBE = ("account_id", "msisdn", "service_type", "start_time")
+DESCRIBE = ("account_id", "msisdn", "service_type", "start_time", "domain")
 AGGREGATE_GROUPS = ("account_id", "service_type", "currency")
 REPORT_KINDS = ("suspense_aging",)
 # What an alert's message may name (jobs/run.py fills them).
@@ -94,6 +97,12 @@ class Ruleset:
     def side_inputs(self) -> list[str]:
         """Inputs that are a side of some record control point (their rows get outcomes), in declaration order."""
         used = {s.input for cp in self.record_points() for s in cp.sides.values()}
+        return [name for name in self.inputs if name in used]
+
+    def scoped_inputs(self) -> list[str]:
+        """Inputs a run scopes to the cycle and prepares: the record sides' and those an aggregate sums directly."""
+        used = {*self.side_inputs(), *(a.input for cp in self.aggregate_points()
+                                       for a in cp.aggregate_sides.values() if a.input)}
         return [name for name in self.inputs if name in used]
 
 
@@ -151,6 +160,81 @@ class _Reader:
         except SqlError as exc:
             raise self.fail(key, f"{exc}: {text!r}") from exc
         return text
+
+
+# ------------------------------------------------------------------------------------------------------- params
+def _scalar(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float | str)
+
+
+def _number(value: Any) -> Decimal | None:
+    """A YAML number or a text that reads as one (`"20.00"`), as a Decimal; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _param(r: _Reader, key: str, value: Any) -> object:
+    """A parameter: a number or a text; a list of them (SQL `array(...)`); or a table of named entries with the same
+    fields (SQL `map(name, named_struct(field, value, ...))`, in the order written). A field whose every value reads
+    as a number is a decimal(18,6) (a list price written `"20.00"`); one that mixes numbers and texts is refused,
+    naming the entry."""
+    if isinstance(value, list):
+        if not value or not all(_scalar(v) for v in value):
+            raise r.fail(key, f"expected a non-empty list of numbers or texts, got {value!r}")
+        if len({type(v) for v in value}) > 1:
+            raise r.fail(key, f"mixes numbers and texts: {value!r}")
+        return tuple(Decimal(str(v)) if isinstance(v, float) else v for v in value)
+    if isinstance(value, dict):
+        if not value:
+            raise r.fail(key, "expected named entries, got an empty mapping")
+        fields: tuple[str, ...] | None = None
+        for name, entry in value.items():
+            e = r.mapping(f"{key}.{name}", entry)
+            if not e or not all(_scalar(v) for v in e.values()):
+                raise r.fail(f"{key}.{name}", f"expected fields of numbers or texts, got {entry!r}")
+            if fields is None:
+                fields = tuple(str(f) for f in e)
+            elif set(map(str, e)) != set(fields):
+                raise r.fail(f"{key}.{name}", f"fields {sorted(map(str, e))} differ from the first entry's "
+                             f"{sorted(fields)}: every entry names the same fields")
+        assert fields is not None
+        numeric = {f: all(_number(e[f]) is not None for e in value.values()) for f in fields}
+        for f in fields:
+            numbers = [n for n, e in value.items() if _number(e[f]) is not None]
+            if numbers and not numeric[f]:
+                # the field mixes numbers and texts: name the odd one out (a text among numbers, or the reverse)
+                texts = [n for n in value if n not in numbers]
+                bad, other = (texts[0], numbers[0]) if len(numbers) >= len(texts) else (numbers[0], texts[0])
+                raise r.fail(f"{key}.{bad}.{f}", f"{value[bad][f]!r}: field {f} is {value[other][f]!r} in entry "
+                             f"{other}; write every entry's {f} as a number, or every one as a text")
+        return {str(n): {f: (_number(e[f]) if numeric[f] else str(e[f])) for f in fields} for n, e in value.items()}
+    if not _scalar(value):
+        raise r.fail(key, f"{value!r} is not a number, a text, a list of them or a table of named entries")
+    return Decimal(str(value)) if isinstance(value, float) else value
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _texts(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _texts(v)]
+    return []
+
+
+def _params_used(r: _Reader, params: Mapping[str, object], data: Mapping[str, Any]) -> None:
+    """A parameter no SQL text of the ruleset names (`${name}`) would be validated and drive nothing: refused."""
+    texts = " ".join(t for k, v in data.items() if k != "params" for t in _texts(v))
+    for name in params:
+        if "${" + name + "}" not in texts:
+            raise r.fail(f"params.{name}", f"no SQL of this ruleset names ${{{name}}}: it would drive nothing "
+                         "(use it in a rule, or remove it)")
 
 
 # ------------------------------------------------------------------------------------------------------- inputs
@@ -482,6 +566,9 @@ def _rules(r: _Reader, key: str, value: Any, outcomes: Mapping[str, OutcomePolic
             raise r.fail(rkey, "a rule of this name comes earlier: rule names are unique per side")
         seen.add(name)
         outcome = m.get("outcome")
+        if outcome == IGNORED:
+            raise r.fail(f"{rkey}.outcome", f"{outcome!r} is given by the engine from the ignore list (telco-ra "
+                         "ignore add), not by a rule")
         if outcome not in outcomes:
             raise r.fail(f"{rkey}.outcome", f"{outcome!r} has no policy under outcomes ({', '.join(outcomes)})")
         priced_by = m.get("priced_by")
@@ -621,18 +708,51 @@ def _alerts(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], par
 
 
 def _aggregate_point(r: _Reader, cp_id: str, m: dict[str, Any], record_points: Mapping[str, ControlPoint],
-                     owners: Mapping[str, int]) -> ControlPoint:
+                     owners: Mapping[str, int], inputs: Mapping[str, Input], params: Mapping[str, object]
+                     ) -> ControlPoint:
     key = f"control_points.{cp_id}"
     _unknown(r.path, f"{key}.", m, AGGREGATE_KEYS)
+    measure = m.get("measure", "amount")
+    if measure not in MEASURES:
+        raise r.fail(f"{key}.measure", f"{measure!r} is not one of {', '.join(MEASURES)} (amount sums the sides' "
+                     "outcome `amount`; count compares the `count` SQL of each side)")
     sides = {}
     for part, side in (("left", "LEFT"), ("right", "RIGHT")):
-        s = r.mapping(f"{key}.{part}", m.get(part), {"of", "side"})
+        s = r.mapping(f"{key}.{part}", m.get(part), {"of", "side", "input", "where"})
+        if s.get("input") is not None:
+            if s.get("of") is not None or s.get("side") is not None:
+                raise r.fail(f"{key}.{part}", "give either `input` (an input's rows) or `of` and `side` (a record "
+                             "control point's outcome rows), not both")
+            if s["input"] not in inputs:
+                raise r.fail(f"{key}.{part}.input", f"{s['input']!r} is not an input (inputs: {', '.join(inputs)})")
+            if inputs[s["input"]].id is None:
+                raise r.fail(f"{key}.{part}.input", f"input {s['input']} declares no id")
+            where = r.sql(f"{key}.{part}.where", s["where"], params) if s.get("where") is not None else None
+            sides[side] = AggregateSide(input=str(s["input"]), where=where)
+            continue
+        if s.get("where") is not None:
+            raise r.fail(f"{key}.{part}.where", "only an `input` side takes a where (outcome rows are the side's)")
         if s.get("of") not in record_points:
             raise r.fail(f"{key}.{part}.of", f"{s.get('of')!r} is not a record control point declared before this "
                          f"one ({', '.join(record_points)})")
         if s.get("side") not in record_points[s["of"]].sides:
             raise r.fail(f"{key}.{part}.side", f"{s.get('side')!r} is not a side of {s['of']}")
         sides[side] = AggregateSide(str(s["of"]), str(s["side"]))
+    count: dict[str, str] = {}
+    price = None
+    if measure == "count":
+        c = r.mapping(f"{key}.count", m.get("count"), set(SIDES))
+        count = {side: r.sql(f"{key}.count.{side}", c.get(side), params) for side in SIDES}
+        price = r.sql(f"{key}.price", m.get("price"), params)
+    else:
+        for part in ("count", "price"):
+            if m.get(part) is not None:
+                raise r.fail(f"{key}.{part}", "only an aggregate with `measure: count` takes it (it would drive "
+                             "nothing)")
+        for side, a in sides.items():
+            if a.input is not None:
+                raise r.fail(f"{key}.{side.lower()}.input", "an input's rows carry no outcome amount: give "
+                             "`measure: count` with `count` and `price`, or a record control point's side")
     group_raw = r.mapping(f"{key}.group_by", m.get("group_by"))
     group_by = {}
     for out, per_side in group_raw.items():
@@ -648,12 +768,9 @@ def _aggregate_point(r: _Reader, cp_id: str, m: dict[str, Any], record_points: M
     for part in ("beyond", "within"):
         if d.get(part) not in outcomes:
             raise r.fail(f"{key}.decide.{part}", f"{d.get(part)!r} has no policy under outcomes")
-    measure = m.get("measure", "amount")
-    if measure != "amount":
-        raise r.fail(f"{key}.measure", f"{measure!r}: an aggregate sums its sides' outcome `amount`")
     return ControlPoint(id=cp_id, kind="aggregate", tolerance=r.tolerance(f"{key}.tolerance", m["tolerance"]),
-                        outcomes=outcomes, aggregate_sides=sides, group_by=group_by, measure="amount",
-                        beyond=str(d["beyond"]), within=str(d["within"]))
+                        outcomes=outcomes, aggregate_sides=sides, group_by=group_by, measure=str(measure),
+                        count=count, price=price, beyond=str(d["beyond"]), within=str(d["within"]))
 
 
 def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
@@ -671,11 +788,8 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
     for team, spec in r.mapping("owners", data.get("owners")).items():
         s = r.mapping(f"owners.{team}", spec, {"sla_days"})
         owners[str(team)] = r.positive_int(f"owners.{team}.sla_days", s.get("sla_days"), zero_ok=True)
-    params: dict[str, object] = {}
-    for name, value in r.mapping("params", data.get("params") or {}).items():
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise r.fail(f"params.{name}", f"{value!r} is not a number or a text")
-        params[str(name)] = Decimal(str(value)) if isinstance(value, float) else value
+    params = {str(name): _param(r, f"params.{name}", value)
+              for name, value in r.mapping("params", data.get("params") or {}).items()}
     inputs = {str(n): _input(r, str(n), v) for n, v in r.mapping("inputs", data.get("inputs")).items()}
     for inp in inputs.values():
         if inp.lineage is not None and inp.lineage.parent not in inputs:
@@ -690,12 +804,13 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
             cps[str(cp_id)] = _record_point(r, str(cp_id), m, inputs, checks, owners, params)
         elif kind == "aggregate":
             cps[str(cp_id)] = _aggregate_point(r, str(cp_id), m, {k: v for k, v in cps.items()
-                                                                  if v.kind == "record"}, owners)
+                                                                  if v.kind == "record"}, owners, inputs, params)
         else:
             raise r.fail(f"control_points.{cp_id}.kind", f"{kind!r} is not one of record, aggregate")
     if not cps:
         raise r.fail("control_points", "no control point declared")
     _checks_that_run(r, checks, cps)
+    _params_used(r, params, data)          # last: a misspelt ${name} in a rule is named as such first
     return Ruleset(
         path=str(path), name=str(data.get("ruleset") or Path(path).stem), version=version,
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(), text=text,

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs.cases import case_history
 from jobs.config import ConfigError, Cycle, EnvConf
+from jobs.ignore import read_ignores
 from jobs.inputs import InputError, PinnedTable, conform, is_path, pin, validate_schema
 from jobs.layouts_input import layout_tables
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
@@ -49,8 +50,9 @@ from transforms.engine.match import match
 from transforms.engine.prepare import BUCKET_ACCOUNT, IN_SIDE, prepare, quarantine_reason, with_bucket_accounts
 from transforms.engine.prepare import scoped as scope_rows
 from transforms.engine.reports import report_rows
-from transforms.engine.spec import ControlPoint, Input
+from transforms.engine.spec import AggregateSide, ControlPoint, Input
 from transforms.engine.sql import params_of, render
+from transforms.ignore import IGNORED, apply_ignores, ignored_accounts
 from transforms.keys import account_bucket, case_id, key_fingerprint
 from transforms.lifecycle import apply_lifecycle, current_state
 from transforms.outcomes import INTERNAL, finalize_outcomes
@@ -98,17 +100,21 @@ class RunResult:
 
 
 def default_run_id(ruleset: Ruleset, cycle_id: str, versions: Mapping[str, int], conf: EnvConf,
-                   scope: str = "all") -> str:
-    """Same ruleset content, cycle, scope, input versions and conf => same run id: a plain re-run is a no-op."""
-    material = json.dumps([ruleset.content_hash, cycle_id, sorted(versions.items()), conf.fingerprint, scope])
+                   scope: str = "all", ignores: str = "") -> str:
+    """Same ruleset content, cycle, scope, input versions, conf and ignore entries in force => same run id: a plain
+    re-run is a no-op (an ignore entry added, removed or expired since is another run)."""
+    parts: list[object] = [ruleset.content_hash, cycle_id, sorted(versions.items()), conf.fingerprint, scope]
+    material = json.dumps(parts + ([ignores] if ignores else []))
     suffix = "" if scope == "all" else "-b" + scope.split("=", 1)[1]
     return f"{ruleset.name}-{cycle_id}{suffix}-{hashlib.sha256(material.encode()).hexdigest()[:12]}"
 
 
-def _inputs_digest(ruleset: Ruleset, versions: Mapping[str, int], conf: EnvConf, cycle_id: str, scope: str) -> str:
+def _inputs_digest(ruleset: Ruleset, versions: Mapping[str, int], conf: EnvConf, cycle_id: str, scope: str,
+                   ignores: str = "") -> str:
     """What a run's writes are: Delta skips a write whose txnAppId it has seen, so the id names everything the
-    written rows depend on (the same run id over another cycle, scope or conf is other rows)."""
-    material = json.dumps([ruleset.content_hash, sorted(versions.items()), conf.fingerprint, cycle_id, scope])
+    written rows depend on (the same run id over another cycle, scope, conf or ignore entries is other rows)."""
+    parts: list[object] = [ruleset.content_hash, sorted(versions.items()), conf.fingerprint, cycle_id, scope]
+    material = json.dumps(parts + ([ignores] if ignores else []))
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -121,9 +127,11 @@ def _policies(cp: ControlPoint) -> dict[str, dict[str, str]]:
 def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[str, Any]]:
     if not exists(spark, ref):
         return []
-    rows = (read_output(spark, ref).where(F.col("run_id") == run_id)
+    table = read_output(spark, ref)
+    rows = (table.where(F.col("run_id") == run_id)
             .select("control_point_id", "cycle_id", "partition_scope", "ruleset_hash", "input_versions",
-                    "conf_fingerprint").limit(50).collect())                  # one row per control point
+                    "conf_fingerprint", *[c for c in ("ignore_list_version",) if c in table.columns])
+            .limit(50).collect())                  # one row per control point
     return [r.asDict() for r in rows]
 
 
@@ -132,15 +140,15 @@ UNSHOWN = ("ruleset", "input versions")
 
 
 def _check_committed(done: list[dict[str, Any]], run_id: str, ruleset: Ruleset, cycle_id: str, scope: str,
-                     versions: Mapping[str, int], conf: EnvConf) -> None:
+                     versions: Mapping[str, int], conf: EnvConf, ignore_version: int | None = None) -> None:
     """A run id names one run: the same cycle, partition scope, conf, ruleset and input versions. Reusing it for
     anything else is refused (exit 2) instead of answered "nothing to do" for a slice that was never computed."""
     want = {"cycle": cycle_id, "partition scope": scope, "conf fingerprint": conf.fingerprint,
-            "ruleset": ruleset.content_hash, "input versions": dict(versions)}
+            "ruleset": ruleset.content_hash, "input versions": dict(versions), "ignore_list version": ignore_version}
     for d in done:
         got = {"cycle": d["cycle_id"], "partition scope": d["partition_scope"],
                "conf fingerprint": d["conf_fingerprint"], "ruleset": d["ruleset_hash"],
-               "input versions": dict(d["input_versions"])}
+               "input versions": dict(d["input_versions"]), "ignore_list version": d.get("ignore_list_version")}
         differ = [f"{k}: committed {got[k]!r}, asked {want[k]!r}" if k not in UNSHOWN else f"other {k}"
                   for k in want if want[k] != got[k]]
         if differ:
@@ -162,7 +170,7 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
     """Each side input's candidates (keyed by the ruleset's input name; `raw` by conf table name) with `_in_side`:
     true for the rows its sides reconcile, false for those out of scope, and `_bucket_account`, the account of the
     record's lineage root (transforms/engine/prepare.py). A partition run keeps one account bucket's rows."""
-    side_inputs = {name: ruleset.inputs[name] for name in ruleset.side_inputs()}
+    side_inputs = {name: ruleset.inputs[name] for name in ruleset.scoped_inputs()}
     scoped = {name: scope_rows(raw[inp.table], inp, cycle.cycle_id, cycle.start, cycle.end)
               for name, inp in side_inputs.items()}
     for name, inp in side_inputs.items():
@@ -181,11 +189,14 @@ def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
 def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None = None,
             versions: Mapping[str, int] | None = None, bucket: int | None = None,
             history_before: datetime | None = None, reproduction_of: str | None = None,
-            hooks: RunHooks = NO_HOOKS) -> RunResult:
+            hooks: RunHooks = NO_HOOKS, ignore_version: int | None = None,
+            ignore_as_of: datetime | None = None) -> RunResult:
     """Run every control point of `ruleset` for `cycle_id`; returns what was committed (or found committed).
 
     `reproduction_of` (with `versions` and `history_before`): this run reproduces that committed run (`telco-ra
     rerun`): evidence about it, never the current result, and it requests no correction.
+    `ignore_version`, `ignore_as_of`: read the ignore list at that version and apply the entries in force at that
+    instant (a reproduction: what the original run saw); by default its latest version, at the run's start.
     Intermediate results written as files (spark.telcora.materialize.dir) live only as long as the run.
     """
     with _named_by_ruleset(ruleset):
@@ -195,7 +206,7 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     with cut_scope(spark, f"{spark.sparkContext.applicationId}-run{next(_RUN_NUMBERS)}"), \
             contextlib.ExitStack() as run_mode:
         return _execute(spark, conf, ruleset, cycle_id, run_id, versions, bucket, history_before,
-                        reproduction_of, hooks, run_mode)
+                        reproduction_of, hooks, run_mode, ignore_version, ignore_as_of)
 
 
 @contextlib.contextmanager
@@ -297,9 +308,32 @@ def _side_frame(prepared: DataFrame, ruleset: Ruleset, cp: ControlPoint, side: s
 
 def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, DataFrame],
                     tables: Mapping[str, DataFrame], params: Mapping[str, object],
-                    counters: dict[str, int], alerts: list[dict[str, Any]] | None = None) -> DataFrame:
-    """Outcome rows of both sides of a record control point (transforms/engine: match, then decide); with the
-    control point's `alerts`, their rows beyond threshold are appended to `alerts`."""
+                    counters: dict[str, int], alerts: list[dict[str, Any]] | None = None,
+                    ignores: DataFrame | None = None) -> DataFrame:
+    """Outcome rows of both sides of a record control point (transforms/engine: match, then decide), with the
+    ignore list's entries in force applied (`ignores`: transforms/ignore.in_force rows); with the control point's
+    `alerts`, their rows beyond threshold are appended to `alerts`. An alert counts a side's outcome rows as they
+    are written: after the ignore list (an IGNORED row's outcome is IGNORED)."""
+    gaps = [o for o, p in cp.outcomes.items() if p.case]
+    out: DataFrame | None = None
+    for side, rows in _decided_sides(ruleset, cp, prepared, tables, params, counters).items():
+        if ignores is not None:
+            rows = apply_ignores(rows, ignores, cp.id, gaps)
+        scopes = [f"_alert{i}" for i, a in enumerate(cp.alerts) if a.side == side]
+        if scopes:
+            rows = materialize(rows)
+            _alerts(cp, side, rows, params, alerts)
+            rows = rows.drop(*scopes)
+        out = rows if out is None else out.unionByName(rows)
+    assert out is not None
+    return out
+
+
+def _decided_sides(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, DataFrame],
+                   tables: Mapping[str, DataFrame], params: Mapping[str, object],
+                   counters: dict[str, int]) -> dict[str, DataFrame]:
+    """Each side's decided rows (LEFT, then RIGHT where the control point has one), with a column `_alert<i>` (its
+    scope) per alert of that side, for record_outcomes to count and drop."""
     left_inp = ruleset.inputs[cp.left.input]
     right_inp = ruleset.inputs[cp.right.input] if cp.right else None
     left = _side_frame(prepared[left_inp.name], ruleset, cp, "LEFT")
@@ -315,22 +349,14 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
     lookup_tables = {name: tables[ruleset.inputs[name].table] for name in ruleset.inputs}
     scopes = {side: {f"_alert{i}": a.scope for i, a in enumerate(cp.alerts) if a.side == side} for side in cp.sides}
     left_out = decide(matched.left, cp, "LEFT", left_inp, right_inp, lookup_tables, params, extra=scopes["LEFT"])
-    if scopes["LEFT"]:
-        left_out = materialize(left_out)
-        _alerts(cp, "LEFT", left_out, params, alerts)
-        left_out = left_out.drop(*scopes["LEFT"])
     if matched.right is None or right_inp is None:
-        return left_out
+        return {"LEFT": left_out}
     right_m = matched.right
     if decided:
         left_out = materialize(left_out)
         right_m = with_decided(right_m, left_out, decided)
     right_out = decide(right_m, cp, "RIGHT", right_inp, left_inp, lookup_tables, params, extra=scopes["RIGHT"])
-    if scopes["RIGHT"]:
-        right_out = materialize(right_out)
-        _alerts(cp, "RIGHT", right_out, params, alerts)
-        right_out = right_out.drop(*scopes["RIGHT"])
-    return left_out.unionByName(right_out)
+    return {"LEFT": left_out, "RIGHT": right_out}
 
 
 def _alerts(cp: ControlPoint, side: str, rows: DataFrame, params: Mapping[str, object],
@@ -367,7 +393,8 @@ def _alerts(cp: ControlPoint, side: str, rows: DataFrame, params: Mapping[str, o
 
 def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str, run_id: str | None,
              versions: Mapping[str, int] | None, bucket: int | None, history_before: datetime | None,
-             reproduction_of: str | None, hooks: RunHooks, run_mode: contextlib.ExitStack) -> RunResult:
+             reproduction_of: str | None, hooks: RunHooks, run_mode: contextlib.ExitStack,
+             ignore_version: int | None = None, ignore_as_of: datetime | None = None) -> RunResult:
     started_at = datetime.now(UTC)
     cycle = conf.cycle(cycle_id)
     if not SAFE.match(cycle_id):
@@ -386,15 +413,16 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     input_versions = {name: t.version for name, t in pinned.items()}
     _check_reference_data(ruleset, raw)
 
+    ignores = read_ignores(spark, conf.output, ignore_version, ignore_as_of or started_at)
     scope = "all" if bucket is None else f"account_bucket={bucket}"
-    run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope)
+    run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope, ignores.fingerprint)
     alerting = any(cp.alerts for cp in ruleset.record_points())
     refs = {t: table_ref(conf.output, t) for t in OUTPUT_SCHEMAS
             if t != "cycle_close" and (t != "run_alert" or alerting)}   # run_alert: written where alerts are declared
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
     if done:
-        _check_committed(done, run_id, ruleset, cycle_id, scope, input_versions, conf)
+        _check_committed(done, run_id, ruleset, cycle_id, scope, input_versions, conf, ignores.version)
         LOG.info("run %s already committed over the same inputs: nothing to do", run_id)
         result.already_committed = True
         return result
@@ -436,7 +464,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         with phase(spark, cp.id, run_id):
             finalize = finalize_outcomes(tags, cp.id, buckets)
             build = functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, counters[cp.id],
-                                      alert_rows)
+                                      alerts=alert_rows, ignores=ignores.entries)
             with _named_by_ruleset(ruleset):
                 outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
     outcomes = outcome_parts[0]
@@ -447,16 +475,18 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
 
     variance_parts = []
     for cp in ruleset.aggregate_points():
-        sides = {s: outcomes.where((F.col("control_point_id") == a.of) & (F.col("side") == a.side))
+        sides = {s: (prepared[a.input] if a.input is not None else
+                     outcomes.where((F.col("control_point_id") == F.lit(a.of)) & (F.col("side") == F.lit(a.side))))
                  for s, a in cp.aggregate_sides.items()}
-        variances = aggregate_variance(cp, sides["LEFT"], sides["RIGHT"])
+        variances = aggregate_variance(cp, sides["LEFT"], sides["RIGHT"], params_of(run_params, cp.tolerance, cycle))
+        variances = ignored_accounts(variances, ignores.entries, cp.id)
         variances = (variances.withColumn("run_id", F.lit(run_id)).withColumn("control_point_id", F.lit(cp.id))
                      .withColumn("ruleset_version", F.lit(ruleset.version)).withColumn("cycle_id", F.lit(cycle_id))
                      .withColumn("account_bucket", account_bucket(F.col("account_id"), buckets)))
         assert cp.beyond is not None
         variances = variances.withColumn(
-            "case_id", F.when(F.col("beyond_tolerance"), case_id(F.col("control_point_id"), F.lit(cp.beyond),
-                                                                 aggregate_key())))
+            "case_id", F.when(F.col("beyond_tolerance") & F.col("ignore_entry_id").isNull(),
+                              case_id(F.col("control_point_id"), F.lit(cp.beyond), aggregate_key())))
         with phase(spark, cp.id, run_id):
             variance_parts.append(materialize(variances.select(*AGGREGATE_VARIANCE.fieldNames())))
     for name in prepared:
@@ -490,8 +520,9 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                             key_fingerprint(F.col("record_key")).alias("keys")).collect())   # bounded: vocabulary size
         metrics = [r.asDict() for r in metric_rows]
         for cp, variances in zip(ruleset.aggregate_points(), variance_parts, strict=True):
-            agg_metrics = (variances.groupBy(F.when(F.col("beyond_tolerance"), F.lit(cp.beyond))
-                                             .otherwise(F.lit(cp.within)).alias("outcome"))
+            verdict = (F.when(F.col("ignore_entry_id").isNotNull(), F.lit(IGNORED))
+                       .when(F.col("beyond_tolerance"), F.lit(cp.beyond)).otherwise(F.lit(cp.within)))
+            agg_metrics = (variances.groupBy(verdict.alias("outcome"))
                            .agg(F.count(F.lit(1)).alias("count"),
                                 F.sum("difference").cast(MONEY_SUM).alias("amount"),
                                 F.sum(F.when(F.col("beyond_tolerance"), F.col("difference"))).cast(MONEY_SUM)
@@ -509,9 +540,10 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                       for cp in ruleset.record_points()]
         for cp, variances in zip(ruleset.aggregate_points(), variance_parts, strict=True):
             assert cp.beyond is not None
-            tables_of = [ruleset.inputs[cps[a.of].sides[a.side].input].table
+            tables_of = [ruleset.inputs[_aggregate_input(cps, a)].table
                          for a in (cp.aggregate_sides["LEFT"], cp.aggregate_sides["RIGHT"])]
-            case_parts.append(aggregate_cases(variances, _policies(cp)[cp.beyond], ruleset.owners, opened_at,
+            case_parts.append(aggregate_cases(variances.where(F.col("ignore_entry_id").isNull()),
+                                              _policies(cp)[cp.beyond], ruleset.owners, opened_at,
                                               versions_for_evidence, systems, tables_of, case_type=cp.beyond))
         cases = case_parts[0]
         for part in case_parts[1:]:
@@ -532,7 +564,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             evidence_refs=[f"{name}@v{version}" for name, version in sorted(input_versions.items())]))
         # --- end case lifecycle
 
-    digest = _inputs_digest(ruleset, input_versions, conf, cycle_id, scope)
+    digest = _inputs_digest(ruleset, input_versions, conf, cycle_id, scope, ignores.fingerprint)
     if hooks.before_write is not None:
         hooks.before_write(run_id)
     with phase(spark, "write", run_id):
@@ -580,7 +612,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         if cp.kind == "record":
             side_inputs = {s: cp.sides[s].input for s in cp.sides}
         else:
-            side_inputs = {s: cps[a.of].sides[a.side].input for s, a in cp.aggregate_sides.items()}
+            side_inputs = {s: _aggregate_input(cps, a) for s, a in cp.aggregate_sides.items()}
         left_in, right_in = side_inputs.get("LEFT"), side_inputs.get("RIGHT")
         cp_counters = dict(counters[cp.id])
         for side_in in (left_in, right_in):
@@ -606,6 +638,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             "cases_opened": case_counts.get(cp.id, 0), "conservation_ok": True,
             "post_close": close_run_id is not None, "close_run_id": close_run_id,
             "counters": cp_counters, "reproduction_of": reproduction_of,
+            "ignore_list_version": ignores.version, "ignore_as_of": ignores.as_of,
         })
     control_run = spark.createDataFrame(control_rows, CONTROL_RUN)
     write_run_slice(control_run, refs["control_run"], "control_run", cycle_id, run_id,
@@ -614,6 +647,14 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     result.committed, result.metrics, result.watermark = True, metrics, watermark
     result.alerts = alert_rows
     return result
+
+
+def _aggregate_input(cps: Mapping[str, ControlPoint], side: AggregateSide) -> str:
+    """The input an aggregate side's rows come from: its own, or that of the record control point side it sums."""
+    if side.input is not None:
+        return side.input
+    assert side.of is not None and side.side is not None
+    return cps[side.of].sides[side.side].input
 
 
 def _finalized(build: Callable[[], DataFrame], finalize: Callable[[DataFrame], DataFrame]) -> DataFrame:

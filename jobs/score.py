@@ -22,6 +22,7 @@ from jobs.layouts_input import layout_tables
 from jobs.outputs import read_output, table_ref
 from jobs.ruleset import Ruleset, load_ruleset
 from jobs.run import scope_inputs
+from transforms.ignore import IGNORED
 from transforms.keys import with_record_identity
 
 
@@ -51,13 +52,16 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     first = runs.select("cycle_id", "input_versions", "input_tables").first()
     if first is None:
         raise ValueError(f"no committed run {run_id!r} under {conf.output}")
-    tables = {ruleset.inputs[name].table for name in ruleset.side_inputs() if ruleset.inputs[name].layouts is None}
+    tables = {ruleset.inputs[name].table for name in ruleset.scoped_inputs()
+              if ruleset.inputs[name].layouts is None}
     raw = {name: PinnedTable(name, first["input_tables"][name], first["input_versions"][name]).read(spark)
            for name in tables}
     raw.update(layout_tables(spark, conf, ruleset)[0])      # rate decks a side's `within` may name
     scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
     keys = None
     for name, df in scoped.items():
+        if name not in ruleset.side_inputs():      # an aggregate's input: its rows get no outcome
+            continue
         inp = ruleset.inputs[name]
         assert inp.id is not None
         part = df.where(F.col("_in_side")).transform(with_record_identity(inp.id, inp.order)).select(
@@ -80,6 +84,8 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     for cp in ruleset.aggregate_points():
         verdict = F.when(F.col("control_point_id") == cp.id, F.when(F.col("beyond_tolerance"), F.lit(cp.beyond))
                          .otherwise(F.lit(cp.within))).otherwise(verdict)
+    if "ignore_entry_id" in variances.columns:
+        verdict = F.when(F.col("ignore_entry_id").isNotNull(), F.lit(IGNORED)).otherwise(verdict)
     agg_actual = variances.select("control_point_id", "account_id", "service_type", verdict.alias("actual"))
     agg_truth = truth.where(F.col("side").isNull()).select("control_point_id", "account_id", "service_type",
                                                             F.col("expected_outcome").alias("expected"))

@@ -16,6 +16,7 @@ from jobs.cases import case_history
 from jobs.outputs import exists, read_output
 from jobs.run import RunResult
 from jobs.utc import utc_text
+from transforms.accounts import GOOD, VARIANCE, account_status
 from transforms.lifecycle import current_state, found_by_run, is_overdue
 
 
@@ -71,6 +72,25 @@ def _counter_notes(counters: dict[str, int]) -> list[str]:
     return notes
 
 
+def _accounts(spark: SparkSession, result: RunResult, cases: DataFrame, top: int) -> list[str]:
+    """Per account GOOD or VARIANCE with its counts (transforms/accounts.py), the accounts with variances first."""
+    refs = result.output_refs
+    outcomes = read_output(spark, refs["record_outcome"]).where(F.col("run_id") == result.run_id)
+    variances = read_output(spark, refs["aggregate_variance"]).where(F.col("run_id") == result.run_id)
+    status = account_status(outcomes, variances, cases)
+    totals = {r["status"]: (int(r["n"]), int(r["ignored"] or 0)) for r in status.groupBy("status").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("ignored").alias("ignored")).collect()}        # two rows at most
+    good, variance = totals.get(GOOD, (0, 0)), totals.get(VARIANCE, (0, 0))
+    lines = ["", f"account status: {variance[0]:,} VARIANCE, {good[0]:,} GOOD "
+             f"({good[1] + variance[1]:,} ignored gaps; an account whose only gaps are ignored is GOOD)"]
+    rows = (status.orderBy(F.when(F.col("status") == VARIANCE, 0).otherwise(1), F.desc("variances"),
+                           F.desc("ignored"), "account_id").limit(top).collect())
+    for r in rows:
+        lines.append(f"  {r['account_id']:<20} {r['status']:<9} {r['variances']:>6,} variances {r['ignored']:>6,} "
+                     f"ignored {r['records']:>8,} records")
+    return lines
+
+
 def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
     refs = result.output_refs
     runs = read_output(spark, refs["control_run"]).where(F.col("run_id") == result.run_id)
@@ -111,6 +131,7 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
     lines += ["", "exposure by class (signed: + underbilling, - overbilling; never netted across classes)"]
     for r in sorted(by_class, key=lambda r: r["exposure_class"] or ""):
         lines.append(f"  {r['exposure_class'] or '-':<14} {r['n']:>8,} cases {_money(r['exposure']):>16}")
+    lines += _accounts(spark, result, cases, top)
     top_rows: list[Any] = (cases.groupBy(F.col("business_key.account_id").alias("account_id"))
                            .agg(F.sum(F.abs("exposure_amount")).alias("gross"), F.count(F.lit(1)).alias("n"))
                            .orderBy(F.desc("gross"), "account_id").limit(top).collect())

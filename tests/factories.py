@@ -37,6 +37,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                           "state": "ACTIVE", "activation_date": datetime(2026, 1, 1, tzinfo=UTC),
                           "termination_date": None, "monthly_fee": Decimal("30.000000"), "quantity": 1,
                           "parent_product_id": None, "exemption": None},
+    "provisioned_item": {"item_type": "EXTENSION", "account_id": "ACC-1", "domain": "acc1.pbx", "user_kind": "USER",
+                         "number": "101", "queue_id": None, "role": None, "state": "ACTIVE",
+                         "created_at": datetime(2026, 1, 1, tzinfo=UTC), "deleted_at": None,
+                         "snapshot_at": datetime(2026, 6, 30, 23, 45, tzinfo=UTC)},
+    "billing_subscription": {"account_id": "ACC-1", "product_code": "EXT-STD", "item_ref": "101", "quantity": 1,
+                             "unit_price": Decimal("20.000000"), "currency": "USD", "status": "ACTIVE",
+                             "start_date": datetime(2026, 1, 1, tzinfo=UTC), "end_date": None},
 }
 
 # VOICE: 0.01 per second, per-minute rounding, minimum 0.05. SMS 0.05 per event. DATA 1e-8 per byte, per-MB.

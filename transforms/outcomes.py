@@ -20,8 +20,9 @@ from transforms.schema import CONFIDENCE, MONEY, RECORD_OUTCOME
 # `unpriced`: a row whose exposure should come from a price and could not (no tariff): counted in control_run.
 # `bucket_account`: the account whose bucket the row is laid out in (its lineage root's, transforms/engine/prepare.py).
 # `quarantined`: the row could not take part (aggregates sum only the rows that did).
+# `domain`: the record's domain (its side's `describe.domain`), which an ignore entry of scope DOMAIN names.
 INTERNAL = ("exposure", "counterpart_key", "counterpart_hash", "counterpart_table", "unpriced", "bucket_account",
-            "quarantined")
+            "quarantined", "domain")
 
 
 def _col(value: Any, dtype: str) -> Column:
@@ -80,6 +81,7 @@ def outcome_frame(
         _col(counterpart_table, "string").alias("counterpart_table"),
         F.coalesce(_col(unpriced, "boolean"), F.lit(False)).alias("unpriced"),
         bucket_account_of(df).alias("bucket_account"),
+        F.lit(None).cast("string").alias("domain"),
     )
 
 

@@ -55,6 +55,15 @@ INPUT_SCHEMAS: dict[str, StructType] = {
         ("activation_date", T), ("termination_date", T), ("monthly_fee", MONEY), ("quantity", L),
         ("parent_product_id", S), ("exemption", S),
     ),
+    # CONTRACT section 8: snapshots of a provisioning platform (switch, PBX) and of a billing platform.
+    "provisioned_item": _schema(
+        ("item_id", S), ("item_type", S), ("account_id", S), ("domain", S), ("user_kind", S), ("number", S),
+        ("queue_id", S), ("role", S), ("state", S), ("created_at", T), ("deleted_at", T), ("snapshot_at", T),
+    ),
+    "billing_subscription": _schema(
+        ("subscription_id", S), ("account_id", S), ("product_code", S), ("item_ref", S), ("quantity", L),
+        ("unit_price", MONEY), ("currency", S), ("status", S), ("start_date", T), ("end_date", T),
+    ),
     "tariff": _schema(
         ("tariff_id", S), ("tariff_version", S), ("service_type", S), ("valid_from", T), ("valid_to", T),
         ("rate_per_unit", RATE), ("rounding_increment", L), ("minimum_charge", MONEY), ("currency", S),
@@ -112,6 +121,8 @@ RECORD_OUTCOME = _schema(
     ("amount", MONEY), ("expected_amount", MONEY), ("amount_diff", MONEY), ("currency", S), ("reason", S),
     ("account_id", S), ("msisdn_e164", S), ("service_type", S), ("start_time", T), ("exemption", S),
     ("exposure_amount", MONEY), ("reason_code", S),
+    # IGNORED rows: the ignore_list entry that made the gap IGNORED (its evidence); reason_code keeps the outcome
+    ("ignore_entry_id", S),
 )
 
 EVIDENCE = StructType([
@@ -142,6 +153,8 @@ AGGREGATE_VARIANCE = _schema(
     ("account_bucket", IntegerType()), ("account_id", S), ("service_type", S), ("currency", S),
     ("left_count", L), ("left_amount", MONEY_SUM), ("right_count", L), ("right_amount", MONEY_SUM),
     ("difference", MONEY_SUM), ("tolerance", MONEY_SUM), ("beyond_tolerance", BooleanType()), ("case_id", S),
+    # a row beyond tolerance of an account an ignore_list entry names: that entry (no case)
+    ("ignore_entry_id", S),
 )
 
 METRIC = StructType([
@@ -162,6 +175,15 @@ CONTROL_RUN = _schema(
     ("counters", MapType(S, L)),
     # the run this one reproduces (telco-ra rerun): evidence about it, never the current result
     ("reproduction_of", S),
+    # the ignore_list version the run read (null: no ignore list yet) and the instant its entries were in force at
+    ("ignore_list_version", L), ("ignore_as_of", T),
+)
+
+# CONTRACT section 8: the ignore list (under `output`, append-only; transforms/ignore.py, jobs/ignore.py). An ADD
+# row per entry, a REMOVE row per removal (entry_id of the entry removed).
+IGNORE_LIST = _schema(
+    ("entry_id", S), ("action", S), ("control_point_id", S), ("scope", S), ("key", S), ("reason", S), ("actor", S),
+    ("created_at", T), ("expires_at", T), ("removed_by", S), ("removed_at", T), ("why", S),
 )
 
 # CONTRACT section 6: a control point's `alerts` (a rate of its records per scope above a threshold), one row per

@@ -144,3 +144,27 @@ def check_rules(spark: SparkSession, inputs: Mapping[str, Input], checks: Mappin
             for i, alert in enumerate(cp.alerts):
                 if alert.side == side:
                     _analysed(df, f"control_points.{cp.id}.alerts[{i}].scope", alert.scope, params)
+    for cp in control_points.values():
+        if cp.kind == "aggregate":
+            _check_aggregate(cp, shapes, params_of(ruleset_params, cp.tolerance, cycle))
+
+
+def _check_aggregate(cp: ControlPoint, shapes: Mapping[str, DataFrame | None], params: Mapping[str, object]) -> None:
+    """An aggregate's SQL over an input's rows (`where`, `group_by`, `count`) and its `price`, analysed likewise."""
+    base = f"control_points.{cp.id}"
+    for side, agg in cp.aggregate_sides.items():
+        df = shapes.get(agg.input) if agg.input else None
+        if df is None:
+            continue
+        if agg.where:
+            df = df.where(_analysed(df, f"{base}.{side.lower()}.where", agg.where, params))
+        keys = [_analysed(df, f"{base}.group_by.{g}.{side}", cp.group_by[g][side], params).alias(g)
+                for g in cp.group_by]
+        if cp.measure == "count":
+            text = cp.count[side]
+            try:
+                grouped = df.groupBy(*keys).agg(F.expr(render(text, params)).alias("_n"))
+            except (AnalysisException, ParseException) as exc:
+                raise RuleError(f"{base}.count.{side}", text, str(exc)) from exc
+            if cp.price is not None:
+                _analysed(grouped, f"{base}.price", cp.price, params)

@@ -185,6 +185,8 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
         "msisdn_e164": described("msisdn", "string"),
         "service_type": described("service_type", "string"),
         "start_time": described("start_time", "timestamp"),
+        "domain": described("domain", "string"),
+        "ignore_entry_id": F.lit(None).cast("string"),        # the run's ignore list sets it (transforms/ignore.py)
         "exposure": F.coalesce(by_rule(exposure, "decimal(18,6)"), F.lit(0).cast(MONEY)),
         "counterpart_key": cp_key.cast("string"),
         "counterpart_hash": cp_hash.cast("string"),
@@ -223,4 +225,5 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
 # The columns of a side's outcome rows: record_outcome's (before the run's tags) and the internal ones.
 OUTCOME_COLUMNS = ("side", "source_table", "record_id", "record_key", "payload_hash", "counterpart_id", "outcome",
                    "match_stage", "confidence", "amount", "expected_amount", "currency", "reason", "reason_code",
-                   "account_id", "msisdn_e164", "service_type", "start_time", "exemption", *INTERNAL)
+                   "account_id", "msisdn_e164", "service_type", "start_time", "exemption", "ignore_entry_id",
+                   *INTERNAL)

@@ -208,8 +208,13 @@ class Alert:
 
 @dataclass(frozen=True)
 class AggregateSide:
-    of: str                                  # a record control point
-    side: str                                # its LEFT or RIGHT
+    """What one side of an aggregate sums: the outcome rows of a record control point's side (`of`, `side`), or the
+    rows of an input in the cycle (`input`, those `where` holds: SQL with `${}` parameters)."""
+
+    of: str | None = None                    # a record control point
+    side: str | None = None                  # its LEFT or RIGHT
+    input: str | None = None                 # an input
+    where: str | None = None
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,9 @@ class ControlPoint:
     # aggregate control points
     aggregate_sides: Mapping[str, AggregateSide] = field(default_factory=dict)
     group_by: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # output column -> side -> column
-    measure: str = "amount"
+    measure: str = "amount"                  # amount: sum of the rows' amounts; count: `count` SQL per side
+    count: Mapping[str, str] = field(default_factory=dict)    # side -> aggregate SQL (measure count)
+    price: str | None = None                 # SQL: the value of one unit of the count difference (measure count)
     beyond: str | None = None                # outcome of a group beyond tolerance
     within: str | None = None                # outcome of a group within it
 

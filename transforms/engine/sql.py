@@ -39,6 +39,16 @@ def literal(value: object) -> str:
         return f"timestamp_micros({micros})"
     if isinstance(value, int | Decimal):
         return str(value)
+    if isinstance(value, tuple):
+        return f"array({', '.join(literal(v) for v in value)})"
+    if isinstance(value, Mapping):
+        # a table of named entries: map(name, named_struct(field, value, ...)); numbers as decimal(18,6), so every
+        # entry's struct has one type
+        def field(v: object) -> str:
+            return f"CAST({v} AS DECIMAL(18,6))" if isinstance(v, Decimal) else literal(v)
+        entries = [f"{literal(name)}, named_struct({', '.join(f'{literal(f)}, {field(v)}' for f, v in e.items())})"
+                   for name, e in value.items()]
+        return f"map({', '.join(entries)})"
     if isinstance(value, float):
         return repr(value)
     text = str(value).replace("\\", "\\\\").replace("'", "\\'")
