@@ -110,6 +110,48 @@ def test_alerts_per_carrier_in_run_alert_and_the_summary(spark: SparkSession,
     assert "ALERT" in text and "carrier Albion:" in text
 
 
+def test_an_ignored_line_is_ignored_and_its_carrier_alert_still_counts_it(
+        spark: SparkSession, shipped_month: tuple[Path, Any, Any]) -> None:
+    """The ignore list (issue 13) on the carrier control point (issue 12): an ITEM entry makes one of Meridian's gap
+    lines IGNORED in the next run (a new run id: the entries in force are part of it); the alert counts the outcome
+    rows as written (after the ignore list): IGNORED is not MATCHED, so Meridian is still 5 of 10, and an alert
+    that leaves IGNORED out counts 4."""
+    from jobs import ignore
+
+    root, first, _ = shipped_month
+    conf, ruleset = load_conf(root / "conf.yaml"), load_ruleset(RULESET)
+    out = root / "lake" / "output"
+    meridian = (spark.read.format("delta").load(str(root / "lake" / "carrier_invoice_line"))
+                .where(F.col("carrier") == "Meridian").select(F.col("line_id").alias("record_id")))
+    gap = (spark.read.format("delta").load(str(out / "record_outcome"))
+           .where((F.col("run_id") == first.run_id) & (F.col("side") == "LEFT")
+                  & F.col("outcome").isin("COST_VARIANCE", "MISSING_IN_CDR", "DUPLICATE_INVOICE_LINE", "AMBIGUOUS_MATCH")
+                  & F.col("exemption").isNull())
+           .join(meridian, "record_id").orderBy("outcome", "record_id").first())
+    assert gap is not None
+    entry = ignore.add(spark, conf.output, CP, "ITEM", gap["record_id"], "disputed with Meridian", "test")
+    result = execute(spark, conf, ruleset, "2026-10")
+    assert result.committed and result.run_id != first.run_id
+    ignored = (spark.read.format("delta").load(str(out / "record_outcome"))
+               .where((F.col("run_id") == result.run_id) & (F.col("outcome") == "IGNORED")).collect())
+    assert [(r["side"], r["record_id"], r["reason_code"], r["ignore_entry_id"], r["exposure_amount"])
+            for r in ignored] == [("LEFT", gap["record_id"], gap["outcome"], entry, Decimal("0"))]
+    alerts = {a["scope"]: a for a in spark.read.format("delta").load(str(out / "run_alert"))
+              .where(F.col("run_id") == result.run_id).collect()}
+    assert sorted(alerts) == ["Albion", "Meridian", "Rheinwelle"]
+    assert (alerts["Meridian"]["records"], alerts["Meridian"]["counted"]) == (10, 5)
+    # A ruleset whose alert leaves IGNORED out counts the line no more: the alert sees the ignore list's outcome.
+    text = Path(RULESET).read_text()
+    counts = "counts: \"outcome NOT IN ('MATCHED', 'MATCHED_ROUNDING_VARIANCE')\""
+    assert counts in text
+    path = root / "carrier_without_ignored.yaml"
+    path.write_text(text.replace(counts, counts[:-2] + ", 'IGNORED')\""))
+    again = execute(spark, conf, load_ruleset(path), "2026-10")
+    meridian_alert = (spark.read.format("delta").load(str(out / "run_alert"))
+                      .where((F.col("run_id") == again.run_id) & (F.col("scope") == "Meridian")).collect())
+    assert [(a["records"], a["counted"]) for a in meridian_alert] == [(10, 4)]
+
+
 OSPREY = """\
 # Written by a user for a new carrier, with no code change: pipe-separated, Chicago local time, 6-second billing,
 # our record id echoed.
