@@ -69,7 +69,7 @@ def frame(spark: SparkSession, table: str, rows: Iterable[Mapping[str, Any]]) ->
 def write_inputs(spark: SparkSession, root: Path, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> Path:
     """Write each input table (missing ones empty; tariff defaults to TARIFFS) and a conf; returns the conf path."""
     refs = {}
-    for table in DEFAULTS:          # the tables of the usage and inventory rulesets
+    for table in DEFAULTS:          # the tables of the usage, inventory and provisioning rulesets
         rows = list(tables.get(table, TARIFFS if table == "tariff" else []))
         path = root / "input" / table
         frame(spark, table, rows).write.format("delta").mode("overwrite").save(str(path))
