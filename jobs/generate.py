@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs.synthetic import inventory_to_bill, usage_to_bill
 from jobs.synthetic.inventory_to_bill import SEED004_S30_ROWS, InventoryParams
 from jobs.synthetic.usage_to_bill import SEED004_ROWS, GeneratorParams, layout
+from jobs.utc import NaiveInstant, parse_instant
 
 LOG = logging.getLogger(__name__)
 
@@ -156,12 +157,11 @@ def _utc_instant(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_instant(text)
+    except NaiveInstant as exc:
+        raise ValueError(f"--cutoff must carry a zone (e.g. 2026-06-28T00:00:00Z), got {text!r}") from exc
     except ValueError as exc:
         raise ValueError(f"--cutoff must be an ISO 8601 instant, got {text!r}") from exc
-    if value.tzinfo is None:
-        raise ValueError(f"--cutoff must carry a zone (e.g. 2026-06-28T00:00:00Z), got {text!r}")
-    return value.astimezone(UTC)
 
 
 PARAMS: dict[str, Callable[[argparse.Namespace], GeneratorParams | InventoryParams]] = {

@@ -36,3 +36,16 @@ def as_utc(value: datetime | None) -> datetime | None:
     """A collected timestamp as an aware UTC datetime: a naive one is PySpark's local time, so it is converted
     from the host's zone (fold included), never re-labelled."""
     return None if value is None else value.astimezone(UTC)
+
+
+class NaiveInstant(ValueError):
+    """An ISO 8601 date-time without a zone: which instant it means is unknown."""
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant with a zone (`2026-06-28T00:00:00Z`) as a UTC datetime. ValueError when it does not
+    parse, NaiveInstant when it carries no zone (the command line's --cutoff and --as-of read instants this way)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise NaiveInstant(text)
+    return value.astimezone(UTC)

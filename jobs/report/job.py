@@ -48,7 +48,7 @@ from jobs.report.figures import (
     trend,
 )
 from jobs.report.scorecard import as_json, scorecard, write_scorecard
-from jobs.utc import utc_text
+from jobs.utc import NaiveInstant, parse_instant, utc_text
 
 LOG = logging.getLogger(__name__)
 
@@ -86,12 +86,11 @@ def sla_reference(as_of: str | datetime | None, run: Run) -> tuple[datetime, str
             raise ReportError(f"--as-of close: run {run.run_id} recorded no cycle close")
         return run.cycle_close, "cycle close"
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_instant(text), "given"
+    except NaiveInstant as exc:
+        raise ReportError(f"--as-of: {text!r} has no time zone: write it in UTC, e.g. 2026-07-05T00:00:00Z") from exc
     except ValueError as exc:
         raise ReportError(f"--as-of: {text!r} is not now, close or an ISO-8601 instant") from exc
-    if when.tzinfo is None:
-        raise ReportError(f"--as-of: {text!r} has no time zone: write it in UTC, e.g. 2026-07-05T00:00:00Z")
-    return when.astimezone(UTC), "given"
 
 
 def _write_text(path: Path, text: str) -> None:
