@@ -181,9 +181,11 @@ def _exact_on_key(valid_left: DataFrame, valid_right: DataFrame, stage: ExactSta
 
 
 def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[ExactStage], roots_cp: DataFrame | None,
-           cp_type: str, left_id: str | None = None, left_order: tuple[str, ...] = ()) -> DataFrame:
-    """Valid right records with `_lroot`/`_own`/`_lcp` where an exact stage links them, and their `_exact_rank`."""
-    if len(stages) == 1 and stages[0].right_where is None and roots_cp is None:
+           cp_type: str, own_originals: bool, left_id: str | None = None, left_order: tuple[str, ...] = ()
+           ) -> DataFrame:
+    """Valid right records with `_lroot`/`_own`/`_lcp` where an exact stage links them, and their `_exact_rank`.
+    `own_originals`: every left record is its own original (no duplicates stage)."""
+    if len(stages) == 1 and stages[0].right_where is None and own_originals:
         return _exact_on_key(valid_left, valid_right, stages[0], cp_type)
     linked_parts: list[DataFrame] = []
     rest = valid_right
@@ -295,10 +297,12 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     cp_type = valid_left.schema["_lcp"].dataType.simpleString()
     originals = valid_left.where(~F.col("_is_dup"))
     if stages.exact:
-        roots_cp = (None if stages.duplicates is None
+        # A first record of an id may be a copy: its original's columns are joined to the lineage index, but only
+        # where the right side reads any (else every record carries the same empty placeholder).
+        roots_cp = (None if stages.duplicates is None or not right_wants
                     else originals.select(F.col("_key").alias("_rk"), "_lcp"))
         exact = materialize(_exact(valid_left.drop("_lcp") if roots_cp is not None else valid_left, valid_right,
-                                   stages.exact, roots_cp, cp_type, left_id,
+                                   stages.exact, roots_cp, cp_type, stages.duplicates is None, left_id,
                                    stages.duplicates.order if stages.duplicates is not None else ()))
     else:
         exact = _unlinked(valid_right, cp_type)
