@@ -143,7 +143,9 @@ def fuzzy_inputs(spark: SparkSession, inputs: dict[str, DataFrame], conf: EnvCon
     (normalization is not part of the comparison)."""
     u2r = ruleset.control_points["usage-to-rating"]
     fz = u2r.stages.fuzzy
+    # usage-to-rating's fuzzy stage compares quantities by class (carrier's compares none: not this baseline's case)
     assert fz is not None and u2r.right is not None
+    assert fz.quantity_left is not None and fz.quantity_right is not None and fz.tolerance_by is not None
     prepared = _prepared_sides(inputs, ruleset, cycle, conf.phone_region, u2r)
     cols = ["_key", "_t", "_qty", fz.tolerance_by, FUZZY_KEY]
     for side, quantity, part in (("LEFT", fz.quantity_left, "l"), ("RIGHT", fz.quantity_right, "r")):
