@@ -132,12 +132,14 @@ def _ignore(args: argparse.Namespace) -> int:
     conf = load_conf(args.conf)
     expires = None
     if getattr(args, "expires", None):
-        from jobs.generate import _utc_instant
+        from jobs.utc import NaiveInstant, parse_instant
 
         try:
-            expires = _utc_instant(args.expires)
+            expires = parse_instant(args.expires)
+        except NaiveInstant as exc:
+            raise IgnoreError(f"--expires must carry a zone (e.g. 2026-12-31T00:00:00Z), got {args.expires!r}") from exc
         except ValueError as exc:
-            raise IgnoreError(str(exc).replace("--cutoff", "--expires")) from exc
+            raise IgnoreError(f"--expires must be an ISO 8601 instant, got {args.expires!r}") from exc
     from jobs import ignore
     from jobs.session import build_session
 
