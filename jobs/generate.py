@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             return _carrier_month(args)
         if name not in PARAMS:
             raise ValueError(f"no synthetic generator for ruleset {name!r} (from {args.ruleset}); generators exist "
-                             f"for: {', '.join(sorted(PARAMS))}")
+                             f"for: {', '.join(sorted([*PARAMS, CARRIER_RULESET]))}")
         params = PARAMS[name](args)
     except ValueError as exc:
         sys.stderr.write(f"telco-ra generate: {exc}\n")
