@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,8 +65,11 @@ def _latest(spark: SparkSession, ref: str) -> int:
     return int(row["version"])
 
 
-def read_ignores(spark: SparkSession, output: str, version: int | None, as_of: datetime) -> Ignores:
-    """The entries in force at `as_of` of the ignore list at `version` (default: its latest)."""
+def read_ignores(spark: SparkSession, output: str, version: int | None, as_of: datetime,
+                 control_points: Collection[str] | None = None) -> Ignores:
+    """The entries in force at `as_of` of the ignore list at `version` (default: its latest); with
+    `control_points`, only those naming one of them: an entry for another ruleset's control point is not part of
+    this run (its fingerprint, hence its default run id, does not move when another ruleset's entries do)."""
     ref = table_ref(output, TABLE)
     if not exists(spark, ref):
         if version is not None:
@@ -73,7 +77,10 @@ def read_ignores(spark: SparkSession, output: str, version: int | None, as_of: d
                               f"no ignore list under {output} now")
         return Ignores(None, as_of, None, "")
     pinned = _latest(spark, ref) if version is None else version
-    entries = materialize(in_force(_read(spark, ref, pinned), as_of))
+    entries = in_force(_read(spark, ref, pinned), as_of)
+    if control_points is not None:
+        entries = entries.where(F.col("control_point_id").isin(sorted(control_points)))
+    entries = materialize(entries)
     row = entries.agg(F.count(F.lit(1)).alias("n"), fingerprint(entries).alias("fp")).first()  # one row
     assert row is not None
     LOG.info("ignore_list v%s: %s entries in force at %s", pinned, row["n"], utc_text(as_of))

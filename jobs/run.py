@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from jobs.cases import case_history
 from jobs.config import ConfigError, Cycle, EnvConf
-from jobs.ignore import read_ignores
+from jobs.ignore import Ignores, read_ignores
 from jobs.inputs import InputError, PinnedTable, conform, is_path, pin, validate_schema
 from jobs.layouts_input import layout_tables
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
@@ -130,7 +130,7 @@ def _already_committed(spark: SparkSession, ref: str, run_id: str) -> list[dict[
     table = read_output(spark, ref)
     rows = (table.where(F.col("run_id") == run_id)
             .select("control_point_id", "cycle_id", "partition_scope", "ruleset_hash", "input_versions",
-                    "conf_fingerprint", *[c for c in ("ignore_list_version",) if c in table.columns])
+                    "conf_fingerprint", *[c for c in ("ignore_list_version", "ignore_as_of") if c in table.columns])
             .limit(50).collect())                  # one row per control point
     return [r.asDict() for r in rows]
 
@@ -140,17 +140,25 @@ UNSHOWN = ("ruleset", "input versions")
 
 
 def _check_committed(done: list[dict[str, Any]], run_id: str, ruleset: Ruleset, cycle_id: str, scope: str,
-                     versions: Mapping[str, int], conf: EnvConf, ignore_version: int | None = None) -> None:
-    """A run id names one run: the same cycle, partition scope, conf, ruleset and input versions. Reusing it for
-    anything else is refused (exit 2) instead of answered "nothing to do" for a slice that was never computed."""
+                     versions: Mapping[str, int], conf: EnvConf, ignores: Ignores | None = None,
+                     committed_ignores: Callable[[int | None, datetime | None], str] | None = None) -> None:
+    """A run id names one run: the same cycle, partition scope, conf, ruleset, input versions and ignore entries in
+    force for its control points. Reusing it for anything else is refused (exit 2) instead of answered "nothing to
+    do" for a slice that was never computed. `committed_ignores(version, as_of)`: the fingerprint of the entries a
+    committed run applied (the ignore list may have grown since by entries of other rulesets: the same run)."""
     want = {"cycle": cycle_id, "partition scope": scope, "conf fingerprint": conf.fingerprint,
-            "ruleset": ruleset.content_hash, "input versions": dict(versions), "ignore_list version": ignore_version}
+            "ruleset": ruleset.content_hash, "input versions": dict(versions)}
     for d in done:
         got = {"cycle": d["cycle_id"], "partition scope": d["partition_scope"],
                "conf fingerprint": d["conf_fingerprint"], "ruleset": d["ruleset_hash"],
-               "input versions": dict(d["input_versions"]), "ignore_list version": d.get("ignore_list_version")}
+               "input versions": dict(d["input_versions"])}
         differ = [f"{k}: committed {got[k]!r}, asked {want[k]!r}" if k not in UNSHOWN else f"other {k}"
                   for k in want if want[k] != got[k]]
+        if ignores is not None and committed_ignores is not None:
+            version = d.get("ignore_list_version")
+            if committed_ignores(version, d.get("ignore_as_of")) != ignores.fingerprint:
+                differ.append(f"ignore_list version: committed {version!r}, asked {ignores.version!r} (other entries "
+                              "in force)")
         if differ:
             raise ConfigError("--run-id", "run_id", f"{run_id!r} is already committed as another run "
                               f"({'; '.join(differ)}): a run id names one run, choose a new one")
@@ -413,7 +421,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     input_versions = {name: t.version for name, t in pinned.items()}
     _check_reference_data(ruleset, raw)
 
-    ignores = read_ignores(spark, conf.output, ignore_version, ignore_as_of or started_at)
+    ignores = read_ignores(spark, conf.output, ignore_version, ignore_as_of or started_at, ruleset.control_points)
     scope = "all" if bucket is None else f"account_bucket={bucket}"
     run_id = run_id or default_run_id(ruleset, cycle_id, input_versions, conf, scope, ignores.fingerprint)
     alerting = any(cp.alerts for cp in ruleset.record_points())
@@ -422,7 +430,12 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     result = RunResult(run_id, cycle_id, committed=False, input_versions=input_versions, output_refs=refs)
     done = _already_committed(spark, refs["control_run"], run_id)
     if done:
-        _check_committed(done, run_id, ruleset, cycle_id, scope, input_versions, conf, ignores.version)
+        def committed_ignores(version: int | None, as_of: datetime | None) -> str:
+            if version is None or as_of is None:
+                return ""
+            return read_ignores(spark, conf.output, version, as_of, ruleset.control_points).fingerprint
+
+        _check_committed(done, run_id, ruleset, cycle_id, scope, input_versions, conf, ignores, committed_ignores)
         LOG.info("run %s already committed over the same inputs: nothing to do", run_id)
         result.already_committed = True
         return result

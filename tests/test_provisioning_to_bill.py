@@ -377,6 +377,12 @@ def test_the_ignore_list_applies_to_inventory_to_bill_too(spark: SparkSession, t
     assert got == {"p/1": ("IGNORED", "ACTIVE_PRODUCT_NOT_BILLED", entry), "p/2": ("ACTIVE_PRODUCT_NOT_BILLED", None,
                                                                                    None)}
 
+    # An entry of another ruleset's control point is not part of this run: the plain re-run is the same run
+    # (already committed), though the ignore list has a newer version.
+    ignore.add(spark, conf.output, "item-audit", "ACCOUNT", "A-2", "another ruleset's entry", "ana")
+    again = execute(spark, conf, load_ruleset(RULESET.parent / "inventory_to_bill.yaml"), "2026-06")
+    assert (again.run_id, again.already_committed) == (result.run_id, True)
+
 
 def _refused(tmp_path: Path, old: str, new: str) -> str:
     text = RULESET.read_text()
