@@ -231,15 +231,16 @@ def test_the_invoices_bill_legs_of_the_usage_month(spark: SparkSession,
                              & F.col("outcome").isin("MATCHED", "MATCHED_ROUNDING_VARIANCE", "COST_VARIANCE"))
               .select(F.col("record_id").alias("line_id"), F.col("counterpart_id").alias("cdr_id"))
               .join(lines, "line_id")
-              .join(usage.select(F.col("record_id").alias("cdr_id"), "msisdn", "other_party", "service_type",
-                                 "direction", F.col("carrier").alias("cdr_carrier")), "cdr_id")
+              .join(usage.select(F.col("record_id").alias("cdr_id"), "msisdn", "other_party",
+                                 F.col("service_type").alias("cdr_service"), F.col("direction").alias("cdr_direction"),
+                                 F.col("carrier").alias("cdr_carrier")), "cdr_id")
               .select("carrier", "cdr_carrier", "cdr_id", "record_id", "source_number", "destination_number",
-                      "msisdn", "other_party", "service_type", "direction")
+                      "msisdn", "other_party", "cdr_service", "cdr_direction")
               .collect())
     per_carrier: dict[str, int] = {}
     for r in billed:
         per_carrier[r["carrier"]] = per_carrier.get(r["carrier"], 0) + 1
-        assert (r["cdr_carrier"], r["service_type"], r["direction"]) == (r["carrier"], "VOICE", "MO"), r
+        assert (r["cdr_carrier"], r["cdr_service"], r["cdr_direction"]) == (r["carrier"], "VOICE", "MO"), r
         assert r["source_number"] == _digits_e164(r["msisdn"]), r
         assert r["destination_number"] == _digits_e164(r["other_party"]), r
         assert r["record_id"] in (None, r["cdr_id"]), r
