@@ -260,12 +260,13 @@ def _collect_legs(legs: DataFrame, wanted: Mapping[str, int]) -> dict[str, list[
                                     F.col("carrier")), F.lit(0))
     rows = (legs.where(F.col("_billable") & (F.col("_pick") <= limit))
             .select("carrier", "_pick", "gen_row_id", "record_id", _e164(F.col("msisdn")).alias("msisdn"),
-                    _e164(F.col("other_party")).alias("other_party"), "start_time", "duration_s")
+                    _e164(F.col("other_party")).alias("other_party"),
+                    # epoch seconds: a collected timestamp would come back naive, in the driver's local zone
+                    F.col("start_time").cast("long").alias("start_epoch"), "duration_s")
             .collect())    # bounded: at most sum(wanted) rows
     out: dict[str, list[_Leg]] = {name: [] for name in wanted}
     for r in sorted(rows, key=lambda r: (r["carrier"], r["_pick"])):
-        start = r["start_time"]
-        start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+        start = datetime.fromtimestamp(r["start_epoch"], UTC)
         out[r["carrier"]].append(_Leg(r["gen_row_id"], r["record_id"], r["msisdn"], r["other_party"], start,
                                       int(r["duration_s"])))
     short = {name: (len(out[name]), n) for name, n in wanted.items() if len(out[name]) < n}
