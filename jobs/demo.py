@@ -1,9 +1,10 @@
 """`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, and summaries.
 
 Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated inventory month (its own input
-folder: its bill_charge holds RECURRING charges); carrier-invoice-vs-cdr on a generated carrier month whose invoice
-files (one per shipped carrier layout) go through `telco-ra ingest` first; provisioning-to-bill on generated PBX and
-billing snapshots with a few ignore-list entries. All write to the same output tables.
+folder: its bill_charge holds RECURRING charges); carrier-invoice-vs-cdr on an October usage month (a DST change in
+the carriers' zones; its own folder, made by the same usage generator) whose outbound voice legs the carriers'
+invoice files (one per shipped carrier layout) bill, through `telco-ra ingest` first; provisioning-to-bill on
+generated PBX and billing snapshots with a few ignore-list entries. All write to the same output tables.
 
 The embedded default a newcomer sees first; it uses exactly the code paths of `telco-ra generate` and
 `telco-ra run`, with conf written next to the data so the run can be repeated by hand.
@@ -29,7 +30,8 @@ INVENTORY_RULESET = REPO / "rulesets" / "inventory_to_bill.yaml"
 CARRIER_RULESET = REPO / "rulesets" / "carrier_invoice_vs_cdr.yaml"
 CARRIERS = REPO / "conf" / "carriers"
 # The carrier month: October, when London and Berlin fall back (the fall-back hour's lines are in it).
-CARRIER_CYCLE = {"2026-10": {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z",
+CARRIER_CYCLE_ID = "2026-10"
+CARRIER_CYCLE = {CARRIER_CYCLE_ID: {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z",
                              "close": "2026-11-03T00:00:00Z"}}
 PROVISIONING_RULESET = REPO / "rulesets" / "provisioning_to_bill.yaml"
 LOCAL_CONF = REPO / "conf" / "local.yaml"
@@ -74,21 +76,32 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     sys.stdout.write("\n" + render(spark, inv_result))
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {inv_conf_path} --ruleset {INVENTORY_RULESET} "
                      f"--cycle {cycle_id}\n")
-    _carrier_demo(spark, base, lakehouse, seed)
+    _carrier_demo(spark, base, lakehouse, rows, seed)
     _provisioning(spark, base, lakehouse, rows, seed, cycle_id)
     return 0
 
 
-def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, seed: int) -> None:
-    """The carriers' invoice files of a synthetic October, through `telco-ra ingest`, then carrier-invoice-vs-cdr."""
+def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, rows: int, seed: int) -> None:
+    """An October usage month whose outbound voice legs the shipped carriers carry, the carriers' invoice files
+    billing them, through `telco-ra ingest`, then carrier-invoice-vs-cdr on that month's cdr.
+
+    Why a second usage month, and in October: the carrier month must cross a DST change in the layouts' zones (London
+    and Berlin fall back on October's last Sunday), while the demo's first month stays June, the cycle conf/local.yaml,
+    the README's repeat commands and the inventory and provisioning months are written for. The October month is made
+    by the same usage generator (`telco-ra generate --ruleset rulesets/carrier_invoice_vs_cdr.yaml` does the same)."""
+    from jobs.generate import generate
     from jobs.ingest.cli import run as ingest
     from jobs.run import execute
     from jobs.summary import render
-    from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month
+    from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month, usage_params
 
-    params = CarrierParams("2026-10", seed=seed, clean={"kestrel-csv": 300})
-    LOG.info("generating a carrier month (invoice files of every carrier layout) into %s", lakehouse / "carrier")
-    paths = generate_carrier_month(spark, CARRIERS, lakehouse / "carrier", params)
+    params = CarrierParams(CARRIER_CYCLE_ID, seed=seed, clean={"kestrel-csv": 300})
+    usage = usage_params(CARRIERS, CARRIER_CYCLE_ID, rows=max(20_000, rows // 10), seed=seed)
+    LOG.info("generating an October usage month of %d slots into %s, carried by the layouts' carriers", usage.rows,
+             lakehouse / "carrier" / "usage")
+    month = generate(spark, str(lakehouse / "carrier" / "usage"), usage)
+    LOG.info("generating the carriers' invoice files billing its outbound voice legs into %s", lakehouse / "carrier")
+    paths = generate_carrier_month(spark, CARRIERS, lakehouse / "carrier", month["cdr"], params)
     conf = dict(base)
     conf["tables"] = {"cdr": paths["cdr"], "carrier_invoice_line": str(lakehouse / "carrier" / "carrier_invoice_line")}
     conf["cycles"] = CARRIER_CYCLE

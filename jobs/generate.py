@@ -12,7 +12,9 @@ usage-to-bill month.
     python -m jobs.generate --ruleset rulesets/inventory_to_bill.yaml --scenario seed004-s30 --rows 12000 \
         --out lakehouse/inventory
     python -m jobs.generate --ruleset rulesets/carrier_invoice_vs_cdr.yaml --cycle 2026-10 --out lakehouse/carrier
-        # invoice files of every carrier layout under <out>/invoices (then: telco-ra ingest), cdr, ground_truth
+        # an October usage month under <out>/usage (its outbound voice legs carried by the layouts' carriers), then
+        # invoice files billing them, one per carrier layout, under <out>/invoices (then: telco-ra ingest), and
+        # <out>/ground_truth (the calls the plants need are appended to <out>/usage/cdr)
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ INVENTORY_SCENARIOS: dict[str, tuple[Callable[..., InventoryParams], int]] = {
 }
 DEFAULT_RULESET = "usage_to_bill"
 CARRIER_RULESET = "carrier_invoice_vs_cdr"      # files, not only tables: jobs/synthetic/carrier_invoice.py
+CARRIER_CYCLE = "2026-10"                        # the carrier month's default: London and Berlin fall back in it
+CARRIER_ROWS = 20_000                            # the usage month a carrier month bills, by default
 
 ROWS_PER_PARTITION = 2_000_000
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
@@ -203,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"usage_to_bill: usage slots, about one cdr each (default {GeneratorParams.rows}, or "
                              f"the scenario's size: seed004 {SEED004_ROWS}); inventory_to_bill: product slots, "
                              f"about one product each (default {InventoryParams.rows}; seed004-s30 "
-                             f"{SEED004_S30_ROWS})")
+                             f"{SEED004_S30_ROWS}); carrier_invoice_vs_cdr: the usage month's slots (default "
+                             f"{CARRIER_ROWS})")
     parser.add_argument("--scenario", choices=sorted([*SCENARIOS, *INVENTORY_SCENARIOS]), default=None,
                         help="a named fault mix with exact outcome counts, scaled to --rows (usage_to_bill seed004: "
                              "50K rejected, 20K late, 5K duplicates, 3K tariff mismatches per 10M rows; "
@@ -254,14 +259,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _carrier_month(args: argparse.Namespace) -> int:
+    """The usage month (`<out>/usage/`: cdr, rated_event, ... and its ground truth), in October unless --cycle says
+    otherwise (a month London and Berlin fall back in), its outbound voice legs carried by the layouts' carriers;
+    then the carrier month billing them (`<out>/invoices/`, `<out>/ground_truth`; its calls appended to the cdr)."""
     from jobs.session import build_session
-    from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month
+    from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month, usage_params
 
-    cycle = "2026-10" if args.cycle == GeneratorParams.cycle_id else args.cycle
+    cycle = CARRIER_CYCLE if args.cycle == GeneratorParams.cycle_id else args.cycle
+    try:
+        usage = usage_params(args.carriers, cycle, rows=CARRIER_ROWS if args.rows is None else args.rows,
+                             seed=args.seed, accounts=args.accounts)
+    except ValueError as exc:
+        sys.stderr.write(f"telco-ra generate: {exc}\n")
+        return 2
     spark = build_session({"master": args.master})
-    paths = generate_carrier_month(spark, args.carriers, args.out, CarrierParams(cycle, seed=args.seed))
-    LOG.info("carrier month %s: invoice files under %s (ingest them), cdr %s, ground truth %s", cycle,
-             paths["invoices"], paths["cdr"], paths["ground_truth"])
+    month = generate(spark, str(Path(args.out) / "usage"), usage)
+    paths = generate_carrier_month(spark, args.carriers, args.out, month["cdr"], CarrierParams(cycle, seed=args.seed))
+    LOG.info("carrier month %s: invoice files under %s (ingest them), cdr %s (the usage month's, calls appended), "
+             "ground truth %s", cycle, paths["invoices"], paths["cdr"], paths["ground_truth"])
     return 0
 
 

@@ -46,23 +46,44 @@ class Score:
 
 def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> DataFrame:
     """(control_point_id, side, expected, actual) per record, and per aggregate group."""
+    if "record_id" in truth.columns and "gen_row_id" in truth.columns:
+        return _pairs_mixed(spark, conf, ruleset, run_id, truth)
     if "record_id" in truth.columns:
         return _pairs_by_record_id(spark, conf, run_id, truth)
+    return _pairs_by_key(spark, conf, ruleset, run_id, truth).unionByName(
+        _aggregate_pairs(spark, conf, ruleset, run_id, truth))
+
+
+def _pairs_mixed(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> DataFrame:
+    """A truth naming some records by `gen_row_id` (a table whose own ids may be null or repeated, such as a
+    synthetic cdr table) and others by `record_id` (gen_row_id null: invoice lines, whose line_id the generator
+    computes as ingest does): each table's outcomes are scored the way its truth rows name them."""
+    by_key = truth.where(F.col("gen_row_id").isNotNull())
+    keyed = sorted(r["table_name"] for r in by_key.select("table_name").distinct().collect())   # a few tables
+    by_id = truth.where(F.col("gen_row_id").isNull())
+    return (_pairs_by_key(spark, conf, ruleset, run_id, by_key.drop("record_id"), keyed)
+            .unionByName(_pairs_by_record_id(spark, conf, run_id, by_id.drop("gen_row_id"), exclude=keyed)))
+
+
+def _pairs_by_key(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame,
+                  tables: list[str] | None = None) -> DataFrame:
+    """Records named by (table_name, gen_row_id), joined to the run's outcomes through the record key the run gave
+    them; `tables`: only these tables' records and outcomes (else all)."""
     runs = read_output(spark, table_ref(conf.output, "control_run")).where(F.col("run_id") == run_id)
     first = runs.select("cycle_id", "input_versions", "input_tables").first()
     if first is None:
         raise ValueError(f"no committed run {run_id!r} under {conf.output}")
-    tables = {ruleset.inputs[name].table for name in ruleset.scoped_inputs()
-              if ruleset.inputs[name].layouts is None}
+    tables_read = {ruleset.inputs[name].table for name in ruleset.scoped_inputs()
+                   if ruleset.inputs[name].layouts is None}
     raw = {name: PinnedTable(name, first["input_tables"][name], first["input_versions"][name]).read(spark)
-           for name in tables}
+           for name in tables_read}
     raw.update(layout_tables(spark, conf, ruleset)[0])      # rate decks a side's `within` may name
     scoped = scope_inputs(raw, conf.cycle(first["cycle_id"]), ruleset)
     keys = None
     for name, df in scoped.items():
-        if name not in ruleset.side_inputs():      # an aggregate's input: its rows get no outcome
-            continue
         inp = ruleset.inputs[name]
+        if name not in ruleset.side_inputs() or (tables is not None and inp.table not in tables):
+            continue      # an aggregate's input (its rows get no outcome), or a table scored otherwise
         assert inp.id is not None
         part = df.where(F.col("_in_side")).transform(with_record_identity(inp.id, inp.order)).select(
             F.lit(inp.table).alias("table_name"), "gen_row_id", F.col("_key").alias("record_key"))
@@ -71,14 +92,21 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     keys = keys.distinct()        # two inputs of one table (other filters) carry the same rows' keys
     # Where the truth names reason codes (EXEMPT's FREE_TRIAL ...), an outcome is scored with its code.
     coded = "expected_reason_code" in truth.columns
-    outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id).select(
+    outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id)
+    if tables is not None:
+        outcomes = outcomes.where(F.col("source_table").isin(*tables))
+    outcomes = outcomes.select(
         "control_point_id", "side", "record_key",
         (F.concat_ws("/", "outcome", "reason_code") if coded else F.col("outcome")).alias("actual"))
     expected = (F.concat_ws("/", "expected_outcome", "expected_reason_code") if coded
                 else F.col("expected_outcome"))
     record_truth = truth.where(F.col("side").isNotNull()).join(keys, ["table_name", "gen_row_id"], "left")
-    records = record_truth.join(outcomes, ["control_point_id", "side", "record_key"], "full_outer").select(
+    return record_truth.join(outcomes, ["control_point_id", "side", "record_key"], "full_outer").select(
         "control_point_id", "side", expected.alias("expected"), "actual")
+
+
+def _aggregate_pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, truth: DataFrame) -> DataFrame:
+    """(control_point_id, AGGREGATE, expected, actual) per aggregate group."""
     variances = read_output(spark, table_ref(conf.output, "aggregate_variance")).where(F.col("run_id") == run_id)
     verdict = F.lit(None).cast("string")
     for cp in ruleset.aggregate_points():
@@ -93,13 +121,18 @@ def _pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_id: str, tr
     aggs = agg_truth.join(agg_actual, cond, "full_outer").select(
         F.coalesce(agg_truth["control_point_id"], agg_actual["control_point_id"]).alias("control_point_id"),
         F.lit("AGGREGATE").alias("side"), "expected", "actual")
-    return records.unionByName(aggs)
+    return aggs
 
 
-def _pairs_by_record_id(spark: SparkSession, conf: EnvConf, run_id: str, truth: DataFrame) -> DataFrame:
+def _pairs_by_record_id(spark: SparkSession, conf: EnvConf, run_id: str, truth: DataFrame,
+                        exclude: list[str] | None = None) -> DataFrame:
     """A truth that names each record by its side's own id (`record_id`: ids unique per side, e.g. invoice lines
-    whose line_id the generator computes from the file it wrote, as ingest does): joined on it directly."""
-    outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id).select(
+    whose line_id the generator computes from the file it wrote, as ingest does): joined on it directly.
+    `exclude`: tables whose outcomes are scored otherwise."""
+    outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id)
+    if exclude:
+        outcomes = outcomes.where(~F.col("source_table").isin(*exclude))
+    outcomes = outcomes.select(
         "control_point_id", "side", "record_id", F.col("outcome").alias("actual"))
     expected = truth.select("control_point_id", "side", "record_id", F.col("expected_outcome").alias("expected"))
     return expected.join(outcomes, ["control_point_id", "side", "record_id"], "full_outer").select(

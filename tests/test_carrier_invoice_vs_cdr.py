@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
 import yaml
 from pyspark.sql import SparkSession
@@ -19,10 +20,11 @@ from pyspark.sql import functions as F
 
 from jobs.cli import main
 from jobs.config import load_conf
+from jobs.generate import generate
 from jobs.ruleset import load_ruleset
 from jobs.run import execute
 from jobs.score import score
-from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month
+from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month, usage_params
 
 REPO = Path(__file__).resolve().parent.parent
 RULESET = str(REPO / "rulesets" / "carrier_invoice_vs_cdr.yaml")
@@ -41,8 +43,18 @@ def _conf(root: Path, cdr: str, carriers: Path, cycle_id: str = "2026-10",
     return path
 
 
-def _ingest_run_score(spark: SparkSession, root: Path, carriers: Path, params: CarrierParams) -> tuple[Any, Any]:
-    paths = generate_carrier_month(spark, carriers, root / "input", params)
+def _carrier_month(spark: SparkSession, root: Path, carriers: Path, params: CarrierParams,
+                   rows: int) -> dict[str, str]:
+    """A small usage month of the cycle, carried by the layouts' carriers (as `telco-ra generate` makes it), then the
+    carrier month billing its outbound voice legs."""
+    usage = generate(spark, str(root / "input" / "usage"),
+                     usage_params(carriers, params.cycle_id, rows=rows, seed=params.seed))
+    return generate_carrier_month(spark, carriers, root / "input", usage["cdr"], params)
+
+
+def _ingest_run_score(spark: SparkSession, root: Path, carriers: Path, params: CarrierParams,
+                      rows: int) -> tuple[Any, Any]:
+    paths = _carrier_month(spark, root, carriers, params, rows)
     conf_path = _conf(root, paths["cdr"], carriers)
     assert main(["ingest", "--conf", str(conf_path), paths["invoices"]]) == 0
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
@@ -60,8 +72,9 @@ def _failures(scores: Any) -> str:
 @pytest.fixture(scope="module")
 def shipped_month(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, Any]:
     root = tmp_path_factory.mktemp("carrier")
+    # 6,000 usage slots: about 400 outbound voice legs per carrier, of which Kestrel bills 301
     result, scores = _ingest_run_score(spark, root, CARRIERS, CarrierParams("2026-10", seed=7,
-                                                                            clean={"kestrel-csv": 300}))
+                                                                            clean={"kestrel-csv": 300}), 6_000)
     return root, result, scores
 
 
@@ -96,8 +109,9 @@ def test_alerts_per_carrier_in_run_alert_and_the_summary(spark: SparkSession,
     root, result, _ = shipped_month
     alerts = (spark.read.format("delta").load(str(root / "lake" / "output" / "run_alert"))
               .where(F.col("run_id") == result.run_id).orderBy("scope").collect())
-    # Kestrel bills 300 clean lines more: its 5 exceptions (a cost variance, a call we never made, an ambiguous
-    # line, an unreadable one, a duplicate) in 310 lines are 1.6%, under the 2% alert rate; the others are far above.
+    # Kestrel bills 300 legs as agreed: its 5 exceptions (a cost variance, a call we never made, an ambiguous line,
+    # an unreadable one, a duplicate) in 305 lines are 1.6%, under the 2% alert rate; the others (5 legs billed as
+    # agreed) are far above.
     assert [a["scope"] for a in alerts] == ["Albion", "Meridian", "Rheinwelle"]
     assert all(a["control_point_id"] == CP and a["metric"] == "exception_rate" and a["cycle_id"] == "2026-10"
                and a["threshold"] == Decimal("0.020000") for a in alerts)
@@ -176,7 +190,7 @@ def test_a_layout_a_user_writes_ingests_and_reconciles(spark: SparkSession, tmp_
     (carriers / "osprey.yaml").write_text(OSPREY)
     november = {"start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z", "close": "2026-12-03T00:00:00Z"}
     params = CarrierParams("2026-11", seed=3)
-    paths = generate_carrier_month(spark, carriers, tmp_path / "input", params)
+    paths = _carrier_month(spark, tmp_path, carriers, params, 2_000)
     assert sorted(p.name for p in Path(paths["invoices"]).iterdir()) == ["osprey-psv_2026-11.psv"]
     conf_path = _conf(tmp_path, paths["cdr"], carriers, "2026-11", november)
     assert main(["ingest", "--conf", str(conf_path), paths["invoices"]]) == 0
@@ -188,8 +202,60 @@ def test_a_layout_a_user_writes_ingests_and_reconciles(spark: SparkSession, tmp_
         ("LEFT", "MATCHED"), ("LEFT", "MATCHED_ROUNDING_VARIANCE"), ("LEFT", "COST_VARIANCE"),
         ("LEFT", "DUPLICATE_INVOICE_LINE"), ("LEFT", "MISSING_IN_CDR"), ("LEFT", "AMBIGUOUS_MATCH"),
         ("LEFT", "QUARANTINED"), ("RIGHT", "MISSING_IN_INVOICE"), ("RIGHT", "QUARANTINED")}
-    fall_back = [s for s in scores if s.side == "LEFT" and s.outcome == "MATCHED"]
-    assert fall_back and fall_back[0].expected == 5            # 3 planted + 2 through the fall-back hour's instants
+    # Chicago's repeated hour: one line matched through each of its instants, one whose instants both have a call
+    fall_back = (spark.read.format("delta").load(str(tmp_path / "lake" / "output" / "record_outcome"))
+                 .where((F.col("run_id") == result.run_id) & (F.col("side") == "LEFT")
+                        & F.col("reason").contains("fall-back hour"))
+                 .groupBy("outcome").count().orderBy("outcome").collect())
+    assert [(r["outcome"], r["count"]) for r in fall_back] == [("AMBIGUOUS_MATCH", 1), ("MATCHED", 2)]
+
+
+def _digits_e164(number: str) -> str:
+    """E.164 of a usage-month number, by phonenumbers (an implementation other than the generator's)."""
+    parsed = phonenumbers.parse(number.removeprefix("tel:").split(" x")[0], "US")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_the_invoices_bill_legs_of_the_usage_month(spark: SparkSession,
+                                                   shipped_month: tuple[Path, Any, Any]) -> None:
+    """The lines a carrier bills as a call of ours are the usage month's own outbound voice legs (its rows, by
+    record id, number and destination), carried by that carrier; the plants' specially shaped calls are the only
+    rows appended to it; every in-scope leg no line bills is MISSING_IN_INVOICE or QUARANTINED."""
+    root, result, _ = shipped_month
+    out = root / "lake" / "output"
+    cdr = spark.read.format("delta").load(str(root / "input" / "usage" / "cdr"))
+    usage = cdr.where(F.col("gen_row_id").startswith("c-"))
+    lines = spark.read.format("delta").load(str(root / "lake" / "carrier_invoice_line"))
+    outcomes = spark.read.format("delta").load(str(out / "record_outcome")).where(F.col("run_id") == result.run_id)
+    billed = (outcomes.where((F.col("side") == "LEFT")
+                             & F.col("outcome").isin("MATCHED", "MATCHED_ROUNDING_VARIANCE", "COST_VARIANCE"))
+              .select(F.col("record_id").alias("line_id"), F.col("counterpart_id").alias("cdr_id"))
+              .join(lines, "line_id")
+              .join(usage.select(F.col("record_id").alias("cdr_id"), "msisdn", "other_party",
+                                 F.col("service_type").alias("cdr_service"), F.col("direction").alias("cdr_direction"),
+                                 F.col("carrier").alias("cdr_carrier")), "cdr_id")
+              .select("carrier", "cdr_carrier", "cdr_id", "record_id", "source_number", "destination_number",
+                      "msisdn", "other_party", "cdr_service", "cdr_direction")
+              .collect())
+    per_carrier: dict[str, int] = {}
+    for r in billed:
+        per_carrier[r["carrier"]] = per_carrier.get(r["carrier"], 0) + 1
+        assert (r["cdr_carrier"], r["cdr_service"], r["cdr_direction"]) == (r["carrier"], "VOICE", "MO"), r
+        assert r["source_number"] == _digits_e164(r["msisdn"]), r
+        assert r["destination_number"] == _digits_e164(r["other_party"]), r
+        assert r["record_id"] in (None, r["cdr_id"]), r
+    # 5 legs billed as agreed and one priced above the deck per carrier; Kestrel 300 + 1
+    assert per_carrier == {"Albion": 6, "Kestrel": 301, "Meridian": 6, "Rheinwelle": 6}
+    # the layouts that echo our record id (Kestrel, Meridian) echo the usage month's
+    echoed = {r["carrier"] for r in billed if r["record_id"] is not None}
+    assert echoed == {"Kestrel", "Meridian"}
+    appended = cdr.where(~F.col("gen_row_id").startswith("c-")).select("gen_row_id").collect()
+    assert appended and all(r["gen_row_id"].startswith("carrier-") for r in appended)
+    right = dict(outcomes.where(F.col("side") == "RIGHT").groupBy("outcome").count().collect())
+    assert right["MISSING_IN_INVOICE"] > 1_000, right
+    in_scope = usage.where((F.col("service_type") == "VOICE") & (F.col("direction") == "MO")
+                           & F.col("carrier").isin("Albion", "Kestrel", "Meridian", "Rheinwelle")).count()
+    assert sum(right.values()) == in_scope + len(appended)
 
 
 KESTREL_MARCH = (

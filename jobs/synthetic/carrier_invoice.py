@@ -1,24 +1,43 @@
-"""A synthetic carrier month (CONTRACT section 6): outbound voice CDRs carried by each carrier that has a
-call_invoice layout, the carriers' raw invoice files written in each layout's own shape (delimiter, title lines,
-local zone, date and time formats, units, number dialling, decimal mark, XLSX or HTML saved as .xls), every outcome
-of both sides of `carrier-invoice-vs-cdr` planted, and the ground truth.
+"""A synthetic carrier month (CONTRACT section 6) built on a synthetic usage month: the carriers' raw invoice files
+bill that month's outbound voice legs, each written in its layout's own shape (delimiter, title lines, local zone,
+date and time formats, units, number dialling, decimal mark, XLSX or HTML saved as .xls), every outcome of both
+sides of `carrier-invoice-vs-cdr` is planted, and the ground truth names every record of both sides in scope.
+
+Why on the usage month: one synthetic month then serves usage-to-bill and carrier-invoice-vs-cdr alike, as a real
+month does (the cdr table mediation delivers is the one both controls read). The usage month is generated with the
+carriers of the invoice layouts (`usage_params`: `GeneratorParams.carriers` names them, plus `NO_CARRIER_LAYOUT`, a
+carrier of ours with no layout, whose legs are out of the control's scope) in a month that crosses a DST change
+(October: London and Berlin fall back on its last Sunday; November for the US zones).
 
 Why files and not rows: the control's input is what `telco-ra ingest` makes of the carriers' files, so the truth
 must survive recognition, parsing, the local-time-to-UTC rules and number normalisation. The files are written from
 the layouts themselves (`conf/carriers/*.yaml`): a layout a user adds for a new carrier gets its synthetic file with
 no code change. A line's id is known before ingest (sha256 of the file's SHA-256 and its data row, as ingest makes
-it), so the truth names every record by its side's own id (jobs/score.py scores such a truth by record_id).
+it), so the truth names a line by its own id (`record_id`) and a CDR by its `gen_row_id` (jobs/score.py scores a
+truth holding both; a CDR's own id may be null or repeated).
 
-Planted per carrier (call times are hours apart, so no two plants compete in the 10 s window):
-MATCHED (one through our record id where the layout echoes it), MATCHED_ROUNDING_VARIANCE, COST_VARIANCE,
-DUPLICATE_INVOICE_LINE (a later copy of a matched line), MISSING_IN_CDR, AMBIGUOUS_MATCH (two calls 3 s either side
-of a line: both sides), MISSING_IN_INVOICE, QUARANTINED on both sides (an unreadable cost; a CDR without duration);
-and, where the carrier's zone falls back in the cycle, a line at a local time of the repeated hour matched through
-each of its two instants, and one whose two instants each have a call (AMBIGUOUS_MATCH). CDRs out of the control's
-scope (inbound, SMS, a carrier with no layout) get no outcome and no truth.
+What each carrier's file bills (call times of plants are hours apart, so no two plants compete in the 10 s window):
+- legs of the usage month, chosen Spark-side (a bounded, deterministic selection per carrier: by a hash of the
+  seed and the record id, then the record id; never by row position): `clean` legs billed as agreed (MATCHED where
+  the deck bills the call's own length, else MATCHED_ROUNDING_VARIANCE; the first through our record id where the
+  layout echoes it), one leg priced above the deck (COST_VARIANCE) and the first clean leg billed again at the end
+  of the file (DUPLICATE_INVOICE_LINE). Only a leg that is the one CDR of its call is billed (not a re-sent or
+  re-recorded copy, not one of the usage month's ambiguous pairs, not a quarantined one), away from the fall-back
+  hours;
+- lines with no call of ours (MISSING_IN_CDR) and with an unreadable cost (QUARANTINED), from a number of ours that
+  makes no call in the usage month;
+- calls the plants need shaped specially, APPENDED to the usage month's cdr table in one separate Delta commit
+  (replacing an earlier carrier month's, so a re-run is idempotent; their gen_row_id starts with `APPENDED`): two
+  calls 3 s either side of a line (AMBIGUOUS_MATCH), a call without duration (QUARANTINED), and where the carrier's
+  zone falls back in the cycle, a line at a local time of the repeated hour matched through each of its two
+  instants, and one whose two instants each have a call (AMBIGUOUS_MATCH).
+Every other in-scope leg of the usage month is MISSING_IN_INVOICE in the truth (the carrier billed a sample of the
+month: under-billed, or bills late), or QUARANTINED where the run cannot read it (a null id, cycle, start or
+duration, a number that is no number, a repeated record id after its first copy). Legs out of the control's scope
+(inbound, SMS and DATA, the carrier with no layout) get no truth.
 
-Invoice files are small (a carrier's planted month is tens of lines, plus `clean` matched lines per layout): they
-are written by the driver; CDRs and truth are Delta tables.
+Invoice files are small (per carrier `clean` + a dozen lines): the driver writes them from the bounded selection it
+collects; the usage legs' truth is derived Spark-side from the cdr table (it grows with the month).
 """
 
 from __future__ import annotations
@@ -37,10 +56,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
 from jobs.ingest.layouts import Layout, load_layouts
+from jobs.synthetic.usage_to_bill import CDR_COLUMNS, GeneratorParams
 
 CONTROL_POINT = "carrier-invoice-vs-cdr"
 INVOICE_TABLE = "carrier_invoice_line"
@@ -51,22 +72,26 @@ CDR_SCHEMA = StructType([StructField(n, t, True) for n, t in (
     ("volume_bytes", LongType()), ("cycle_id", StringType()), ("received_at", TimestampType()),
     ("carrier", StringType()),
 )])
+APPENDED_SCHEMA = StructType([*CDR_SCHEMA.fields, StructField("gen_row_id", StringType(), True)])
 TRUTH_SCHEMA = StructType([StructField(n, StringType(), True) for n in (
-    "control_point_id", "side", "record_id", "expected_outcome", "table_name", "carrier")])
+    "control_point_id", "side", "record_id", "gen_row_id", "expected_outcome", "table_name", "carrier")])
+APPENDED = "carrier-"            # gen_row_id prefix of the CDRs this module appends to the usage month
 
-# Our subscribers per region, and destinations that fall under different prefixes of the shipped rate decks.
+# Numbers of ours that make no call in the usage month (its subscribers are +1 555 NXX XXXX): the appended calls and
+# the lines without a call come from these, per region; destinations under different prefixes of the shipped decks.
 SOURCES = {"US": "+1212555", "GB": "+44207946", "DE": "+49301234"}
-# destination stem -> digits that follow it
 DESTINATIONS = (("+1646555", 4), ("+44207946", 4), ("+447700900", 3), ("+4989123", 5), ("+4915123456", 3),
                 ("+33142685", 3))
-NO_CARRIER_LAYOUT = "Osprey Wholesale"       # a carrier of ours with no layout: its CDRs are out of scope
+NO_CARRIER_LAYOUT = "Osprey Wholesale"       # a carrier of ours with no layout: its legs are out of scope
+NO_LAYOUT_SHARE = 0.2                        # of the usage month's legs; the layouts' carriers share the rest
+CLEAN_LEGS = 5                               # legs billed as agreed per carrier, unless CarrierParams.clean says
 
 
 @dataclass(frozen=True)
 class CarrierParams:
     cycle_id: str = "2026-10"
     seed: int = 7
-    clean: Mapping[str, int] = field(default_factory=dict)    # layout -> extra MATCHED lines (alert rates)
+    clean: Mapping[str, int] = field(default_factory=dict)    # layout -> legs billed as agreed (CLEAN_LEGS)
 
     @property
     def start(self) -> datetime:
@@ -77,6 +102,43 @@ class CarrierParams:
     def end(self) -> datetime:
         year, month = map(int, self.cycle_id.split("-"))
         return datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+
+    def clean_legs(self, layout: str) -> int:
+        return self.clean.get(layout, CLEAN_LEGS)
+
+
+def call_layouts(carriers: str | Path) -> list[Layout]:
+    """The call_invoice layouts that name their carrier (a reseller layout's rows name theirs), by layout name."""
+    layouts = [lay for _, lay in sorted(load_layouts(carriers).items())
+               if lay.kind == "call_invoice" and lay.carrier is not None]
+    names = [lay.carrier for lay in layouts]
+    repeated = sorted({n for n in names if names.count(n) > 1 and n is not None})
+    if repeated:
+        raise ValueError(f"{carriers}: carriers {repeated} have more than one call_invoice layout; the synthetic "
+                         "carrier month writes one file per carrier")
+    return layouts
+
+
+def usage_carriers(carriers: str | Path) -> tuple[tuple[str, float], ...]:
+    """`GeneratorParams.carriers` for a usage month the carrier month bills: the layouts' carriers in equal shares,
+    and NO_CARRIER_LAYOUT (out of the control's scope) the last NO_LAYOUT_SHARE."""
+    names = [lay.carrier for lay in call_layouts(carriers) if lay.carrier is not None]
+    if not names:
+        raise ValueError(f"{carriers}: no call_invoice layout names a carrier")
+    share = (1.0 - NO_LAYOUT_SHARE) / len(names)
+    return (*[(name, share) for name in names], (NO_CARRIER_LAYOUT, NO_LAYOUT_SHARE))
+
+
+def usage_params(carriers: str | Path, cycle_id: str = "2026-10", **overrides: Any) -> GeneratorParams:
+    """The usage month a carrier month bills: `GeneratorParams.for_cycle` with the layouts' carriers.
+
+    Example::
+
+        usage = usage_params("conf/carriers", "2026-10", rows=6_000, seed=7)
+        paths = generate(spark, "/tmp/m", usage)                  # jobs/generate.py
+        generate_carrier_month(spark, "conf/carriers", "/tmp/carrier", paths["cdr"], CarrierParams("2026-10"))
+    """
+    return GeneratorParams.for_cycle(cycle_id, carriers=usage_carriers(carriers), **overrides)
 
 
 @dataclass
@@ -93,11 +155,16 @@ class _Line:
     outcome: str = ""
 
 
-@dataclass
-class _Month:
-    cdrs: list[tuple[Any, ...]] = field(default_factory=list)
-    truth: list[tuple[Any, ...]] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
+@dataclass(frozen=True)
+class _Leg:
+    """A leg of the usage month the carrier bills (collected: a bounded selection)."""
+
+    gen_row_id: str
+    record_id: str
+    msisdn: str                     # E.164
+    other_party: str                # E.164
+    start: datetime
+    duration_s: int
 
 
 def rate_for(layout: Layout, destination: str) -> Decimal:
@@ -130,35 +197,114 @@ def _fall_back_instants(zone: ZoneInfo, start: datetime, end: datetime) -> tuple
     return None
 
 
-def _plant(layout: Layout, params: CarrierParams, index: int, rng: random.Random) -> tuple[list[_Line],
-                                                                                            list[tuple[Any, ...]],
-                                                                                            list[tuple[Any, ...]]]:
-    """(lines in file order, CDR rows, CDR truth rows) of one carrier's month."""
+# --------------------------------------------------------------------------------------------- the usage month's legs
+def _e164(number: Column) -> Column:
+    """A usage-month number (10 national US digits in any of its formats, maybe with a PBX extension) as E.164."""
+    digits = F.regexp_replace(F.regexp_replace(number, r"\s*x\d+$", ""), r"[^0-9]", "")
+    return F.concat(F.lit("+1"), F.substring(digits, -10, 10))
+
+
+def _a_number(number: Column) -> Column:
+    """False for what normalises to no number (`N/A`, `abc`): fewer than 10 digits."""
+    return F.coalesce(F.length(F.regexp_replace(number, r"[^0-9]", "")) >= 10, F.lit(False))
+
+
+def _in_scope(params: CarrierParams, names: list[str]) -> Column:
+    """The cdr rows the control reconciles (rulesets/carrier_invoice_vs_cdr.yaml `cdr`): of the cycle (a null
+    cycle_id: its start in the cycle, or null), outbound voice, carried by a carrier with a layout."""
+    s, e = F.lit(params.start).cast("timestamp"), F.lit(params.end).cast("timestamp")
+    t = F.col("start_time")
+    placed = F.coalesce((F.col("cycle_id") == params.cycle_id)
+                        | (F.col("cycle_id").isNull() & (t.isNull() | ((t >= s) & (t < e)))), F.lit(False))
+    outbound = F.coalesce((F.col("service_type") == "VOICE") & (F.col("direction") == "MO"), F.lit(True))
+    return placed & outbound & F.col("carrier").isin(*names)
+
+
+def _unreadable() -> Column:
+    """Why the run quarantines a leg: a null id, cycle, start or duration, a number that is none, or a repeated
+    record id after its first copy (by received_at, then source_file; copies of one id differ in received_at)."""
+    first = Window.partitionBy("record_id").orderBy("received_at", "source_file")
+    return (F.col("record_id").isNull() | F.col("cycle_id").isNull() | F.col("start_time").isNull()
+            | F.col("duration_s").isNull() | ~_a_number(F.col("msisdn")) | ~_a_number(F.col("other_party"))
+            | (F.col("record_id").isNotNull() & (F.rank().over(first) > 1)))
+
+
+def _legs(cdr: DataFrame, params: CarrierParams, layouts: list[Layout]) -> DataFrame:
+    """The in-scope legs of the usage month with `_unreadable` and `_billable` (the one readable CDR of its call,
+    a positive duration, away from its carrier's fall-back hour) and `_pick`, its rank among its carrier's billable
+    legs (by a hash of seed and record id, then record id: a deterministic sample spread over the month)."""
+    names = [lay.carrier for lay in layouts if lay.carrier is not None]
+    legs = cdr.where(_in_scope(params, names)).withColumn("_unreadable", _unreadable())
+    # One call, one CDR: the usage generator's second CDR of a slot (`c-<slot>-1`: a re-sent or re-recorded copy,
+    # an ambiguous twin) makes both CDRs of the slot unbillable (a line would find two candidates).
+    slot = F.regexp_extract("gen_row_id", r"^(c-\d+)-\d+$", 1)
+    legs = legs.withColumn("_slot", slot).withColumn("_cdrs", F.count(F.lit(1)).over(Window.partitionBy("_slot")))
+    away = F.lit(True)
+    for lay in layouts:
+        instants = _fall_back_instants(ZoneInfo(lay.timezone), params.start, params.end)
+        if instants is not None:
+            near = F.col("start_time").between(F.lit(instants[0] - timedelta(hours=2)).cast("timestamp"),
+                                               F.lit(instants[1] + timedelta(hours=2)).cast("timestamp"))
+            away = away & ~((F.col("carrier") == lay.carrier) & near)
+    billable = (~F.col("_unreadable") & (F.col("_slot") != "") & (F.col("_cdrs") == 1) & (F.col("duration_s") > 0)
+                & away)
+    return (legs.withColumn("_billable", billable)
+            .withColumn("_pick", F.when(F.col("_billable"), F.row_number().over(
+                Window.partitionBy("carrier", "_billable").orderBy(
+                    F.xxhash64(F.lit(params.seed), F.col("record_id")), "record_id")))))
+
+
+def _collect_legs(legs: DataFrame, wanted: Mapping[str, int]) -> dict[str, list[_Leg]]:
+    """Per carrier, its first `wanted[carrier]` billable legs by `_pick` (bounded: collected)."""
+    limit = F.coalesce(F.element_at(F.create_map(*[x for name, n in wanted.items() for x in (F.lit(name), F.lit(n))]),
+                                    F.col("carrier")), F.lit(0))
+    rows = (legs.where(F.col("_billable") & (F.col("_pick") <= limit))
+            .select("carrier", "_pick", "gen_row_id", "record_id", _e164(F.col("msisdn")).alias("msisdn"),
+                    _e164(F.col("other_party")).alias("other_party"),
+                    # epoch seconds: a collected timestamp would come back naive, in the driver's local zone
+                    F.col("start_time").cast("long").alias("start_epoch"), "duration_s")
+            .collect())    # bounded: at most sum(wanted) rows
+    out: dict[str, list[_Leg]] = {name: [] for name in wanted}
+    for r in sorted(rows, key=lambda r: (r["carrier"], r["_pick"])):
+        start = datetime.fromtimestamp(r["start_epoch"], UTC)
+        out[r["carrier"]].append(_Leg(r["gen_row_id"], r["record_id"], r["msisdn"], r["other_party"], start,
+                                      int(r["duration_s"])))
+    short = {name: (len(out[name]), n) for name, n in wanted.items() if len(out[name]) < n}
+    if short:
+        raise ValueError("the usage month has too few billable outbound voice legs of " + ", ".join(
+            f"{name} ({got} of {n})" for name, (got, n) in sorted(short.items())) + ": generate it with more rows")
+    return out
+
+
+def _plant(layout: Layout, params: CarrierParams, index: int, rng: random.Random,
+           legs: list[_Leg]) -> tuple[list[_Line], list[tuple[Any, ...]], list[tuple[Any, ...]],
+                                      list[tuple[str, str]]]:
+    """(lines in file order, appended CDR rows, their truth rows, (gen_row_id, outcome) of the billed legs)."""
     assert layout.carrier is not None
     region = layout.phone_region or "US"
     carrier = layout.carrier
     lines: list[_Line] = []
     cdrs: list[tuple[Any, ...]] = []
     truth: list[tuple[Any, ...]] = []
+    billed: list[tuple[str, str]] = []
     prefix = layout.name.split("-")[0][:3].upper()
     base = params.start + timedelta(days=2, hours=index * 3)
     msisdn = f"{SOURCES.get(region, '+1212555')}{1000 + index * 10:04d}"
     seq = iter(range(1, 10_000))
     inc, minimum = layout.rates.increment_s, layout.rates.minimum_s
+    echoes = "record_id" in layout.columns
 
-    def cdr(start: datetime, destination: str, duration: int | None, outcome: str | None, **kw: Any) -> str:
+    def cdr(start: datetime, destination: str, duration: int | None, outcome: str) -> str:
         rid = f"MED-{prefix}-{next(seq):05d}"
-        cdrs.append((rid, f"med_{params.cycle_id}_{prefix.lower()}.dat", msisdn, f"ACC-{prefix}", kw.get("service",
-                     "VOICE"), kw.get("direction", "MO"), destination, start, duration, 0, params.cycle_id,
-                     start + timedelta(hours=1), kw.get("carrier", carrier)))
-        if outcome is not None:
-            truth.append((CONTROL_POINT, "RIGHT", rid, outcome, "cdr", carrier))
+        row_id = f"{APPENDED}{layout.name}-{rid}"
+        cdrs.append((rid, f"med_{params.cycle_id}_{prefix.lower()}.dat", msisdn, f"ACC-{prefix}", "VOICE", "MO",
+                     destination, start, duration, 0, params.cycle_id, start + timedelta(hours=1), carrier, row_id))
+        truth.append((CONTROL_POINT, "RIGHT", rid, row_id, outcome, "cdr", carrier))
         return rid
 
     slot = iter(range(100_000))
-    # Plants spread over the cycle, at least 20 minutes apart (far beyond the 10 s window), at most 7 hours.
-    slots = 20 + params.clean.get(layout.name, 0)
-    spacing = max(timedelta(minutes=20), min(timedelta(hours=7), (params.end - base - timedelta(days=1)) / slots))
+    # Plants spread over the cycle's first weeks, hours apart (far beyond the 10 s window).
+    spacing = timedelta(hours=7)
 
     def when() -> datetime:
         jitter = rng.randrange(0, int(spacing.total_seconds() // 2))
@@ -171,57 +317,43 @@ def _plant(layout: Layout, params: CarrierParams, index: int, rng: random.Random
     def exact_multiple(n: int) -> int:            # a duration the deck bills as it is
         return max(minimum, inc) * n if max(minimum, inc) % inc == 0 else inc * (-(-minimum // inc)) * n
 
-    def line(start: datetime, destination: str, billed: int, cost: Decimal | None, duration: int, outcome: str,
-             record_id: str | None = None, **kw: Any) -> _Line:
-        made = _Line(start, msisdn, destination, billed, cost, duration, f"{prefix}-{len(lines) + 1:05d}",
+    def line(start: datetime, source: str, destination: str, billed_s: int, cost: Decimal | None, duration: int,
+             outcome: str, record_id: str | None = None, **kw: Any) -> _Line:
+        made = _Line(start, source, destination, billed_s, cost, duration, f"{prefix}-{len(lines) + 1:05d}",
                      record_id, outcome=outcome, **kw)
         lines.append(made)
         return made
 
-    echoes = "record_id" in layout.columns
-    # MATCHED: billed as long as the call, priced as agreed (the first through our record id where echoed)
-    matched = []
-    for i in range(3 + params.clean.get(layout.name, 0)):
-        t, d, dur = when(), dest(i), exact_multiple(1 + i % 3)
-        rid = cdr(t, d, dur, "MATCHED")
-        matched.append(line(t + timedelta(seconds=rng.choice((-2, 0, 1))), d, dur, expected_cost(layout, dur, d),
-                            dur, "MATCHED", rid if echoes and i == 0 else None))
-    # MATCHED_ROUNDING_VARIANCE: the call is shorter than the billing step, billed up to it as agreed
-    for i in range(2):
-        t, d = when(), dest(i + 1)
-        dur = max(1, minimum - 7) if minimum > 7 else inc * 2 + 7 if inc > 7 else inc + 1 + i
-        if expected_seconds(layout, dur) == dur:
-            dur = inc * 2 + 1
-        billed = expected_seconds(layout, dur)
-        rid = cdr(t, d, dur, "MATCHED_ROUNDING_VARIANCE")
-        line(t, d, billed, expected_cost(layout, billed, d), dur, "MATCHED_ROUNDING_VARIANCE",
-             rid if echoes and i == 0 else None)
-    # COST_VARIANCE: priced above the deck, beyond max(0.01, 0.1%)
-    t, d = when(), dest(3)
-    dur = exact_multiple(2)
-    rid = cdr(t, d, dur, "COST_VARIANCE")
-    fair = expected_cost(layout, dur, d)
-    line(t, d, dur, fair + max(Decimal("0.05"), fair / 2).quantize(Decimal(1).scaleb(-layout.rates.cost_places)),
-         dur, "COST_VARIANCE")
+    clean, variance = legs[:-1], legs[-1]
+    # Legs billed as agreed: MATCHED where the deck bills the call's own length, else rounded up as agreed (the
+    # first through our record id where the layout echoes it), a second or two off our clock.
+    for i, leg in enumerate(clean):
+        seconds = expected_seconds(layout, leg.duration_s)
+        outcome = "MATCHED" if seconds == leg.duration_s else "MATCHED_ROUNDING_VARIANCE"
+        line(leg.start + timedelta(seconds=rng.choice((-2, 0, 1))), leg.msisdn, leg.other_party, seconds,
+             expected_cost(layout, seconds, leg.other_party), leg.duration_s, outcome,
+             leg.record_id if echoes and i == 0 else None)
+        billed.append((leg.gen_row_id, outcome))
+    # COST_VARIANCE: a leg priced above the deck, beyond max(0.01, 0.1%)
+    seconds = expected_seconds(layout, variance.duration_s)
+    fair = expected_cost(layout, seconds, variance.other_party)
+    line(variance.start, variance.msisdn, variance.other_party, seconds,
+         fair + max(Decimal("0.05"), fair / 2).quantize(Decimal(1).scaleb(-layout.rates.cost_places)),
+         variance.duration_s, "COST_VARIANCE")
+    billed.append((variance.gen_row_id, "COST_VARIANCE"))
     # MISSING_IN_CDR: a call we never made
-    t = when()
-    line(t, dest(4), exact_multiple(1), expected_cost(layout, exact_multiple(1), dest(4)), exact_multiple(1),
+    d = dest(4)
+    line(when(), msisdn, d, exact_multiple(1), expected_cost(layout, exact_multiple(1), d), exact_multiple(1),
          "MISSING_IN_CDR")
     # AMBIGUOUS_MATCH: two calls to the same number, 3 s before and after the billed one
     t, d = when(), dest(5)
     cdr(t - timedelta(seconds=3), d, exact_multiple(1), "AMBIGUOUS_MATCH")
     cdr(t + timedelta(seconds=3), d, exact_multiple(1), "AMBIGUOUS_MATCH")
-    line(t, d, exact_multiple(1), expected_cost(layout, exact_multiple(1), d), exact_multiple(1), "AMBIGUOUS_MATCH")
-    # MISSING_IN_INVOICE: a call the carrier has not billed
-    cdr(when(), dest(0), exact_multiple(1), "MISSING_IN_INVOICE")
+    line(t, msisdn, d, exact_multiple(1), expected_cost(layout, exact_multiple(1), d), exact_multiple(1),
+         "AMBIGUOUS_MATCH")
     # QUARANTINED: a line whose cost cannot be read, and a CDR without a duration
-    t = when()
-    line(t, dest(1), exact_multiple(1), None, exact_multiple(1), "QUARANTINED", bad_cost=True)
+    line(when(), msisdn, dest(1), exact_multiple(1), None, exact_multiple(1), "QUARANTINED", bad_cost=True)
     cdr(when(), dest(2), None, "QUARANTINED")
-    # out of scope: inbound, SMS, a carrier with no layout
-    cdr(when(), dest(0), 60, None, direction="MT")
-    cdr(when(), dest(0), 0, None, service="SMS")
-    cdr(when(), dest(0), 60, None, carrier=NO_CARRIER_LAYOUT)
     # the fall-back hour: a local time that happens twice
     instants = _fall_back_instants(ZoneInfo(layout.timezone), params.start, params.end)
     if instants is not None:
@@ -231,16 +363,16 @@ def _plant(layout: Layout, params: CarrierParams, index: int, rng: random.Random
             d = dest(n)
             if n < 2:                      # one call, at one of the two instants: matched through it
                 cdr(at, d, dur, "MATCHED")
-                line(at, d, dur, expected_cost(layout, dur, d), dur, "MATCHED")
+                line(at, msisdn, d, dur, expected_cost(layout, dur, d), dur, "MATCHED")
             else:                          # a call at each instant: both are candidates, neither wins
                 cdr(at, d, dur, "AMBIGUOUS_MATCH")
                 cdr(at + (later - earlier), d, dur, "AMBIGUOUS_MATCH")
-                line(at, d, dur, expected_cost(layout, dur, d), dur, "AMBIGUOUS_MATCH")
-    # DUPLICATE_INVOICE_LINE: the first matched line billed again at the end of the file
-    first = matched[0]
+                line(at, msisdn, d, dur, expected_cost(layout, dur, d), dur, "AMBIGUOUS_MATCH")
+    # DUPLICATE_INVOICE_LINE: the first clean line billed again at the end of the file
+    first = lines[0]
     lines.append(_Line(first.start, first.source, first.destination, first.billed_s, first.cost, first.duration_s,
                        first.call_id, first.record_id, outcome="DUPLICATE_INVOICE_LINE"))
-    return lines, cdrs, truth
+    return lines, cdrs, truth, billed
 
 
 # ------------------------------------------------------------------------------------------------------ rendering
@@ -363,34 +495,60 @@ def line_id(sha256: str, row: int) -> str:
     return hashlib.sha256(f"{sha256}:{row}".encode()).hexdigest()
 
 
-def generate_carrier_month(spark: SparkSession, carriers: str | Path, out_dir: str | Path,
+def generate_carrier_month(spark: SparkSession, carriers: str | Path, out_dir: str | Path, usage_cdr: str,
                            params: CarrierParams | None = None) -> dict[str, str]:
-    """Write the invoice files (`<out>/invoices/`), the cdr and ground_truth Delta tables; returns name -> path.
+    """Bill the usage month's outbound voice legs (the cdr Delta table at `usage_cdr`, written by jobs/generate.py
+    from `usage_params`): write the invoice files (`<out>/invoices/`), append the specially shaped calls to
+    `usage_cdr` (one commit, replacing an earlier carrier month's) and write the ground truth
+    (`<out>/ground_truth`); returns name -> path (`cdr` is `usage_cdr`).
 
     Example::
 
-        paths = generate_carrier_month(spark, "conf/carriers", "/tmp/carrier", CarrierParams("2026-10"))
+        usage = generate(spark, "/tmp/m", usage_params("conf/carriers", "2026-10", rows=6_000))
+        paths = generate_carrier_month(spark, "conf/carriers", "/tmp/carrier", usage["cdr"], CarrierParams("2026-10"))
         # telco-ra ingest --conf C /tmp/carrier/invoices ; telco-ra run --ruleset rulesets/carrier_invoice_vs_cdr.yaml
     """
     params = params or CarrierParams()
+    layouts = call_layouts(carriers)
+    if not layouts:
+        raise ValueError(f"{carriers}: no call_invoice layout names a carrier; nothing to bill")
     out = Path(out_dir)
     invoices = out / "invoices"
     invoices.mkdir(parents=True, exist_ok=True)
+    table = spark.read.format("delta").load(usage_cdr)
+    missing = [c for c in CDR_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{usage_cdr}: not a synthetic usage month's cdr table (no {', '.join(missing)})")
+    usage = table.where(~F.coalesce(F.col("gen_row_id").startswith(APPENDED), F.lit(False)))
+    legs = _legs(usage, params, layouts)
+    picked = _collect_legs(legs, {lay.carrier: params.clean_legs(lay.name) + 1 for lay in layouts
+                                  if lay.carrier is not None})
     rng = random.Random(params.seed)
-    month = _Month()
-    layouts = [lay for _, lay in sorted(load_layouts(carriers).items())
-               if lay.kind == "call_invoice" and lay.carrier is not None]
+    appended: list[tuple[Any, ...]] = []
+    truth: list[tuple[Any, ...]] = []
+    billed: list[tuple[str, str]] = []
     for index, layout in enumerate(layouts):
-        lines, cdrs, truth = _plant(layout, params, index, rng)
+        assert layout.carrier is not None
+        lines, cdrs, cdr_truth, leg_outcomes = _plant(layout, params, index, rng, picked[layout.carrier])
         path, sha = _write_file(invoices, layout, lines, params.cycle_id)
-        month.cdrs += cdrs
-        month.truth += truth
-        month.truth += [(CONTROL_POINT, "LEFT", line_id(sha, row), ln.outcome, INVOICE_TABLE, layout.carrier)
-                        for row, ln in enumerate(lines, start=1)]
-        month.files[layout.name] = path
-    paths = {"invoices": str(invoices)}
-    for name, rows, schema in (("cdr", month.cdrs, CDR_SCHEMA), ("ground_truth", month.truth, TRUTH_SCHEMA)):
-        frame: DataFrame = spark.createDataFrame(rows, schema)
-        paths[name] = str(out / name)
-        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(paths[name])
+        appended += cdrs
+        truth += cdr_truth
+        truth += [(CONTROL_POINT, "LEFT", line_id(sha, row), None, ln.outcome, INVOICE_TABLE, layout.carrier)
+                  for row, ln in enumerate(lines, start=1)]
+        billed += leg_outcomes
+    # The specially shaped calls: one commit that replaces an earlier carrier month's (a re-run adds nothing twice).
+    calls = spark.createDataFrame(appended, APPENDED_SCHEMA)
+    (calls.select(*[F.col(f.name).cast(f.dataType) for f in table.schema.fields])
+     .write.format("delta").mode("overwrite").option("replaceWhere", f"gen_row_id LIKE '{APPENDED}%'")
+     .save(usage_cdr))
+    # Every in-scope leg of the usage month: its billed outcome, else QUARANTINED or MISSING_IN_INVOICE.
+    outcomes = spark.createDataFrame(billed or [("", "")], "gen_row_id string, _billed string")
+    leg_truth = legs.join(F.broadcast(outcomes), "gen_row_id", "left").select(
+        F.lit(CONTROL_POINT).alias("control_point_id"), F.lit("RIGHT").alias("side"), "record_id", "gen_row_id",
+        F.when(F.col("_unreadable"), F.lit("QUARANTINED"))
+        .otherwise(F.coalesce(F.col("_billed"), F.lit("MISSING_IN_INVOICE"))).alias("expected_outcome"),
+        F.lit("cdr").alias("table_name"), "carrier")
+    paths = {"invoices": str(invoices), "cdr": usage_cdr, "ground_truth": str(out / "ground_truth")}
+    (spark.createDataFrame(truth, TRUTH_SCHEMA).unionByName(leg_truth)
+     .write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(paths["ground_truth"]))
     return paths

@@ -238,6 +238,10 @@ class GeneratorParams:
     skew_numbers_share: float = 0.001    # share of numbers that are hot (at least 3)
     suspense_sla_days: int = 5           # rulesets/usage_to_bill.yaml suspense.sla_days
     currency: str = "USD"
+    # interconnect carriers that carry the legs, with their shares of slots (the last takes the rest): a carrier
+    # month (jobs/synthetic/carrier_invoice.py) names the carriers of its invoice layouts here, so its invoices bill
+    # this month's outbound voice legs
+    carriers: tuple[tuple[str, float], ...] = (("CARRIER-A", 0.55), ("CARRIER-B", 0.45))
     # usage-to-rating
     clock_skew_rate: float = 0.20        # rated events whose start_time is off by -3..+3 s
     lost_lineage_rate: float = 0.03      # matched by fuzzy: lineage null (or to a missing record)
@@ -284,6 +288,13 @@ class GeneratorParams:
         if self.suspense_sla_days < 3:
             raise ValueError(f"suspense_sla_days must be at least 3 (recent rejections are planted 2 days before "
                              f"close), got {self.suspense_sla_days}")
+        if not self.carriers or any(not isinstance(name, str) or not name or not 0.0 < share <= 1.0
+                                    for name, share in self.carriers):
+            raise ValueError(f"carriers must be (name, share) pairs with shares in (0, 1], got {self.carriers!r}")
+        if abs(sum(share for _, share in self.carriers) - 1.0) > 1e-9:
+            raise ValueError(f"carrier shares must add up to 1, got {self.carriers!r}")
+        if len({name for name, _ in self.carriers}) != len(self.carriers):
+            raise ValueError(f"carrier names must be distinct, got {self.carriers!r}")
         if self.accounts is not None and self.accounts < 20:
             raise ValueError(f"accounts must be at least 20, got {self.accounts}")
         rates = [f.name for f in fields(self) if f.name.endswith(("_rate", "_share"))]
@@ -686,7 +697,7 @@ def _slots(ids: DataFrame, params: GeneratorParams) -> DataFrame:
         .otherwise(F.lit(0).cast("long")).alias("dur"),
         F.when(svc == "DATA", F.floor(F.lit(1024.0) * F.pow(F.lit(2.0), u["d_volume"] * 19)).cast("long"))
         .otherwise(F.lit(0).cast("long")).alias("vol"),
-        F.when(col("d_carrier") < _scaled(0.55), "CARRIER-A").otherwise("CARRIER-B").alias("carrier"),
+        _choose(col("d_carrier"), params.carriers[:-1], params.carriers[-1][0]).alias("carrier"),
         (F.lit(60) + F.pmod(col("d_received"), F.lit(6 * 3600).cast("long"))).alias("recv_delay"),
         (F.lit(600) + F.pmod(col("d_reject"), F.lit(3 * 3600).cast("long"))).alias("reject_delay"),
         F.when(col("d_skew") < _scaled(params.clock_skew_rate), F.pmod(col("d_skew_s"), F.lit(7).cast("long")) - 3)
@@ -759,7 +770,7 @@ def _cdr_labeled(slots: DataFrame, params: GeneratorParams) -> DataFrame:
         "rec_received": F.when(j1 & (role != AMBIG_CDR), col("received") + col("resend_delay"))
         .when(role == LATE, F.lit(_epoch(params.cycle_close)) + col("late_delay"))
         .otherwise(col("received")),
-        "node": F.when(col("carrier") == "CARRIER-A", "MSC1").otherwise("MSC2"),
+        "node": F.when(col("carrier") == params.carriers[0][0], "MSC1").otherwise("MSC2"),
     })
     hour = F.date_format(_ts(col("rec_received")), "yyyyMMdd_HH")
     record_id = (
