@@ -51,8 +51,9 @@ EXCLUDED: dict[str, tuple[str, ...]] = {
     "ra_case": ("recorded_at",),
     # started_at / completed_at: wall-clock start and end of the run (jobs/run.py). conf_fingerprint hashes the
     # conf's tables, output and cycles (jobs/config.py): the two runs write to different output folders by design,
-    # so it differs; the test checks each run recorded the fingerprint of its own conf instead.
-    "control_run": ("started_at", "completed_at", "conf_fingerprint"),
+    # so it differs; the test checks each run recorded the fingerprint of its own conf instead. ignore_as_of: the
+    # instant the run applied the ignore list's entries at, its start (jobs/run.py; a rerun reads it back).
+    "control_run": ("started_at", "completed_at", "conf_fingerprint", "ignore_as_of"),
 }
 
 
@@ -146,5 +147,6 @@ def test_spark_submit_on_standalone_cluster_equals_local_run(spark: SparkSession
         for out in (local_out, cluster_out)}
     assert case_ids[local_out] and case_ids[local_out] == case_ids[cluster_out]
     for out, conf in ((local_out, local_conf), (cluster_out, cluster_conf)):
-        recorded = {r["conf_fingerprint"] for r in spark.read.format("delta").load(str(out / "control_run")).collect()}
-        assert recorded == {load_conf(conf).fingerprint}
+        rows = spark.read.format("delta").load(str(out / "control_run")).collect()
+        assert {r["conf_fingerprint"] for r in rows} == {load_conf(conf).fingerprint}
+        assert all(r["ignore_as_of"] == r["started_at"] for r in rows)     # no ignore list: as of its own start
