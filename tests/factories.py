@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pyspark.sql import DataFrame, SparkSession
@@ -94,3 +95,28 @@ def session_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[N
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+class Cli(NamedTuple):
+    """What `telco-ra ...` did in-process: its exit code and what it wrote."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(spark: SparkSession, *argv: str) -> Cli:
+    """jobs.cli.main in-process (as an operator types it); the session settings it re-applies are put back
+    afterwards (it builds its session from the conf, which here is the suite's one session)."""
+    from jobs.cli import main
+
+    saved = dict(spark.conf.getAll)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(argv))
+    finally:
+        for key, value in dict(spark.conf.getAll).items():
+            if key in saved and saved[key] != value and spark.conf.isModifiable(key):
+                spark.conf.set(key, saved[key])
+    return Cli(code, out.getvalue(), err.getvalue())

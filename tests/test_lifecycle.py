@@ -12,9 +12,7 @@ Expected statuses are written here by hand; case ids are recomputed independentl
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,9 +23,8 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import CYCLE, RULESET, T0, frame, write_inputs
+from factories import CYCLE, RULESET, T0, Cli, frame, run_cli, write_inputs
 from jobs.cases import current_cases
-from jobs.cli import main
 from jobs.config import ConfigError, load_conf
 from jobs.outputs import read_output, table_ref
 from jobs.ruleset import load_ruleset
@@ -60,13 +57,6 @@ def local(ts: datetime) -> datetime:
 
 
 @dataclass
-class Cli:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
 class Story:
     conf_path: Path
     runs: list[RunResult]
@@ -75,20 +65,6 @@ class Story:
     summary_2: str
     current_after_3: Any
     history_rows: int
-
-
-def _cli(spark: SparkSession, *argv: str) -> Cli:
-    """jobs.cli.main in-process; the session settings it re-applies are put back afterwards."""
-    saved = dict(spark.conf.getAll)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(list(argv))
-    finally:
-        for key, value in dict(spark.conf.getAll).items():
-            if key in saved and saved[key] != value and spark.conf.isModifiable(key):
-                spark.conf.set(key, saved[key])
-    return Cli(code, out.getvalue(), err.getvalue())
 
 
 def _state(spark: SparkSession, output: str) -> dict[str, dict[str, Any]]:
@@ -108,19 +84,19 @@ def story(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iter
     states["run1"] = _state(spark, conf.output)
     ids = {k: row["case_id"] for k, row in states["run1"].items()}
 
-    cli["ack"] = _cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["C"], "--to", "ACKNOWLEDGED",
+    cli["ack"] = run_cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["C"], "--to", "ACKNOWLEDGED",
                       "--actor", "alice", "--reason", "asked rating why", "--evidence", "TICKET-1")
-    cli["resolve"] = _cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["D"], "--to", "RESOLVED",
+    cli["resolve"] = run_cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["D"], "--to", "RESOLVED",
                           "--actor", "alice", "--reason", "re-rated", "--evidence", "RERATE-7")
-    cli["waive_e"] = _cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["E"], "--to", "WAIVED",
+    cli["waive_e"] = run_cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["E"], "--to", "WAIVED",
                           "--actor", "alice", "--reason", "goodwill", "--evidence", "MEMO-3")
     states["pending"] = _state(spark, conf.output)
-    cli["self_approve"] = _cli(spark, "cases", "approve", "--conf", c, "--case-id", ids["E"], "--actor", "alice")
+    cli["self_approve"] = run_cli(spark, "cases", "approve", "--conf", c, "--case-id", ids["E"], "--actor", "alice")
     states["refused"] = _state(spark, conf.output)
-    cli["approve"] = _cli(spark, "cases", "approve", "--conf", c, "--case-id", ids["E"], "--actor", "bob")
-    cli["waive_f"] = _cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["F"], "--to", "WAIVED",
+    cli["approve"] = run_cli(spark, "cases", "approve", "--conf", c, "--case-id", ids["E"], "--actor", "bob")
+    cli["waive_f"] = run_cli(spark, "cases", "transition", "--conf", c, "--case-id", ids["F"], "--to", "WAIVED",
                           "--actor", "alice", "--reason", "below threshold")
-    cli["list"] = _cli(spark, "cases", "list", "--conf", c, "--cycle", CYCLE)
+    cli["list"] = run_cli(spark, "cases", "list", "--conf", c, "--cycle", CYCLE)
     states["manual"] = _state(spark, conf.output)
 
     frame(spark, "rated_event", FIX_B_RATED).write.format("delta").mode("overwrite").save(conf.tables["rated_event"])

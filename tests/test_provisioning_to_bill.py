@@ -6,9 +6,7 @@ outcomes with no code change.
 
 from __future__ import annotations
 
-import io
 import re
-from contextlib import redirect_stderr, redirect_stdout
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +17,8 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import frame
+from factories import frame, run_cli
 from jobs import ignore, summary
-from jobs.cli import main
 from jobs.config import ConfigError, load_conf
 from jobs.generate import generate
 from jobs.rerun import rerun
@@ -294,20 +291,6 @@ def test_ignore_round_trip(spark: SparkSession, tmp_path: Path) -> None:
     assert "billed from July" in page and "trial ended" in page
 
 
-def _cli(spark: SparkSession, *argv: str) -> tuple[int, str, str]:
-    """jobs.cli.main in-process (as an operator types it); session settings it re-applies are put back after."""
-    saved = dict(spark.conf.getAll)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(list(argv))
-    finally:
-        for key, value in dict(spark.conf.getAll).items():
-            if key in saved and saved[key] != value and spark.conf.isModifiable(key):
-                spark.conf.set(key, saved[key])
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_the_ignore_command_line_appends_every_change_and_refuses_bad_ones(spark: SparkSession,
                                                                           tmp_path: Path) -> None:
     """`telco-ra ignore add|list|remove` as CONTRACT section 8 spells them: an add and a removal are each one
@@ -316,7 +299,7 @@ def test_the_ignore_command_line_appends_every_change_and_refuses_bad_ones(spark
     c = str(write_snapshot(spark, tmp_path, ROUND_ITEMS, ROUND_SUBS))
     add = ("ignore", "add", "--conf", c, "--control-point", "item-audit", "--scope", "ITEM", "--key", "z2",
            "--reason", "lobby phone, never billed", "--actor", "ana")
-    code, out, _ = _cli(spark, *add, "--expires", "2099-01-01T00:00:00+01:00")
+    code, out, _ = run_cli(spark, *add, "--expires", "2099-01-01T00:00:00+01:00")
     assert code == 0, out
     found = re.search(r"ignore entry (\S+) added: item-audit ITEM z2", out)
     assert found, out
@@ -329,17 +312,17 @@ def test_the_ignore_command_line_appends_every_change_and_refuses_bad_ones(spark
     assert commits() == 1
     for expires, says in (("2099-01-01T00:00:00", "--expires must carry a zone"),
                           ("next tuesday", "--expires must be an ISO 8601 instant")):
-        code, _, err = _cli(spark, *add, "--expires", expires)
+        code, _, err = run_cli(spark, *add, "--expires", expires)
         assert code == 2 and says in err and repr(expires) in err, err
-    code, _, err = _cli(spark, "ignore", "remove", "--conf", c, "--entry-id", "no-such-entry", "--actor", "ben",
+    code, _, err = run_cli(spark, "ignore", "remove", "--conf", c, "--entry-id", "no-such-entry", "--actor", "ben",
                         "--why", "typo")
     assert code == 2 and "no ignore entry 'no-such-entry'" in err, err
     assert commits() == 1                                       # refusals wrote nothing
 
-    code, out, _ = _cli(spark, "ignore", "remove", "--conf", c, "--entry-id", entry, "--actor", "ben",
+    code, out, _ = run_cli(spark, "ignore", "remove", "--conf", c, "--entry-id", entry, "--actor", "ben",
                         "--why", "billed from July")
     assert code == 0 and f"ignore entry {entry} removed by ben" in out, out
-    code, _, err = _cli(spark, "ignore", "remove", "--conf", c, "--entry-id", entry, "--actor", "ben",
+    code, _, err = run_cli(spark, "ignore", "remove", "--conf", c, "--entry-id", entry, "--actor", "ben",
                         "--why", "again")
     assert code == 2 and "already removed" in err, err
     assert commits() == 2
@@ -350,7 +333,7 @@ def test_the_ignore_command_line_appends_every_change_and_refuses_bad_ones(spark
     added = next(r for r in rows if r["action"] == ADD)
     assert added["expires_at"] == datetime(2098, 12, 31, 23, 0)  # +01:00 read as UTC (the session is UTC)
 
-    code, out, _ = _cli(spark, "ignore", "list", "--conf", c)
+    code, out, _ = run_cli(spark, "ignore", "list", "--conf", c)
     assert code == 0
     line = next(ln for ln in out.splitlines() if entry in ln)
     for text in ("REMOVED", "item-audit", "ITEM", "z2", "ana", "ben", "billed from July"):

@@ -20,13 +20,11 @@ shows clear numbers to mediation-operations only.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -41,9 +39,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import CYCLE, DEFAULTS, RULESET, frame, write_inputs
+from factories import CYCLE, DEFAULTS, RULESET, frame, run_cli, write_inputs
 from jobs.cases import current_cases, transition
-from jobs.cli import main
 from jobs.config import ConfigError, load_conf
 from jobs.outputs import read_output, table_ref
 from jobs.report import page
@@ -121,20 +118,6 @@ class Story:
     page: Page
 
 
-def _cli(spark: SparkSession, *argv: str) -> tuple[int, str, str]:
-    """jobs.cli.main in-process; the session settings it re-applies are put back afterwards."""
-    saved = dict(spark.conf.getAll)
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = main(list(argv))
-    finally:
-        for key, value in dict(spark.conf.getAll).items():
-            if key in saved and saved[key] != value and spark.conf.isModifiable(key):
-                spark.conf.set(key, saved[key])
-    return code, out.getvalue(), err.getvalue()
-
-
 def _case_id(spark: SparkSession, output: str, case_type: str, record: str) -> str:
     rows = current_cases(spark, output, CYCLE).where(
         (F.col("case_type") == case_type) & F.array_contains("business_key.record_ids", record)).collect()
@@ -168,7 +151,7 @@ def story(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iter
     transition(spark, conf, ids["Z"], "RESOLVED", "bob", "re-rated", ["RERATE-9"])
 
     out_dir = root / "report"
-    code, out, err = _cli(spark, "report", "--conf", str(conf_path), "--run-id", runs[1].run_id, "--out",
+    code, out, err = run_cli(spark, "report", "--conf", str(conf_path), "--run-id", runs[1].run_id, "--out",
                           str(out_dir), "--as-of", AS_OF.isoformat())
     html = next(out_dir.glob("report-*.html")).read_text(encoding="utf-8") if code == 0 else ""
     yield Story(conf_path, conf.output, runs, ids, out_dir, code, out, err, read_page(html) if html else
@@ -195,7 +178,7 @@ def test_the_report_command_writes_one_page_and_says_where(story: Story) -> None
 
 
 def test_an_unknown_run_is_refused_with_exit_2(spark: SparkSession, story: Story, tmp_path: Path) -> None:
-    code, out, err = _cli(spark, "report", "--conf", str(story.conf_path), "--run-id", "no-such-run",
+    code, out, err = run_cli(spark, "report", "--conf", str(story.conf_path), "--run-id", "no-such-run",
                           "--out", str(tmp_path))
     assert code == 2 and out == ""
     assert "--run-id: 'no-such-run' is not a committed run under" in err
