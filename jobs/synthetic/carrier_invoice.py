@@ -232,7 +232,8 @@ def _unreadable() -> Column:
 def _legs(cdr: DataFrame, params: CarrierParams, layouts: list[Layout]) -> DataFrame:
     """The in-scope legs of the usage month with `_unreadable` and `_billable` (the one readable CDR of its call,
     a positive duration, away from its carrier's fall-back hour) and `_pick`, its rank among its carrier's billable
-    legs (by a hash of seed and record id, then record id: a deterministic sample spread over the month)."""
+    legs (by a hash of seed and record id, then record id, then the generator's row id: a total order, so the
+    sample spread over the month is the same on every run even where a record id repeats)."""
     names = [lay.carrier for lay in layouts if lay.carrier is not None]
     legs = cdr.where(_in_scope(params, names)).withColumn("_unreadable", _unreadable())
     # One call, one CDR: the usage generator's second CDR of a slot (`c-<slot>-1`: a re-sent or re-recorded copy,
@@ -251,7 +252,7 @@ def _legs(cdr: DataFrame, params: CarrierParams, layouts: list[Layout]) -> DataF
     return (legs.withColumn("_billable", billable)
             .withColumn("_pick", F.when(F.col("_billable"), F.row_number().over(
                 Window.partitionBy("carrier", "_billable").orderBy(
-                    F.xxhash64(F.lit(params.seed), F.col("record_id")), "record_id")))))
+                    F.xxhash64(F.lit(params.seed), F.col("record_id")), "record_id", "gen_row_id")))))
 
 
 def _collect_legs(legs: DataFrame, wanted: Mapping[str, int]) -> dict[str, list[_Leg]]:
