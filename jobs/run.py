@@ -148,6 +148,7 @@ def _check_committed(done: list[dict[str, Any]], run_id: str, ruleset: Ruleset, 
     committed run applied (the ignore list may have grown since by entries of other rulesets: the same run)."""
     want = {"cycle": cycle_id, "partition scope": scope, "conf fingerprint": conf.fingerprint,
             "ruleset": ruleset.content_hash, "input versions": dict(versions)}
+    applied: dict[tuple[int | None, datetime | None], str] = {}       # a run's rows share one read: read it once
     for d in done:
         got = {"cycle": d["cycle_id"], "partition scope": d["partition_scope"],
                "conf fingerprint": d["conf_fingerprint"], "ruleset": d["ruleset_hash"],
@@ -155,8 +156,10 @@ def _check_committed(done: list[dict[str, Any]], run_id: str, ruleset: Ruleset, 
         differ = [f"{k}: committed {got[k]!r}, asked {want[k]!r}" if k not in UNSHOWN else f"other {k}"
                   for k in want if want[k] != got[k]]
         if ignores is not None and committed_ignores is not None:
-            version = d.get("ignore_list_version")
-            if committed_ignores(version, d.get("ignore_as_of")) != ignores.fingerprint:
+            version, as_of = d.get("ignore_list_version"), d.get("ignore_as_of")
+            if (version, as_of) not in applied:
+                applied[(version, as_of)] = committed_ignores(version, as_of)
+            if applied[(version, as_of)] != ignores.fingerprint:
                 differ.append(f"ignore_list version: committed {version!r}, asked {ignores.version!r} (other entries "
                               "in force)")
         if differ:
