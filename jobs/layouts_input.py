@@ -29,7 +29,7 @@ def rate_rows(folder: str, kind: str) -> list[tuple[object, ...]]:
     for name, layout in sorted(load_layouts(folder).items()):
         if layout.kind != kind:
             continue
-        rates = layout.rates
+        rates = layout.deck
         for prefix, rate in sorted(rates.per_minute.items()):
             rows.append((name, layout.kind, layout.carrier, DEFAULT_PREFIX if prefix == "default" else prefix, rate,
                          rates.increment_s, rates.minimum_s, rates.cost_places, layout.currency))

@@ -21,8 +21,11 @@ KESTREL_HEADER = "Call Date,Call Time (ET),Orig TN,Term TN,Dir,DURATION_SEC,Bill
 
 
 def test_shipped_layouts_load() -> None:
-    layouts = load_layouts(CARRIERS)
+    everything = load_layouts(CARRIERS)
+    layouts = {name: layout for name, layout in everything.items() if layout.kind == "call_invoice"}
     assert sorted(layouts) == ["albion-ssv", "generic-csv", "kestrel-csv", "meridian-xlsx", "rheinwelle-html"]
+    assert sorted(n for n, lay in everything.items() if lay.kind == "line_bill") == [
+        "cobalt-xlsx", "frontera-csv", "harbor-html", "relay2go-csv", "tidewater-csv"]
     zones = {layout.timezone for layout in layouts.values()}
     assert {"America/New_York", "Europe/London"} <= zones
     assert {layout.unit("billed_duration") for layout in layouts.values()} == {"seconds", "minutes",
@@ -77,7 +80,8 @@ rates: {increment_s: 6, minimum_s: 6, cost_places: 4, per_minute: {default: "0.0
     (("{default: \"0.0100\"}", "{\"+44\": \"0.0100\"}"),
      "rates.per_minute.+44: not an E.164 digit prefix"),
     (("kind: call_invoice", "kind: call_invoices"),
-     "kind: 'call_invoices': this ingest reads call_invoice layouts (line_bill layouts are skipped)"),
+     "kind: 'call_invoices': ingest reads call_invoice layouts (carrier invoices, CONTRACT section 6) and line_bill "
+     "layouts (carrier bills, section 9)"),
     (("currency: USD", "currency: USD\ndirection: {MO: [OUT]}"),
      "direction: words given but columns.direction is missing (or write direction: MO)"),
 ])
@@ -92,8 +96,12 @@ def test_bad_layout_names_file_key_and_value(tmp_path: Path, change: tuple[str, 
 
 def test_line_bill_layouts_share_the_folder(tmp_path: Path) -> None:
     _layout(tmp_path, VALID)
-    (tmp_path / "acme-bill.yaml").write_text("layout: acme-bill\nkind: line_bill\ncarrier: Acme\n")
-    assert sorted(load_layouts(tmp_path)) == ["osprey-psv"]
+    (tmp_path / "acme-bill.yaml").write_text(
+        "layout: acme-bill\nkind: line_bill\ncarrier: Acme\nrecognize: [MDN, Acme Bill]\n"
+        "columns: {bill_id: Acme Bill, phone: MDN}\ncurrency: USD\n")
+    layouts = load_layouts(tmp_path)
+    assert {name: layout.kind for name, layout in layouts.items()} == {"osprey-psv": "call_invoice",
+                                                                       "acme-bill": "line_bill"}
 
 
 def test_two_layouts_one_set_of_headers_are_refused(tmp_path: Path) -> None:
@@ -178,7 +186,15 @@ def test_bad_period_and_missing_table_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert "--period: 2026-3: expected YYYY-MM" in capsys.readouterr().err
     conf.write_text(conf.read_text().replace("carrier_invoice_line:", "cdr:"))
     assert main(["ingest", "--conf", str(conf), str(tmp_path)]) == 2
-    assert "tables.carrier_invoice_line: missing: telco-ra ingest appends to this table" in capsys.readouterr().err
+    assert ("tables: names none of carrier_invoice_line, carrier_bill_line: telco-ra ingest appends carrier invoice "
+            "files to the first, carrier bill files to the second") in capsys.readouterr().err
+    invoice = tmp_path / "in" / "kestrel.csv"
+    invoice.parent.mkdir()
+    invoice.write_text(KESTREL_HEADER + "\n03/01/2026,10:00:00,2125550100,6465550199,OUT,60,1,0.0120,K1,\n")
+    conf.write_text(conf.read_text().replace("cdr:", "carrier_bill_line:"))
+    assert main(["ingest", "--conf", str(conf), str(invoice)]) == 2
+    assert (f"tables.carrier_invoice_line: missing: telco-ra ingest appends the lines of {invoice} (layout "
+            "kestrel-csv, a call_invoice layout) to this table") in capsys.readouterr().err
 
 
 def test_a_broken_layout_in_the_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

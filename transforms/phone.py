@@ -41,6 +41,10 @@ _TEL_SCHEME = re.compile(r"^tel:", re.IGNORECASE)
 # ("INFO1234567890"), which phonenumbers would otherwise silently strip. Letters after it are vanity digits or an
 # extension marker ("1-800-FLOWERS", "555.123.4567 x100") and are left to phonenumbers.
 _LETTER_BEFORE_NUMBER = re.compile(r"^[^\d+\uff0b]*[^\W\d_]")
+# A label before the number, as carrier bills and CRM exports write it ("MTN: 555-123-4567", "sub: +1 (555) ...",
+# "Mobile #: ..."): words, then a colon, then the number. It names the column, not the number, and is dropped; an
+# alphanumeric sender has no colon and is still refused. "tel:" (RFC 3966) is the URI scheme, left to phonenumbers.
+_LABEL = re.compile(r"^\s*[^\W\d_]+(?:[ ._/-]+[^\W\d_]+)*\s*#?\s*:\s*(?=[\d+\uff0b(])")
 # "00" is the ITU-recommended international call prefix. phonenumbers only understands the default region's own
 # prefix (011 for US), so "00 44 20 7946 0958" with region US is retried as "+44 20 7946 0958".
 _DOUBLE_ZERO_PREFIX = re.compile(r"^[\s().\-/]*0[\s().\-/]*0")
@@ -65,7 +69,8 @@ def to_e164(raw: str | None, default_region: str) -> str | None:
     """Normalize one raw phone number to E.164 (`+15551234567`), or None when it is not a possible phone number.
 
     Accepts `tel:` URIs (RFC 3966, `;ext=` dropped), national and international formats, a `00` international
-    prefix, `+44 (0)20 ...`, and extensions (`x100`, `ext. 100`, `#100`: dropped, the main number is returned).
+    prefix, `+44 (0)20 ...`, extensions (`x100`, `ext. 100`, `#100`: dropped, the main number is returned) and a
+    label before the number (`MTN: 555-123-4567`, `sub: +1 (555) 123-4567`: dropped).
     Uses `is_possible_number` semantics (length-based), not `is_valid_number`, so fictional 555 numbers pass.
     Never raises: None, empty, alphanumeric senders ('BANK') and garbage give None.
 
@@ -79,6 +84,8 @@ def to_e164(raw: str | None, default_region: str) -> str | None:
     if not text:
         return None
     region = default_region.strip().upper() if isinstance(default_region, str) else ""
+    if not _TEL_SCHEME.match(text):
+        text = _LABEL.sub("", text, count=1)
     number_part = _TEL_SCHEME.sub("", text, count=1)
     if _LETTER_BEFORE_NUMBER.match(number_part):
         return None

@@ -1,9 +1,10 @@
-"""`telco-ra ingest --conf C [--period YYYY-MM] FILE_OR_DIR ...` (CONTRACT section 6).
+"""`telco-ra ingest --conf C [--period YYYY-MM] FILE_OR_DIR ...` (CONTRACT sections 6 and 9).
 
 Two phases. First, without Spark: the conf, the carrier layouts, and every file (its hash, its kind and its
-layout, from its headers); any problem exits 2 naming the file, and nothing is written. Then, per file in path
-order: skipped when its bytes are in the table already, else read, normalised and appended in one commit. Folders
-are read recursively; names starting with '.' or '_' are skipped (editor and Spark side files).
+layout, from its headers; the layout's kind names the file's table: carrier_invoice_line or carrier_bill_line);
+any problem exits 2 naming the file, and nothing is written. Then, per file in path order: skipped when its bytes
+are in its table already, else read, normalised and appended in one commit. Folders are read recursively; names
+starting with '.' or '_' are skipped (editor and Spark side files).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -24,8 +25,9 @@ from pyspark.sql import functions as F
 
 from jobs.config import ConfigError, EnvConf, load_conf
 from jobs.ingest import readers, write
-from jobs.ingest.layouts import Layout, load_layouts
-from jobs.ingest.normalize import FileFacts, e164_numbers, normalize
+from jobs.ingest.bill_lines import normalize_bill
+from jobs.ingest.layouts import CALL_INVOICE, LINE_BILL, Layout, load_layouts
+from jobs.ingest.normalize import FileFacts, e164_numbers, normalize, phone_columns
 from jobs.ingest.recognize import Match, recognize
 from jobs.phases import phase
 from transforms.checkpoints import materialize_freeing, release
@@ -85,11 +87,21 @@ def plan(path: Path, layouts: dict[str, Layout]) -> Planned:
     return Planned(path, readers.sha256_of(path), kind, match)
 
 
+def check_period(planned: Sequence[Planned], period: str | None) -> None:
+    """A line_bill file whose layout has no bill_period column needs --period: ConfigError (exit 2) otherwise."""
+    for item in planned:
+        if period is None and item.layout.kind == LINE_BILL and "bill_period" not in item.layout.columns:
+            raise ConfigError(item.path, "--period", f"missing: layout {item.layout.name} ({item.layout.path}) has "
+                              "no bill_period column, so the bill's period must be given (--period YYYY-MM)")
+
+
 def ingest_files(spark: SparkSession, conf: EnvConf, planned: Sequence[Planned], period: str | None = None,
-                 ref: str | None = None) -> list[Ingested]:
-    """Append each planned file's lines to carrier_invoice_line (phase two; see the module docstring)."""
-    ref = ref or table_ref(conf)
-    write.check_table(spark, ref)
+                 refs: Mapping[str, str] | None = None) -> list[Ingested]:
+    """Append each planned file's lines to its kind's table (phase two; see the module docstring). `refs`: kind
+    -> table reference (default: the conf's, `table_refs`)."""
+    refs = refs if refs is not None else table_refs(conf, planned)
+    for kind in sorted({item.layout.kind for item in planned}):
+        write.check_table(spark, refs[kind], write.TARGETS[kind])
     results: list[Ingested] = []
     first_of: dict[str, Path] = {}
     # One ingested_at for the files of one ingest: a timestamp literal is compiled into Spark's generated code, and
@@ -97,6 +109,7 @@ def ingest_files(spark: SparkSession, conf: EnvConf, planned: Sequence[Planned],
     started = datetime.now(UTC)
     with readers.csv_pruning(spark, False), phase(spark, "ingest"):
         for item in planned:
+            ref = refs[item.layout.kind]
             if item.sha256 in first_of:
                 results.append(Ingested(item, f"same bytes as {first_of[item.sha256].name}"))
             elif write.holds(spark, ref, item.sha256):
@@ -111,16 +124,24 @@ def ingest_files(spark: SparkSession, conf: EnvConf, planned: Sequence[Planned],
 
 def _append(spark: SparkSession, ref: str, item: Planned, facts: FileFacts) -> Ingested:
     """Read, normalise and append one file; the numbers' cut is freed once the lines are written."""
+    layout = item.layout
     raw = readers.read(spark, item.path, item.kind, item.match)
-    numbers = materialize_freeing(partial(e164_numbers, raw, item.layout, facts.phone_region))
+    numbers = (materialize_freeing(partial(e164_numbers, raw, layout, facts.phone_region))
+               if phone_columns(layout) else None)
+    if layout.kind == CALL_INVOICE:
+        assert numbers is not None             # a call_invoice layout always maps destination_number
+        transform = normalize(layout, facts, numbers)
+    else:
+        transform = normalize_bill(layout, facts, numbers)
     # The counts come from the write's own pass (an Observation), not from reading the lines back.
     counted = Observation(f"ingest {item.sha256[:16]} {time.monotonic_ns()}")
-    lines = raw.transform(normalize(item.layout, facts, numbers)).observe(
-        counted, F.count(F.lit(1)).alias("n"), F.count("parse_error").alias("bad"))
+    lines = raw.transform(transform).observe(counted, F.count(F.lit(1)).alias("n"),
+                                             F.count("parse_error").alias("bad"))
     try:
-        appended = write.append(lines, ref, item.sha256)
+        appended = write.append(lines, ref, item.sha256, write.TARGETS[layout.kind])
     finally:
-        release(numbers)
+        if numbers is not None:
+            release(numbers)
     if not appended.committed:             # Delta skipped the write: the query never ran, nothing was counted
         return Ingested(item, "already ingested", version=appended.version)
     counts = counted.get
@@ -129,11 +150,27 @@ def _append(spark: SparkSession, ref: str, item: Planned, facts: FileFacts) -> I
     return Ingested(item, "committed", int(counts["n"]), int(counts["bad"]), appended.version)
 
 
-def table_ref(conf: EnvConf) -> str:
-    ref = conf.tables.get(write.TABLE)
-    if not ref:
-        raise ConfigError(conf.path, f"tables.{write.TABLE}", "missing: telco-ra ingest appends to this table")
-    return ref
+def check_tables(conf: EnvConf) -> None:
+    """The conf must name at least one table ingest appends to (checked before any file is read)."""
+    names = [target.table for target in write.TARGETS.values()]
+    if not any(conf.tables.get(name) for name in names):
+        raise ConfigError(conf.path, "tables", f"names none of {', '.join(names)}: telco-ra ingest appends "
+                          "carrier invoice files to the first, carrier bill files to the second")
+
+
+def table_refs(conf: EnvConf, planned: Sequence[Planned]) -> dict[str, str]:
+    """Kind -> the conf's table for the kinds of the planned files; ConfigError (exit 2) names a missing one and
+    the file that needs it."""
+    refs: dict[str, str] = {}
+    for item in planned:
+        kind = item.layout.kind
+        target = write.TARGETS[kind]
+        ref = conf.tables.get(target.table)
+        if not ref:
+            raise ConfigError(conf.path, f"tables.{target.table}", f"missing: telco-ra ingest appends the lines of "
+                              f"{item.path} (layout {item.layout.name}, a {kind} layout) to this table")
+        refs[kind] = ref
+    return refs
 
 
 def render(results: Sequence[Ingested]) -> str:
@@ -150,14 +187,16 @@ def render(results: Sequence[Ingested]) -> str:
 def run(conf_path: str, targets: Sequence[str], period: str | None = None, out: TextIO | None = None) -> int:
     """The command: 0 when every file is in the table (new or already), ConfigError (exit 2) before any write."""
     conf = load_conf(conf_path)
-    ref = table_ref(conf)
+    check_tables(conf)
     if period is not None and not PERIOD.match(period):
         raise ConfigError("--period", period, "expected YYYY-MM, e.g. 2026-03")
     layouts = load_layouts(conf.carriers)
     planned = [plan(path, layouts) for path in expand(targets)]
+    check_period(planned, period)
+    refs = table_refs(conf, planned)
     from jobs.session import build_session
 
     spark = build_session(conf.spark)
-    results = ingest_files(spark, conf, planned, period, ref)
+    results = ingest_files(spark, conf, planned, period, refs)
     (out or sys.stdout).write(render(results))
     return 0

@@ -1,8 +1,11 @@
-"""Carrier layouts: one YAML file per layout in `conf/carriers/` (CONTRACT section 6), loaded and validated.
+"""Carrier layouts: one YAML file per layout in `conf/carriers/` (CONTRACT sections 6 and 9), loaded and validated.
 
 A layout says how one carrier's file looks: the headers that recognise it, which header holds which canonical
-column, the time zone and formats of its times, the units of its durations, its direction words, currency and the
-agreed rate deck. A new carrier is a new YAML file, never new code. Every error names the file, the key and the
+column, the formats and units of its cells and its currency. Its `kind` says what the file is and which table its
+rows go to: `call_invoice` (section 6: calls billed, into carrier_invoice_line; with the time zone of its times, its
+direction words and the agreed rate deck) or `line_bill` (section 9: lines billed, into carrier_bill_line; bill id,
+period, phone, ICCID, usage and amount). Both kinds share one folder: a file's headers pick its layout, and the
+layout its kind. A new carrier is a new YAML file, never new code. Every error names the file, the key and the
 value (exit 2), and the whole folder is checked before any file is read, so a typo in one layout stops an ingest
 before it writes anything.
 
@@ -40,16 +43,23 @@ class LayoutError(ConfigError):
 
 
 UNITS: tuple[str, ...] = ("seconds", "minutes", "decimal_minutes")
-KINDS = ("call_invoice",)
-# Kinds the contract names that this ingest does not read yet: such layouts may share the folder, and are skipped.
-LATER_KINDS = ("line_bill",)
+CALL_INVOICE, LINE_BILL = "call_invoice", "line_bill"
+KINDS = (CALL_INVOICE, LINE_BILL)
 TIME_COLUMNS = ("start", "start_date", "start_time")
 # Canonical columns of a call_invoice layout; the first four groups are required (start, or start_date + start_time).
 REQUIRED_COLUMNS = ("destination_number", "billed_duration", "cost")
 OPTIONAL_COLUMNS = ("source_number", "direction", "duration", "call_id", "record_id", "invoice_id")
 CANONICAL_COLUMNS = TIME_COLUMNS + REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-LAYOUT_KEYS = {"layout", "kind", "carrier", "carrier_column", "description", "recognize", "timezone", "phone_region",
-               "columns", "formats", "units", "direction", "currency", "decimal_mark", "rates"}
+# Canonical columns of a line_bill layout: bill_id, and phone or iccid (or both), are required; a layout without
+# bill_period takes the ingest's --period, one without usage or amount leaves usage_mb or amount null.
+LINE_COLUMNS = ("bill_id", "bill_period", "phone", "iccid", "usage", "amount")
+LINE_IDENTIFIERS = ("phone", "iccid")
+# Units of a line_bill usage column, as multiples of the stored megabyte (decimal prefixes, as the names say).
+USAGE_UNITS: Mapping[str, Decimal] = {"KB": Decimal("0.001"), "MB": Decimal(1), "GB": Decimal(1000)}
+COMMON_KEYS = {"layout", "kind", "carrier", "carrier_column", "description", "recognize", "phone_region", "columns",
+               "formats", "units", "currency", "decimal_mark"}
+KIND_KEYS: Mapping[str, set[str]] = {CALL_INVOICE: COMMON_KEYS | {"timezone", "direction", "rates"},
+                                     LINE_BILL: set(COMMON_KEYS)}
 RATE_KEYS = {"increment_s", "minimum_s", "cost_places", "per_minute"}
 # Words read as a direction when a layout maps a direction column but lists no words of its own.
 DEFAULT_DIRECTION_WORDS: Mapping[str, tuple[str, ...]] = {
@@ -121,16 +131,16 @@ class Rates:
 class Layout:
     name: str
     path: str
-    kind: str
+    kind: str                               # call_invoice | line_bill
     carrier: str | None
     recognize: tuple[str, ...]
     columns: Mapping[str, str]              # canonical column -> header as written in the layout
     currency: str
-    rates: Rates
+    rates: Rates | None = None              # call_invoice layouts only (see `deck`)
     timezone: str = "UTC"
     phone_region: str | None = None         # None: the conf's phone_region
-    formats: Mapping[str, str] = field(default_factory=dict)   # canonical time column -> strptime format
-    units: Mapping[str, str] = field(default_factory=dict)     # duration / billed_duration -> unit
+    formats: Mapping[str, str] = field(default_factory=dict)   # canonical time (or bill_period) column -> strptime
+    units: Mapping[str, str] = field(default_factory=dict)     # duration / billed_duration / usage -> unit
     direction_words: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # MO/MT -> words
     fixed_direction: str | None = None      # every row's direction, when the file has no direction column
     decimal_mark: str = "."
@@ -140,6 +150,18 @@ class Layout:
     @property
     def recognize_keys(self) -> frozenset[str]:
         return frozenset(header_key(h) for h in self.recognize)
+
+    @property
+    def deck(self) -> Rates:
+        """The agreed rate deck: every call_invoice layout has one; a line_bill layout has none (ValueError)."""
+        if self.rates is None:
+            raise ValueError(f"layout {self.name} ({self.path}) is a {self.kind} layout: it has no rate deck")
+        return self.rates
+
+    @property
+    def usage_unit(self) -> str:
+        """The unit of a line_bill layout's usage column: MB unless `units: {usage: ...}` says otherwise."""
+        return self.units.get("usage", "MB")
 
     def unit(self, column: str) -> str:
         return self.units.get(column, "seconds")
@@ -210,15 +232,17 @@ def load_layout(path: str | Path) -> Layout:
     except (OSError, UnicodeDecodeError) as exc:
         raise c.fail("(file)", f"cannot be read: {exc}") from exc
     m = c.mapping("(top level)", data)
-    c.unknown("", m, LAYOUT_KEYS)
-    for required in ("layout", "kind", "recognize", "columns", "currency", "rates"):
+    if "kind" not in m:
+        raise c.fail("kind", f"missing (required: {' or '.join(KINDS)})")
+    kind = m["kind"]
+    if kind not in KINDS:
+        raise c.fail("kind", f"{kind!r}: ingest reads {CALL_INVOICE} layouts (carrier invoices, CONTRACT section 6) "
+                     f"and {LINE_BILL} layouts (carrier bills, section 9)")
+    c.unknown("", m, KIND_KEYS[kind])
+    for required in ("layout", "recognize", "columns", "currency") + (("rates",) if kind == CALL_INVOICE else ()):
         if required not in m:
             raise c.fail(required, "missing (required)")
     name = c.text("layout", m["layout"])
-    kind = m["kind"]
-    if kind not in KINDS:
-        raise c.fail("kind", f"{kind!r}: this ingest reads {', '.join(KINDS)} layouts"
-                     + (f" ({', '.join(LATER_KINDS)} layouts are skipped)" if LATER_KINDS else ""))
     carrier = c.text("carrier", m["carrier"]) if m.get("carrier") is not None else None
     carrier_column = c.text("carrier_column", m["carrier_column"]) if m.get("carrier_column") is not None else None
     if carrier is None and carrier_column is None:
@@ -227,6 +251,38 @@ def load_layout(path: str | Path) -> Layout:
     recognize = c.texts("recognize", m["recognize"])
     if any(not header_key(h) for h in recognize):
         raise c.fail("recognize", f"{list(recognize)!r}: a header with no letter or digit recognises nothing")
+    region = m.get("phone_region")
+    if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
+        raise c.fail("phone_region", f"{region!r} is not a region phonenumbers knows (ISO 3166 codes such as US, GB)")
+    currency = c.text("currency", m["currency"])
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise c.fail("currency", f"{currency!r} is not an ISO 4217 code like USD")
+    decimal_mark = m.get("decimal_mark", ".")
+    if decimal_mark not in (".", ","):
+        raise c.fail("decimal_mark", f"{decimal_mark!r} is not '.' or ','")
+    specific = _call_invoice(c, m) if kind == CALL_INVOICE else _line_bill(c, m)
+    return Layout(name=name, path=str(p), kind=str(kind), carrier=carrier, recognize=recognize, currency=currency,
+                  phone_region=region, decimal_mark=str(decimal_mark), carrier_column=carrier_column,
+                  description=str(m.get("description") or "").strip(), **specific)
+
+
+def _formats(c: _Checker, m: Mapping[str, Any], columns: Mapping[str, str], formatted: tuple[str, ...],
+             what: str) -> dict[str, str]:
+    """`formats`: strptime formats of the layout's `formatted` columns, each one Spark can read."""
+    formats = c.mapping("formats", m.get("formats") or {})
+    for key, fmt in formats.items():
+        if key not in columns or key not in formatted:
+            raise c.fail(f"formats.{key}", f"not a {what} column of this layout (its {what} columns: "
+                         f"{', '.join(k for k in formatted if k in columns) or 'none'})")
+        try:
+            spark_pattern(c.text(f"formats.{key}", fmt))
+        except ValueError as exc:
+            raise c.fail(f"formats.{key}", f"{fmt!r}: {exc}") from exc
+    return {k: str(v).strip() for k, v in formats.items()}
+
+
+def _call_invoice(c: _Checker, m: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a call_invoice layout (CONTRACT section 6) as Layout fields."""
     columns = _columns(c, m["columns"])
     timezone = c.text("timezone", m.get("timezone", "UTC"))
     try:
@@ -234,18 +290,7 @@ def load_layout(path: str | Path) -> Layout:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise c.fail("timezone", f"{timezone!r} is not an IANA time zone (e.g. America/New_York, Europe/London)") \
             from exc
-    region = m.get("phone_region")
-    if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
-        raise c.fail("phone_region", f"{region!r} is not a region phonenumbers knows (ISO 3166 codes such as US, GB)")
-    formats = c.mapping("formats", m.get("formats") or {})
-    for key, fmt in formats.items():
-        if key not in columns or key not in TIME_COLUMNS:
-            raise c.fail(f"formats.{key}", f"not a time column of this layout (its time columns: "
-                         f"{', '.join(k for k in TIME_COLUMNS if k in columns)})")
-        try:
-            spark_pattern(c.text(f"formats.{key}", fmt))
-        except ValueError as exc:
-            raise c.fail(f"formats.{key}", f"{fmt!r}: {exc}") from exc
+    formats = _formats(c, m, columns, TIME_COLUMNS, "time")
     units = c.mapping("units", m.get("units") or {})
     for key, unit in units.items():
         if key not in ("duration", "billed_duration"):
@@ -253,22 +298,48 @@ def load_layout(path: str | Path) -> Layout:
         if unit not in UNITS:
             raise c.fail(f"units.{key}", f"{unit!r} is not one of {', '.join(UNITS)}")
     words, fixed = _direction(c, m.get("direction"), "direction" in columns)
-    currency = c.text("currency", m["currency"])
-    if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise c.fail("currency", f"{currency!r} is not an ISO 4217 code like USD")
-    decimal_mark = m.get("decimal_mark", ".")
-    if decimal_mark not in (".", ","):
-        raise c.fail("decimal_mark", f"{decimal_mark!r} is not '.' or ','")
-    return Layout(name=name, path=str(p), kind=str(kind), carrier=carrier, recognize=recognize, columns=columns,
-                  currency=currency, rates=_rates(c, m["rates"]), timezone=timezone, phone_region=region,
-                  formats={k: str(v).strip() for k, v in formats.items()}, units={k: str(v) for k, v in units.items()},
-                  direction_words=words, fixed_direction=fixed, decimal_mark=str(decimal_mark),
-                  carrier_column=carrier_column, description=str(m.get("description") or "").strip())
+    return {"columns": columns, "rates": _rates(c, m["rates"]), "timezone": timezone, "formats": formats,
+            "units": {k: str(v) for k, v in units.items()}, "direction_words": words, "fixed_direction": fixed}
+
+
+def _line_bill(c: _Checker, m: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of a line_bill layout (CONTRACT section 9) as Layout fields."""
+    columns = _mapped_headers(c, m["columns"], LINE_COLUMNS)
+    if "bill_id" not in columns:
+        raise c.fail("columns.bill_id", "missing (required)")
+    if not any(k in columns for k in LINE_IDENTIFIERS):
+        raise c.fail("columns.phone", "missing (required: phone, iccid or both; map a header that holds ICCIDs, "
+                     "even one named like a phone column, to iccid)")
+    formats = _formats(c, m, columns, ("bill_period",), "period")
+    units = c.mapping("units", m.get("units") or {})
+    for key, unit in units.items():
+        if key != "usage":
+            raise c.fail(f"units.{key}", "only usage has a unit in a line_bill layout")
+        if "usage" not in columns:
+            raise c.fail("units.usage", "given but columns.usage is missing (a bill without usage has no unit)")
+        if unit not in USAGE_UNITS:
+            raise c.fail("units.usage", f"{unit!r} is not one of {', '.join(USAGE_UNITS)}")
+    return {"columns": columns, "formats": formats, "units": {k: str(v) for k, v in units.items()}}
+
+
+def _mapped_headers(c: _Checker, value: Any, canonical: tuple[str, ...]) -> dict[str, str]:
+    """`columns`: canonical name -> header, each header distinct from the others as recognition compares them."""
+    columns = {k: c.text(f"columns.{k}", v) for k, v in c.mapping("columns", value).items()}
+    c.unknown("columns.", columns, canonical)
+    seen: dict[str, str] = {}
+    for name, header in columns.items():
+        key = header_key(header)
+        if not key:
+            raise c.fail(f"columns.{name}", f"{header!r} has no letter or digit")
+        if key in seen:
+            raise c.fail(f"columns.{name}", f"{header!r} is the header of columns.{seen[key]} too (headers "
+                         "are compared ignoring case, spaces and punctuation)")
+        seen[key] = name
+    return columns
 
 
 def _columns(c: _Checker, value: Any) -> dict[str, str]:
-    columns = {k: c.text(f"columns.{k}", v) for k, v in c.mapping("columns", value).items()}
-    c.unknown("columns.", columns, CANONICAL_COLUMNS)
+    columns = _mapped_headers(c, value, CANONICAL_COLUMNS)
     for required in REQUIRED_COLUMNS:
         if required not in columns:
             raise c.fail(f"columns.{required}", "missing (required)")
@@ -279,15 +350,6 @@ def _columns(c: _Checker, value: Any) -> dict[str, str]:
     if "start" not in columns and len(split) != 2:
         missing = "start_time" if split == ["start_date"] else "start_date" if split else "start"
         raise c.fail(f"columns.{missing}", "missing (required: start, or start_date and start_time)")
-    seen: dict[str, str] = {}
-    for canonical, header in columns.items():
-        key = header_key(header)
-        if not key:
-            raise c.fail(f"columns.{canonical}", f"{header!r} has no letter or digit")
-        if key in seen:
-            raise c.fail(f"columns.{canonical}", f"{header!r} is the header of columns.{seen[key]} too (headers "
-                         "are compared ignoring case, spaces and punctuation)")
-        seen[key] = canonical
     return columns
 
 
@@ -335,21 +397,11 @@ def _rates(c: _Checker, value: Any) -> Rates:
                  cost_places=c.whole("rates.cost_places", m["cost_places"], 0, 6), per_minute=per_minute)
 
 
-def _later_kind(path: Path) -> str | None:
-    """The kind of a layout file when it is one this ingest skips (a broken file is load_layout's to report)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
-        return None
-    kind = data.get("kind") if isinstance(data, dict) else None
-    return kind if kind in LATER_KINDS else None
-
-
 def load_layouts(folder: str | Path) -> dict[str, Layout]:
     """Every `*.yaml` / `*.yml` layout in `folder`, by name; the folder must hold at least one.
 
-    Two layouts with one name, or with the same recognise headers (no file could tell them apart), are refused.
-    Layouts of a kind this ingest does not read yet (line_bill, CONTRACT section 9) are skipped with a warning.
+    Two layouts with one name, or with the same recognise headers (no file could tell them apart), are refused,
+    whatever their kinds: call_invoice and line_bill layouts share the folder and are told apart by headers alone.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -360,9 +412,6 @@ def load_layouts(folder: str | Path) -> dict[str, Layout]:
     layouts: dict[str, Layout] = {}
     by_keys: dict[frozenset[str], Layout] = {}
     for path in files:
-        if _later_kind(path):
-            LOG.warning("%s: a %s layout: not read by this ingest, skipped", path, _later_kind(path))
-            continue
         layout = load_layout(path)
         if layout.name in layouts:
             raise LayoutError(path, "layout", f"{layout.name!r} is also the name of {layouts[layout.name].path}")

@@ -1,5 +1,8 @@
 """Carrier cells (strings) to carrier_invoice_line's types, as Spark column expressions: no row loop anywhere.
 
+The cell readers here (numbers, money, phone numbers, the row filter and line ids) are shared with `bill_lines`,
+which does the same for line_bill layouts into carrier_bill_line.
+
 - Times: the layout's strptime format (ISO 8601 when omitted; ISO is also accepted where a format is given, which
   is how typed Excel dates arrive) gives the local wall clock, made an instant in the layout's IANA zone with
   Spark's `to_utc_timestamp` (java.time rules). A wall clock in a spring-forward gap is shifted forward by the gap
@@ -37,7 +40,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, LongType, StringType, StructField, StructType, TimestampType
 
-from jobs.ingest.layouts import Layout
+from jobs.ingest.layouts import LINE_BILL, Layout
 from jobs.ingest.readers import MALFORMED, SOURCE_ROW
 from transforms.phone import mask_phone, to_e164
 
@@ -285,21 +288,51 @@ def _direction_error(layout: Layout) -> Column:
 
 # ------------------------------------------------------------------------------------------------------------ all
 def phone_columns(layout: Layout) -> list[str]:
-    return [c for c in ("source_number", "destination_number") if c in layout.columns]
+    """The layout's columns that hold phone numbers (none: a bill whose lines carry ICCIDs only)."""
+    names = ("phone",) if layout.kind == LINE_BILL else ("source_number", "destination_number")
+    return [c for c in names if c in layout.columns]
+
+
+def line_id(sha256: Column) -> Column:
+    """A line's id: sha256 of `<file SHA-256>:<1-based data row>` (deterministic: the same bytes, the same ids)."""
+    return F.sha2(F.concat(sha256, F.lit(":"), F.col(SOURCE_ROW).cast("string")), 256)
+
+
+def mapped_rows(raw: DataFrame, layout: Layout) -> tuple[DataFrame, list[str]]:
+    """The rows of `readers.read` with every mapped cell cleaned (`_clean`), less the rows whose mapped cells are
+    all blank (a spacer, a note in an unmapped column); and the mapped column names."""
+    mapped = [c for c in raw.columns if c not in (SOURCE_ROW, MALFORMED)]
+    missing = [c for c in layout.columns if c not in mapped]
+    if missing:
+        raise ValueError(f"reader gave no column {missing} for layout {layout.name}")
+    cleaned = raw.select(SOURCE_ROW, MALFORMED, *[_clean(F.col(c)).alias(c) for c in mapped])
+    return cleaned.where(reduce(operator.or_, [F.col(c).isNotNull() for c in mapped],
+                                F.col(MALFORMED).isNotNull())), mapped
+
+
+def with_numbers(rows: DataFrame, numbers: DataFrame, phones: list[str]) -> DataFrame:
+    """`_<column>`: the E.164 form of each phone column's cell, from `e164_numbers` of the same file."""
+    for c in phones:
+        side = numbers.select(F.col("_raw").alias(f"__{c}_raw"), F.col("_e164").alias(f"_{c}"))
+        rows = rows.join(side, F.col(c) == F.col(f"__{c}_raw"), "left").drop(f"__{c}_raw")
+    return rows
 
 
 def e164_numbers(raw: DataFrame, layout: Layout, region: str) -> DataFrame:
     """The file's distinct phone cells (`_raw`, trimmed) and their E.164 form (`_e164`, null when unreadable).
 
-    Parsing is the project's (`transforms.phone.to_e164`: phonenumbers, possible-number rule, 00 and tel: handling)
-    in a pandas UDF over the DISTINCT cells, as `normalize_phone_columns` does; called here directly because the
-    distinct cells are all there is to parse (no wide table to join back). A cell that does not parse in the region
-    is tried once more as bare international digits ('442079460958' read as '+44...'): carrier files often write
-    E.164 without its plus. Cut the result (transforms.checkpoints.materialize_freeing) before handing it to
-    `normalize`, which joins it once per phone column.
+    Parsing is the project's (`transforms.phone.to_e164`: phonenumbers, possible-number rule, 00, tel: and label
+    handling, extensions dropped) in a pandas UDF over the DISTINCT cells, as `normalize_phone_columns` does;
+    called here directly because the distinct cells are all there is to parse (no wide table to join back). A cell
+    that does not parse in the region is tried once more as bare international digits ('442079460958' read as
+    '+44...'): carrier files often write E.164 without its plus. Cut the result
+    (transforms.checkpoints.materialize_freeing) before handing it to `normalize` (or `bill_lines.normalize_bill`),
+    which joins it once per phone column (`with_numbers`).
     """
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"unknown phone region {region!r} (expected an ISO 3166 code like 'US')")
+    if not phone_columns(layout):
+        raise ValueError(f"layout {layout.name} maps no phone column: it has no numbers to normalise")
     cells = [raw.select(_clean(F.col(c)).alias("_raw")) for c in phone_columns(layout)]
     values = reduce(DataFrame.unionByName, cells).where(F.col("_raw").isNotNull()).distinct()
 
@@ -332,17 +365,9 @@ def normalize(layout: Layout, facts: FileFacts, numbers: DataFrame) -> Callable[
     """
 
     def transform(raw: DataFrame) -> DataFrame:
-        mapped = [c for c in raw.columns if c not in (SOURCE_ROW, MALFORMED)]
-        missing = [c for c in layout.columns if c not in mapped]
-        if missing:
-            raise ValueError(f"reader gave no column {missing} for layout {layout.name}")
-        cleaned = raw.select(SOURCE_ROW, MALFORMED, *[_clean(F.col(c)).alias(c) for c in mapped])
-        rows = cleaned.where(reduce(operator.or_, [F.col(c).isNotNull() for c in mapped],
-                                    F.col(MALFORMED).isNotNull()))
+        rows, mapped = mapped_rows(raw, layout)
         phones = phone_columns(layout)
-        for c in phones:
-            side = numbers.select(F.col("_raw").alias(f"__{c}_raw"), F.col("_e164").alias(f"_{c}"))
-            rows = rows.join(side, F.col(c) == F.col(f"__{c}_raw"), "left").drop(f"__{c}_raw")
+        rows = with_numbers(rows, numbers, phones)
         durations = ["billed_duration"] + (["duration"] if "duration" in mapped else [])
         parsed = rows.withColumns({
             **_start_parsed(layout),
@@ -387,7 +412,7 @@ def normalize(layout: Layout, facts: FileFacts, numbers: DataFrame) -> Callable[
 
         sha = F.lit(facts.source_sha256)
         out = checked.select(
-            F.sha2(F.concat(sha, F.lit(":"), F.col(SOURCE_ROW).cast("string")), 256).alias("line_id"),
+            line_id(sha).alias("line_id"),
             carrier.alias("carrier"),
             F.lit(layout.name).alias("layout"),
             text_of("invoice_id").alias("invoice_id"),

@@ -298,8 +298,16 @@ def _html_tables(path: Path) -> list[list[tuple[str | None, ...]]]:
 
 
 # ----------------------------------------------------------------------------------------- XLSX / HTML to Spark
+# The largest whole number a double (an Excel number) holds exactly: an ICCID typed as a number beyond it has lost
+# its last digits (Excel keeps 15 significant digits), and is read as what it is, a rounded number, not an ICCID.
+_EXACT_DOUBLE = 2 ** 53
+
+
 def _typed(value: Any, canonical: str) -> str | None:
-    """A typed Excel cell as the text its canonical column expects (a date-time cell in a date or time column)."""
+    """A typed Excel cell as the text its canonical column expects (a date-time cell in a date or time column; an
+    ICCID typed as a number too large for a double to hold exactly, as its rounded form, e.g. 8.9103e+18)."""
+    if isinstance(value, float) and canonical == "iccid" and abs(value) >= _EXACT_DOUBLE:
+        return repr(value)
     if isinstance(value, datetime) and canonical == "start_date":
         return value.date().isoformat()
     if isinstance(value, datetime) and canonical == "start_time":

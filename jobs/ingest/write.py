@@ -1,5 +1,7 @@
-"""Appending one file's lines to carrier_invoice_line: one Delta commit per file, the same bytes never twice.
+"""Appending one file's lines to its table: one Delta commit per file, the same bytes never twice.
 
+The table is the one of the file's layout's kind (`TARGETS`): carrier_invoice_line for call_invoice layouts
+(CONTRACT section 6), carrier_bill_line for line_bill layouts (section 9), each the conf's `tables.<name>`.
 A file's identity is the SHA-256 of its bytes (CONTRACT section 6). Two guards keep a re-sent file out:
 
 - before any work, a look for the hash in the table (`source_sha256` has file statistics, so Delta reads only the
@@ -18,16 +20,35 @@ from delta.tables import DeltaTable
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
+from jobs.ingest.bill_lines import CARRIER_BILL_LINE
+from jobs.ingest.layouts import CALL_INVOICE, LINE_BILL
 from jobs.ingest.normalize import CARRIER_INVOICE_LINE
 from jobs.inputs import InputError, is_path
 from jobs.outputs import CONCURRENT, exists
 
 LOG = logging.getLogger(__name__)
-TABLE = "carrier_invoice_line"
 TXN_APP_PREFIX = "telco-ra-ingest:"
-# Columns whose min/max Delta keeps per data file: the hash (the re-ingest check), and what the control filters by.
-STATS_COLUMNS = ("source_sha256", "carrier", "start_time", "record_id", "call_id", "source_row")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The table the lines of one kind of layout are appended to."""
+
+    table: str                   # its name, and its key under the conf's `tables`
+    schema: StructType           # the columns ingest writes (an existing table must have them)
+    # Columns whose min/max Delta keeps per data file: the hash (the re-ingest check), and what the control
+    # filters by.
+    stats: tuple[str, ...]
+
+
+TARGETS: dict[str, Target] = {
+    CALL_INVOICE: Target("carrier_invoice_line", CARRIER_INVOICE_LINE,
+                         ("source_sha256", "carrier", "start_time", "record_id", "call_id", "source_row")),
+    LINE_BILL: Target("carrier_bill_line", CARRIER_BILL_LINE,
+                      ("source_sha256", "carrier", "bill_period", "phone", "iccid", "source_row")),
+}
 
 
 class ConcurrentIngestError(RuntimeError):
@@ -44,19 +65,19 @@ def read_table(spark: SparkSession, ref: str) -> DataFrame:
     return spark.read.format("delta").load(ref) if is_path(ref) else spark.read.table(ref)
 
 
-def check_table(spark: SparkSession, ref: str) -> None:
-    """An existing table must have the contract's columns and types (extra columns are allowed): InputError
+def check_table(spark: SparkSession, ref: str, target: Target) -> None:
+    """An existing table must have the columns and types ingest writes (extra columns are allowed): InputError
     (exit 2) names the first that does not, before anything is appended."""
     if not exists(spark, ref):
         return
     actual = {f.name: f.dataType for f in read_table(spark, ref).schema.fields}
-    for field in CARRIER_INVOICE_LINE.fields:
+    for field in target.schema.fields:
         if field.name not in actual:
-            raise InputError(f"table {TABLE} ({ref}): missing column {field.name} "
+            raise InputError(f"table {target.table} ({ref}): missing column {field.name} "
                              f"({field.dataType.simpleString()}); ingest appends exactly the contract's columns")
         if actual[field.name] != field.dataType:
-            raise InputError(f"table {TABLE} ({ref}): column {field.name} is {actual[field.name].simpleString()}, "
-                             f"ingest writes {field.dataType.simpleString()}")
+            raise InputError(f"table {target.table} ({ref}): column {field.name} is "
+                             f"{actual[field.name].simpleString()}, ingest writes {field.dataType.simpleString()}")
 
 
 def holds(spark: SparkSession, ref: str, sha256: str) -> bool:
@@ -74,14 +95,15 @@ def _version(spark: SparkSession, ref: str) -> int | None:
     return None if row is None else int(row["version"])
 
 
-def append(lines: DataFrame, ref: str, sha256: str) -> Appended:
-    """Append one file's lines in one commit, idempotently (see the module docstring)."""
+def append(lines: DataFrame, ref: str, sha256: str, target: Target) -> Appended:
+    """Append one file's lines to `target`'s table at `ref` in one commit, idempotently (see the module
+    docstring)."""
     spark = lines.sparkSession
     before = _version(spark, ref)
     writer = (lines.write.format("delta").mode("append")
               .option("txnAppId", TXN_APP_PREFIX + sha256).option("txnVersion", 1))
     if before is None:
-        writer = writer.option("delta.dataSkippingStatsColumns", ",".join(STATS_COLUMNS))
+        writer = writer.option("delta.dataSkippingStatsColumns", ",".join(target.stats))
     try:
         if is_path(ref):
             writer.save(ref)
@@ -94,7 +116,7 @@ def append(lines: DataFrame, ref: str, sha256: str) -> Appended:
         if "ConcurrentTransaction" in text or holds(spark, ref, sha256):
             LOG.info("another ingest committed the same bytes (%s) first", sha256[:12])
             return Appended(False, _version(spark, ref))
-        raise ConcurrentIngestError(f"table {TABLE} ({ref}) changed while file {sha256[:12]} was appended; "
+        raise ConcurrentIngestError(f"table {target.table} ({ref}) changed while file {sha256[:12]} was appended; "
                                     "nothing of it was committed: run the ingest again") from exc
     after = _version(spark, ref)
     return Appended(after != before, after)

@@ -42,15 +42,11 @@ collects; the usage legs' truth is derived Spark-side from the cdr table (it gro
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from html import escape
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -61,6 +57,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
 from jobs.ingest.layouts import Layout, load_layouts
+from jobs.synthetic.files import form_of, line_id, write_grid
 from jobs.synthetic.usage_to_bill import CDR_COLUMNS, GeneratorParams
 
 CONTROL_POINT = "carrier-invoice-vs-cdr"
@@ -170,18 +167,18 @@ class _Leg:
 def rate_for(layout: Layout, destination: str) -> Decimal:
     """The deck's rate of the longest prefix of the destination's digits (else its default)."""
     digits = destination.lstrip("+")
-    best = max((p for p in layout.rates.per_minute if p != "default" and digits.startswith(p)), key=len, default=None)
-    return layout.rates.per_minute[best if best is not None else "default"]
+    best = max((p for p in layout.deck.per_minute if p != "default" and digits.startswith(p)), key=len, default=None)
+    return layout.deck.per_minute[best if best is not None else "default"]
 
 
 def expected_seconds(layout: Layout, duration_s: int) -> int:
-    inc = layout.rates.increment_s
-    return max(layout.rates.minimum_s, -(-duration_s // inc) * inc)
+    inc = layout.deck.increment_s
+    return max(layout.deck.minimum_s, -(-duration_s // inc) * inc)
 
 
 def expected_cost(layout: Layout, billed_s: int, destination: str) -> Decimal:
     exact = Decimal(billed_s) * rate_for(layout, destination) / Decimal(60)
-    return exact.quantize(Decimal(1).scaleb(-layout.rates.cost_places), rounding=ROUND_HALF_UP)
+    return exact.quantize(Decimal(1).scaleb(-layout.deck.cost_places), rounding=ROUND_HALF_UP)
 
 
 def _fall_back_instants(zone: ZoneInfo, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
@@ -292,7 +289,7 @@ def _plant(layout: Layout, params: CarrierParams, index: int, rng: random.Random
     base = params.start + timedelta(days=2, hours=index * 3)
     msisdn = f"{SOURCES.get(region, '+1212555')}{1000 + index * 10:04d}"
     seq = iter(range(1, 10_000))
-    inc, minimum = layout.rates.increment_s, layout.rates.minimum_s
+    inc, minimum = layout.deck.increment_s, layout.deck.minimum_s
     echoes = "record_id" in layout.columns
 
     def cdr(start: datetime, destination: str, duration: int | None, outcome: str) -> str:
@@ -339,7 +336,7 @@ def _plant(layout: Layout, params: CarrierParams, index: int, rng: random.Random
     seconds = expected_seconds(layout, variance.duration_s)
     fair = expected_cost(layout, seconds, variance.other_party)
     line(variance.start, variance.msisdn, variance.other_party, seconds,
-         fair + max(Decimal("0.05"), fair / 2).quantize(Decimal(1).scaleb(-layout.rates.cost_places)),
+         fair + max(Decimal("0.05"), fair / 2).quantize(Decimal(1).scaleb(-layout.deck.cost_places)),
          variance.duration_s, "COST_VARIANCE")
     billed.append((variance.gen_row_id, "COST_VARIANCE"))
     # MISSING_IN_CDR: a call we never made
@@ -417,7 +414,7 @@ def _cells(layout: Layout, ln: _Line) -> dict[str, Any]:
         elif col == "billed_duration":
             cells[col] = _duration(ln.billed_s, layout.unit("billed_duration"))
         elif col == "cost":
-            text = "n/a" if ln.bad_cost or ln.cost is None else f"{ln.cost:.{layout.rates.cost_places}f}"
+            text = "n/a" if ln.bad_cost or ln.cost is None else f"{ln.cost:.{layout.deck.cost_places}f}"
             cells[col] = text.replace(".", ",") if layout.decimal_mark == "," else text
         elif col == "call_id":
             cells[col] = ln.call_id
@@ -437,63 +434,26 @@ def _headers(layout: Layout) -> list[tuple[str, str]]:
     return out
 
 
-def _kind(layout: Layout) -> str:
-    suffix = layout.name.rsplit("-", 1)[-1]
-    return {"xlsx": "xlsx", "html": "html", "ssv": "ssv", "tsv": "tsv", "psv": "psv"}.get(suffix, "csv")
-
-
 def _write_file(folder: Path, layout: Layout, lines: list[_Line], cycle_id: str) -> tuple[Path, str]:
-    """The carrier's file for the cycle; returns its path and SHA-256."""
-    kind = _kind(layout)
+    """The carrier's file for the cycle (in its layout's form, `files.form_of`); returns its path and SHA-256."""
+    form = form_of(layout)
     headers = _headers(layout)
     rows = [[_cells(layout, ln).get(col, "") for col, _ in headers] for ln in lines]
-    name = f"{layout.name}_{cycle_id}"
-    if kind == "xlsx":
-        import openpyxl
-
-        path = folder / f"{name}.xlsx"
-        book = openpyxl.Workbook()
-        summary = book.active
-        assert summary is not None
-        summary.title = "Summary"
-        summary.append([layout.description or layout.name, f"period {cycle_id}"])
-        sheet = book.create_sheet("Calls")
-        sheet.append([f"{layout.carrier} - usage detail {cycle_id}"])
-        sheet.append([])
-        sheet.append([h for _, h in headers])
-        for ln, row in zip(lines, rows, strict=True):
-            typed = []
-            for (col, _), cell in zip(headers, row, strict=True):
-                if col == "start" and layout.formats.get("start") is None:
-                    typed.append(ln.start.astimezone(ZoneInfo(layout.timezone)).replace(tzinfo=None))
-                else:
-                    typed.append(cell)
-            sheet.append(typed)
-        book.save(path)
-    elif kind == "html":
-        path = folder / f"{name}.xls"
-        head = "".join(f"<th>{escape(h)}</th>" for _, h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>\n" for row in rows)
-        path.write_text(f"<html><body><table><tr><td>{escape(layout.description or layout.name)} {cycle_id}</td>"
-                        f"</tr></table>\n<table border=\"1\"><tr>{head}</tr>\n{body}</table></body></html>\n",
-                        encoding="utf-8")
-    else:
-        delimiter = {"ssv": ";", "tsv": "\t", "psv": "|"}.get(kind, ",")
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n" if kind == "csv" else "\n")
-        if kind == "ssv":        # title lines above the header, as such exports have them
-            writer.writerow([layout.description or layout.name] + [""] * (len(headers) - 1))
-            writer.writerow([f"period {cycle_id}"] + [""] * (len(headers) - 1))
-        writer.writerow([h for _, h in headers])
-        writer.writerows(rows)
-        path = folder / f"{name}.{'txt' if kind == 'ssv' else kind}"
-        path.write_text(buffer.getvalue(), encoding="utf-8")
-    return path, hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def line_id(sha256: str, row: int) -> str:
-    """As ingest makes it: sha256 of `<file SHA-256>:<1-based data row>`."""
-    return hashlib.sha256(f"{sha256}:{row}".encode()).hexdigest()
+    described = layout.description or layout.name
+    title: list[str] = []
+    summary: list[Any] = []
+    if form == "xlsx":            # a summary sheet, then the calls under a title; an ISO start typed as a date-time
+        summary, title = [described, f"period {cycle_id}"], [f"{layout.carrier} - usage detail {cycle_id}"]
+        if "start" in layout.columns and layout.formats.get("start") is None:
+            at = [col for col, _ in headers].index("start")
+            for ln, row in zip(lines, rows, strict=True):
+                row[at] = ln.start.astimezone(ZoneInfo(layout.timezone)).replace(tzinfo=None)
+    elif form == "html":
+        title = [f"{described} {cycle_id}"]
+    elif form == "ssv":           # title lines above the header, as such exports have them
+        title = [described, f"period {cycle_id}"]
+    return write_grid(folder, f"{layout.name}_{cycle_id}", form, [h for _, h in headers], rows, title=title,
+                      summary=summary, sheet="Calls")
 
 
 def generate_carrier_month(spark: SparkSession, carriers: str | Path, out_dir: str | Path, usage_cdr: str,
