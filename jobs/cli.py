@@ -216,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="folder for the report and exports (default: reports/<run-id> beside output)")
     report.add_argument("--as-of", default="now", help="SLA status as of: now (default), close (the cycle close), "
                         "or an ISO-8601 instant")
-    ingest = sub.add_parser("ingest", help="append carrier invoice files (CSV, XLSX, HTML .xls) to carrier_invoice_line")
+    ingest = sub.add_parser("ingest", help="append carrier invoice and bill files (CSV, XLSX, HTML .xls) to "
+                            "carrier_invoice_line and carrier_bill_line")
     ingest.add_argument("--conf", required=True)
-    ingest.add_argument("--period", metavar="YYYY-MM", help="the invoice period, for files that carry none")
+    ingest.add_argument("--period", metavar="YYYY-MM", help="the invoice or bill period, for files that carry none")
     ingest.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     ign = sub.add_parser("ignore", help="ignore lists: entries that make a known gap IGNORED (append-only history)")
     ign_actions = ign.add_subparsers(dest="action", required=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -120,3 +121,50 @@ def run_cli(spark: SparkSession, *argv: str) -> Cli:
             if key in saved and saved[key] != value and spark.conf.isModifiable(key):
                 spark.conf.set(key, saved[key])
     return Cli(code, out.getvalue(), err.getvalue())
+
+
+def ingest_conf(root: Path, carriers: Path, tables: Sequence[str] = ("carrier_invoice_line",)) -> Path:
+    """`<root>/conf.yaml` for `telco-ra ingest`: the tables named under `<root>/lake`, a March 2026 cycle and the
+    carrier layouts' folder."""
+    conf = root / "conf.yaml"
+    refs = ", ".join(f"{name}: {root / 'lake' / name}" for name in tables)
+    conf.write_text(f"tables: {{{refs}}}\n"
+                    f"output: {root / 'lake' / 'output'}\n"
+                    "cycles: {\"2026-03\": {start: 2026-03-01T00:00:00Z, end: 2026-04-01T00:00:00Z, "
+                    "close: 2026-04-03T00:00:00Z}}\n"
+                    f"carriers: {carriers}\n")
+    return conf
+
+
+def write_workbook(path: Path, summary: Sequence[Sequence[Any]], sheet: str, rows: Sequence[Sequence[Any]]) -> None:
+    """An XLSX workbook as carrier portals export one: a first sheet "Summary" holding `summary`, then `sheet`
+    holding `rows` exactly as given (title rows, blank rows, the header, Excel-typed cells)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Summary"
+    for row in summary:
+        first.append(list(row))
+    data = book.create_sheet(sheet)
+    for row in rows:
+        data.append(list(row))
+    book.save(path)
+
+
+def ingest_again(spark: SparkSession, root: Path, table: str, copied: Path) -> str:
+    """`telco-ra ingest` once more over `<root>/inbox` (already ingested with `<root>/conf.yaml`) and over a copy of
+    one of its files (same bytes, another name): checks that it exits 0 and leaves `<root>/lake/<table>` as it was,
+    rows and Delta history; returns what it printed."""
+    ref = str(root / "lake" / table)
+    before = spark.sql(f"DESCRIBE HISTORY delta.`{ref}`").count()
+    count = spark.read.format("delta").load(ref).count()
+    again = root / "again"
+    again.mkdir()
+    shutil.copy(root / "inbox" / copied, again / f"{copied.stem} copy{copied.suffix}")
+    done = run_cli(spark, "ingest", "--conf", str(root / "conf.yaml"), str(root / "inbox"), str(again))
+    assert done.code == 0, done.err
+    assert spark.read.format("delta").load(ref).count() == count
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{ref}`").count() == before
+    return done.out

@@ -8,18 +8,17 @@ the shipped carriers' files is shared by the tests of this module (Spark time is
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from factories import ingest_again, ingest_conf, write_workbook
 from jobs.cli import main
 from jobs.ingest.normalize import CARRIER_INVOICE_LINE
 from jobs.utc import micros_to_utc
@@ -74,24 +73,17 @@ GENERIC = (  # tab-separated canonical columns, one carrier per row, UTC
 
 def _meridian(path: Path) -> None:
     """A workbook as Meridian's portal exports it: a summary sheet, then the calls under a title, Excel-typed."""
-    book = openpyxl.Workbook()
-    summary = book.active
-    assert summary is not None
-    summary.title = "Summary"
-    summary.append(["Meridian Networks", "Invoice INV-7781"])
-    summary.append(["Total due", 0.0843])
-    calls = book.create_sheet("Calls")
-    calls.append(["Meridian Networks - usage detail"])
-    calls.append([])
-    calls.append(["Invoice", "Call Start (PT)", "Calling Number", "Called Number", "Talk Min", "Billed Min", "Amount",
-                  "Our Ref"])
-    calls.append(["INV-7781", datetime(2026, 3, 8, 1, 59), 4155550100, 14155550123, 2.35, 2.4, 0.0216, "MED-000010"])
-    calls.append(["INV-7781", datetime(2026, 3, 8, 2, 15), "(415) 555-0100", "+44 20 7946 0958", "0.75", 0.8, 0.048,
-                  None])
-    calls.append(["INV-7781", datetime(2026, 11, 1, 1, 45), 4155550100, 4155550123, 1, 1.0, 0.009, None])
-    calls.append([None] * 8)
-    calls.append(["INV-7781", "2026-03-10 08:00:00", 4155550100, 4155550123, 1.1, "1.1", "0.0099", None])
-    book.save(path)
+    write_workbook(path, [["Meridian Networks", "Invoice INV-7781"], ["Total due", 0.0843]], "Calls", [
+        ["Meridian Networks - usage detail"],
+        [],
+        ["Invoice", "Call Start (PT)", "Calling Number", "Called Number", "Talk Min", "Billed Min", "Amount",
+         "Our Ref"],
+        ["INV-7781", datetime(2026, 3, 8, 1, 59), 4155550100, 14155550123, 2.35, 2.4, 0.0216, "MED-000010"],
+        ["INV-7781", datetime(2026, 3, 8, 2, 15), "(415) 555-0100", "+44 20 7946 0958", "0.75", 0.8, 0.048, None],
+        ["INV-7781", datetime(2026, 11, 1, 1, 45), 4155550100, 4155550123, 1, 1.0, 0.009, None],
+        [None] * 8,
+        ["INV-7781", "2026-03-10 08:00:00", 4155550100, 4155550123, 1.1, "1.1", "0.0099", None],
+    ])
 
 
 @pytest.fixture(scope="module")
@@ -105,19 +97,9 @@ def shipped(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> It
     (inbox / "Rheinwelle_Export_2026-03.xls").write_text(RHEINWELLE)
     (inbox / "calls_export.tsv").write_text(GENERIC)
     _meridian(inbox / "meridian_march.xlsx")
-    conf = _conf(root, CARRIERS)
+    conf = ingest_conf(root, CARRIERS)
     assert main(["ingest", "--conf", str(conf), "--period", "2026-03", str(inbox)]) == 0
     yield root, spark.read.format("delta").load(str(root / "lake" / "carrier_invoice_line"))
-
-
-def _conf(root: Path, carriers: Path) -> Path:
-    conf = root / "conf.yaml"
-    conf.write_text(f"tables: {{carrier_invoice_line: {root / 'lake' / 'carrier_invoice_line'}}}\n"
-                    f"output: {root / 'lake' / 'output'}\n"
-                    "cycles: {\"2026-03\": {start: 2026-03-01T00:00:00Z, end: 2026-04-01T00:00:00Z, "
-                    "close: 2026-04-03T00:00:00Z}}\n"
-                    f"carriers: {carriers}\n")
-    return conf
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -284,21 +266,10 @@ def test_four_decimal_cost_is_exact(shipped: tuple[Path, DataFrame]) -> None:
     assert total is not None and total[0] == Decimal("1000.207000")
 
 
-def test_same_bytes_again_add_nothing(spark: SparkSession, shipped: tuple[Path, DataFrame],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    root, table = shipped
-    ref = str(root / "lake" / "carrier_invoice_line")
-    before = spark.sql(f"DESCRIBE HISTORY delta.`{ref}`").count()
-    count = table.count()
-    again = root / "again"
-    again.mkdir()
-    shutil.copy(root / "inbox" / "kestrel_2026-03.csv", again / "kestrel copy.csv")     # same bytes, another name
-    capsys.readouterr()
-    assert main(["ingest", "--conf", str(root / "conf.yaml"), str(root / "inbox"), str(again)]) == 0
-    out = capsys.readouterr().out
+def test_same_bytes_again_add_nothing(spark: SparkSession, shipped: tuple[Path, DataFrame]) -> None:
+    root, _ = shipped
+    out = ingest_again(spark, root, "carrier_invoice_line", Path("kestrel_2026-03.csv"))
     assert out.count("already ingested") == 5 and "same bytes as kestrel_2026-03.csv" in out
-    assert spark.read.format("delta").load(ref).count() == count
-    assert spark.sql(f"DESCRIBE HISTORY delta.`{ref}`").count() == before
 
 
 OSPREY_LAYOUT = """\
@@ -331,7 +302,7 @@ def test_user_layout_for_a_new_carrier_ingests(spark: SparkSession, tmp_path: Pa
     (carriers / "osprey.yaml").write_text(OSPREY_LAYOUT)
     invoice = tmp_path / "OSP 2026-03 [final].psv"           # glob characters in the name are just characters
     invoice.write_text(OSPREY)
-    assert main(["ingest", "--conf", str(_conf(tmp_path, carriers)), str(invoice)]) == 0
+    assert main(["ingest", "--conf", str(ingest_conf(tmp_path, carriers)), str(invoice)]) == 0
     table = spark.read.format("delta").load(str(tmp_path / "lake" / "carrier_invoice_line"))
     lines = _lines(table, "osprey-psv")
     # 9:15 AM CST (UTC-6); a credit in accounting parentheses; 011 from the US to France.

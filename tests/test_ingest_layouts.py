@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from factories import ingest_conf
 from jobs.cli import main
 from jobs.ingest.layouts import LayoutError, load_layout, load_layouts, spark_pattern
 from jobs.ingest.recognize import Grid, UnknownLayout, recognize
@@ -145,13 +146,7 @@ def test_recognised_file_lacking_a_mapped_column_is_refused() -> None:
 
 
 def _conf(tmp_path: Path, carriers: Path = CARRIERS) -> Path:
-    conf = tmp_path / "conf.yaml"
-    conf.write_text(f"tables: {{carrier_invoice_line: {tmp_path / 'lake' / 'carrier_invoice_line'}}}\n"
-                    f"output: {tmp_path / 'lake' / 'output'}\n"
-                    "cycles: {\"2026-03\": {start: 2026-03-01T00:00:00Z, end: 2026-04-01T00:00:00Z, "
-                    "close: 2026-04-03T00:00:00Z}}\n"
-                    f"carriers: {carriers}\n")
-    return conf
+    return ingest_conf(tmp_path, carriers)
 
 
 def test_unknown_layout_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
