@@ -54,6 +54,7 @@ OPS = {"=": "is", "==": "is", "<>": "is not", "!=": "is not", "<": "is less than
 TIME_OPS = {"<": "is before", "<=": "is at or before", ">": "is after", ">=": "is at or after"}
 FLIP = {"=": "<>", "==": "<>", "<>": "=", "!=": "=", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 ARITH = {"+": "plus", "-": "minus", "*": "times", "/": "divided by", "%": "modulo", "||": "followed by"}
+MOSTLY = 0.6
 TIME_FUNCTIONS = {"to_date", "date_sub", "date_add", "to_timestamp", "current_timestamp", "current_date"}
 
 
@@ -99,9 +100,15 @@ def phrase(*parts: object) -> Words:
 class _Translator:
     def __init__(self, text: str, ctx: Context) -> None:
         self.text, self.ctx = text, ctx
+        self.raw_chars = 0          # how much of the text the words keep as code (see `mostly_code`)
 
     def raw(self, n: Node) -> Inline:
+        self.raw_chars += n.end - n.start
         return (Code(self.text[n.start:n.end]),)
+
+    def mostly_code(self) -> bool:
+        """Most of the text stayed SQL (a CASE with a cast around it): the words would add nothing to the SQL."""
+        return self.raw_chars > MOSTLY * len(self.text.strip())
 
     # ------------------------------------------------------------------------------------------------ values
     def value(self, n: Node) -> Inline:
@@ -160,7 +167,10 @@ class _Translator:
             value = getattr(self.ctx.tolerance, name.split(".", 1)[1], None)
             return (f"the tolerance's {name.split('.', 1)[1]} ({value})",)
         if name in self.ctx.params:
-            return ("the ruleset's ", Code(name), f" ({value_text(self.ctx.params[name])})")
+            value = self.ctx.params[name]
+            plain = isinstance(value, int | Decimal | float | Mapping)     # a table: "a table of 5 entries"
+            shown: Inline = (value_text(value),) if plain else (Code(value_text(value)),)
+            return inline("the ruleset's ", Code(name), " (", shown, ")")
         return (Code("${" + name + "}"),)
 
     def call(self, n: Node) -> Inline:
@@ -320,7 +330,10 @@ def condition_words(text: str, ctx: Context) -> Words | None:
         node = parse(text)
     except SqlSyntax:
         return None
-    words = _Translator(text, ctx).cond(node)
+    translator = _Translator(text, ctx)
+    words = translator.cond(node)
+    if translator.mostly_code():
+        return None
     return None if words.kind == "phrase" and _only_sql(words.text, text) else words
 
 
@@ -355,5 +368,6 @@ def value_words(text: str, ctx: Context) -> Inline | None:
         node = parse(text)
     except SqlSyntax:
         return None
-    words = _Translator(text, ctx).value(node)
-    return None if _only_sql(words, text) else words
+    translator = _Translator(text, ctx)
+    words = translator.value(node)
+    return None if translator.mostly_code() or _only_sql(words, text) else words
