@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,11 @@ import yaml
 
 from jobs.cli import main
 from jobs.explain import render_documents
+from jobs.explain.document import document
+from jobs.explain.render import markdown
 from jobs.explain.words import Context, as_inline, condition_words, value_words
 from jobs.ruleset import load_ruleset
+from transforms.engine.spec import OutcomePolicy, Rule
 
 ROOT = Path(__file__).resolve().parent.parent
 RULESETS = sorted((ROOT / "rulesets").glob("*.yaml"))
@@ -224,6 +228,33 @@ def test_a_one_sided_ruleset_of_another_domain_explains(tmp_path: Path) -> None:
     assert "In words: `kwh` minus the ruleset's `limit` (250)" in md
     assert "When: always: every record no earlier rule decided" in md
     assert "Match stages" not in md and "Lookups" not in md
+
+
+@dataclass(frozen=True)
+class BandedRule(Rule):
+    """A rule with a key the page does not explain yet (as a ruleset key added to the spec later would be)."""
+
+    confidence_band: str | None = None
+
+
+@dataclass(frozen=True)
+class BandedPolicy(OutcomePolicy):
+    action: str | None = None
+
+
+def test_a_spec_field_the_page_does_not_know_yet_is_still_shown(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    rs = load_ruleset(path)
+    cp = rs.control_points["reading-check"]
+    rules = tuple(BandedRule(**{f.name: getattr(r, f.name) for f in fields(r)}, confidence_band="high")
+                  if r.name == "too-high" else r for r in cp.decide["LEFT"])
+    outcomes = {**cp.outcomes, "FINE": BandedPolicy(case=False, action="Leave it alone.")}
+    changed = replace(rs, control_points={"reading-check": replace(cp, decide={"LEFT": rules}, outcomes=outcomes)})
+    md = markdown(document(changed))
+    assert "Also declared for this rule: `confidence_band: high`" in md
+    assert "**FINE** raises no case; also declared: `action: Leave it alone.`" in md
+    assert "also declared" not in markdown(document(rs)).lower()
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -3,14 +3,15 @@ where a parameter is used."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 
-from jobs.explain.blocks import Block, Code, Inline, Item, Items, Link, Para, Sql, Tag, inline
+from jobs.explain.blocks import Block, Code, Inline, Item, Items, Link, Para, Sql, Tag, inline, joined
 from jobs.explain.words import Context, Words, as_inline, sql_words
 from jobs.ruleset import Ruleset
 from transforms.engine.decide import side_sql
-from transforms.engine.spec import ControlPoint, OutcomePolicy
+from transforms.engine.spec import ControlPoint, Input, OutcomePolicy, Rule, SideSpec
 
 EXPOSURE_CLASS_WORDS = {
     "UNDERBILLING": "underbilling: money not billed, a positive exposure",
@@ -68,7 +69,7 @@ def short_words(text: str, ctx: Context) -> Inline:
 def policy_words(name: str, policy: OutcomePolicy, owners: Mapping[str, int]) -> Inline:
     """'raises a case: HIGH, owner billing-operations (SLA 3 days), underbilling ..., correction x' or 'no case'."""
     if not policy.case:
-        return (Tag(name, "outcome"), " raises no case")
+        return inline(Tag(name, "outcome"), " raises no case", undescribed(policy))
     sla = owners.get(policy.owner or "")
     parts: list[Inline] = [
         (Tag(name, "outcome"), " raises a case of severity ", Tag(policy.severity or "", policy.severity or "")),
@@ -79,7 +80,7 @@ def policy_words(name: str, policy: OutcomePolicy, owners: Mapping[str, int]) ->
         parts.append((", correction ", Code(policy.correction)))
     if policy.one_case_per_pair:
         parts.append(("; both records of a pair get it and one case is raised, from the LEFT record",))
-    return inline(*parts)
+    return inline(*parts, undescribed(policy))
 
 
 def context(rs: Ruleset, cp: ControlPoint | None = None, rule: bool = False) -> Context:
@@ -139,3 +140,41 @@ def let_names_in(cp: ControlPoint, side: str, text: str) -> list[str]:
 
 def sentence(*parts: Inline | str) -> Para:
     return Para(inline(*[(p,) if isinstance(p, str) else p for p in parts]))
+
+
+# The fields of the spec objects this page explains one by one. A field added to the spec later (a new ruleset
+# key) is still shown, as `name: value`, by `undescribed` until the page learns to say it in words.
+DESCRIBED: dict[type, frozenset[str]] = {
+    Rule: frozenset({"name", "when", "outcome", "reason", "reason_code", "exposure", "priced_by"}),
+    OutcomePolicy: frozenset({"case", "exposure_class", "owner", "severity", "correction", "one_case_per_pair"}),
+    SideSpec: frozenset({"input", "required", "unique_id", "describe"}),
+    Input: frozenset({"name", "table", "schema", "system", "id", "order", "arrival", "cycle", "filter", "phones",
+                      "columns", "amount", "currency", "lineage", "layouts", "within"}),
+    ControlPoint: frozenset({"id", "kind", "sides", "lookups", "stages", "let", "decide", "record", "tolerance",
+                             "outcomes", "exemptions", "reports", "alerts", "aggregate_sides", "group_by", "measure",
+                             "count", "price", "beyond", "within"}),
+}
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
+
+
+def undescribed(obj: object, lead: str = "; also declared: ") -> Inline:
+    """`lead` and `name: value` of each field of a spec object that this page does not explain yet and that is not at
+    its default, e.g. ("; also declared: ", Code("confidence_band: high")); () when there is none."""
+    described = next((names for kind, names in DESCRIBED.items() if isinstance(obj, kind)), None)
+    if described is None or not dataclasses.is_dataclass(obj):
+        return ()
+    extra: list[Inline] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if f.name not in described and value != default:
+            extra.append((Code(f"{f.name}: {_shown(value)}"),))
+    return inline(lead, joined(extra)) if extra else ()

@@ -4,7 +4,7 @@ phones, derived columns, amounts, lineage, and the order in which a side quarant
 from __future__ import annotations
 
 from jobs.explain.blocks import Block, Code, Heading, Inline, Item, Items, Para, Sql, codes, inline
-from jobs.explain.common import anchor, context, input_link, short_words, sql_with_words
+from jobs.explain.common import anchor, context, input_link, short_words, sql_with_words, undescribed
 from jobs.ruleset import Ruleset
 from transforms.engine.spec import Input, SideSpec
 
@@ -56,6 +56,8 @@ def input_facts(rs: Ruleset, inp: Input, brief: bool = False) -> list[Item]:
     for col, (other, other_col) in inp.within.items():
         facts.append(Item(("Only rows whose ", Code(col), " is among the values of ", input_link(other), "'s ",
                            Code(other_col), " (the others are out of scope)")))
+    if undescribed(inp):
+        facts.append(Item(undescribed(inp, "Also declared for this input: ")))
     if inp.columns and not brief:
         facts.append(Item(("Derived columns:",), (Items(tuple(Item((Code(name),), sql_with_words(sql, ctx))
                                                               for name, sql in inp.columns.items())),)))

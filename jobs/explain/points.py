@@ -33,6 +33,7 @@ from jobs.explain.common import (
     sentence,
     short_words,
     sql_with_words,
+    undescribed,
     words_blocks,
 )
 from jobs.explain.inputs import input_facts, quarantine_order
@@ -65,6 +66,8 @@ def _record(rs: Ruleset, cp: ControlPoint) -> list[Block]:
         out += [Heading(3, ("Tolerance",), anchor("cp", cp.id, "tolerance")), _tolerance(cp.tolerance)]
     out += _lets(rs, cp)
     out += _decisions(rs, cp)
+    if undescribed(cp):
+        out.append(Para(undescribed(cp, "Also declared for this control point: ")))
     out += _outcomes(rs, cp)
     out += _record_columns(rs, cp)
     out += _exemptions(cp)
@@ -90,6 +93,8 @@ def _sides(rs: Ruleset, cp: ControlPoint) -> list[Block]:
             facts.append(Item(("What describes a record in the outputs:",),
                               (Table(("output column", "SQL"),
                                      tuple(((Code(k),), (Code(v),)) for k, v in spec.describe.items())),)))
+        if undescribed(spec):
+            facts.append(Item(undescribed(spec, "Also declared for this side: ")))
         reasons = quarantine_order(rs, inp, spec)
         if reasons:
             facts.append(Item(("A record is QUARANTINED with the first of these reasons that holds:",),
@@ -275,6 +280,8 @@ def _rule(rs: Ruleset, cp: ControlPoint, side: str, i: int, rule: Rule) -> Box:
         blocks += [Para(("Where (", Link("let names", anchor("cp", cp.id, "let", side)), "):")),
                    Items(tuple(Item(inline(Code(n), " is ", short_words(lets[n], ctx))) for n in names))]
     blocks.append(Para(inline("Outcome: ", policy_words(rule.outcome, policy, rs.owners), ".")))
+    if undescribed(rule):
+        blocks.append(Para(undescribed(rule, "Also declared for this rule: ")))
     if rule.exposure is not None:
         blocks += [Para(("Exposure (signed: positive is money not billed, negative money billed too much):",)),
                    *sql_with_words(rule.exposure, ctx)]
@@ -397,6 +404,8 @@ def _aggregate(rs: Ruleset, cp: ControlPoint) -> list[Block]:
                          "currencies included, are never added together). The difference (LEFT - RIGHT) is beyond "
                          f"tolerance when its absolute value exceeds the greater of {t.abs} and {percent(t.rel)} of the "
                          "LEFT amount.",)))
+    if undescribed(cp):
+        out.append(Para(undescribed(cp, "Also declared for this control point: ")))
     out += _outcomes(rs, cp)
     return out
 
