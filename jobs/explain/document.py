@@ -36,8 +36,8 @@ GLOSSARY: tuple[tuple[str, str], ...] = (
     ("beyond_tolerance(d, r)", "|d| > max(tolerance abs, tolerance rel x |r|), exactly, in decimals"),
     ("${name}", "a value of the ruleset's params; ${cycle.start}, ${cycle.end}, ${cycle.close}, ${cycle.cutoff}, "
                 "${cycle.id} are the run's cycle, ${tolerance.abs} and ${tolerance.rel} the control point's"),
-    ("exposure", "signed money from the operator's side: positive is money not billed (underbilling), negative "
-                 "money billed that should not be (overbilling)"),
+    ("exposure", "signed money from the operator's side: positive is money not billed (underbilling) or paid "
+                 "to a partner too much (cost leakage), negative money billed that should not be (overbilling)"),
     ("IGNORED", "given by the engine, never by a rule: an ignore-list entry in force replaces an outcome that "
                 "would raise a case (telco-ra ignore)"),
 )
@@ -63,8 +63,9 @@ def document(rs: Ruleset) -> tuple[Block, ...]:
                   "and its SLA, the exposure class and the correction expected.",)),
             Item(("\"In words\" is a mechanical reading of the rule's SQL; the SQL under it is exactly what runs. "
                   "Where the SQL does not read as words, it is shown alone.",)),
-            Item(("Sign of money: positive exposure is money not billed (underbilling), negative is money billed "
-                  "that should not be (overbilling).",)),
+            Item(("Sign of money: a positive exposure is money not billed (underbilling), a negative one money "
+                  "billed that should not be (overbilling); a cost control's positive exposure is money paid to a "
+                  "partner that should not be (cost leakage).",)),
         )),
         Heading(2, ("Control points at a glance",), "control-points"),
         at_a_glance(rs),

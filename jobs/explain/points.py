@@ -278,12 +278,12 @@ def _rule(rs: Ruleset, cp: ControlPoint, side: str, i: int, rule: Rule) -> Box:
     if names:
         lets = cp.let[side]
         blocks += [Para(("Where (", Link("let names", anchor("cp", cp.id, "let", side)), "):")),
-                   Items(tuple(Item(inline(Code(n), " is ", short_words(lets[n], ctx))) for n in names))]
+                   Items(tuple(Item(inline(Code(n), ": ", short_words(lets[n], ctx))) for n in names))]
     blocks.append(Para(inline("Outcome: ", policy_words(rule.outcome, policy, rs.owners), ".")))
     if undescribed(rule):
         blocks.append(Para(undescribed(rule, "Also declared for this rule: ")))
     if rule.exposure is not None:
-        blocks += [Para(("Exposure (signed: positive is money not billed, negative money billed too much):",)),
+        blocks += [Para(("Exposure (signed money at stake, of the outcome's exposure class):",)),
                    *sql_with_words(rule.exposure, ctx)]
     elif rule.priced_by is not None:
         blocks.append(Para(("Exposure: the amount the ", Code(rule.priced_by), " lookup prices the record at (",

@@ -113,9 +113,6 @@ class _Parser:
             raise SqlSyntax(f"expected {word}, found {t.text!r}")
         return t
 
-    def end_of(self, node: Node) -> int:
-        return node.end
-
     def prev_end(self) -> int:
         return self.tokens[self.i - 1].end
 

@@ -324,19 +324,6 @@ def _only_sql(words: Inline, text: str) -> bool:
     return words == (Code(text.strip()),)
 
 
-def condition_words(text: str, ctx: Context) -> Words | None:
-    """`text` (a boolean SQL expression) in words; None where it cannot be read or the words would be its SQL."""
-    try:
-        node = parse(text)
-    except SqlSyntax:
-        return None
-    translator = _Translator(text, ctx)
-    words = translator.cond(node)
-    if translator.mostly_code():
-        return None
-    return None if words.kind == "phrase" and _only_sql(words.text, text) else words
-
-
 BOOLEAN = {"cmp", "and", "or", "not", "isnull", "istrue", "in", "between", "like", "bool"}
 BOOLEAN_CALLS = {"beyond_tolerance", "array_contains"}
 
@@ -350,24 +337,32 @@ def _boolean(node: Node) -> bool:
     return node.kind in BOOLEAN or (node.kind == "call" and node.value in BOOLEAN_CALLS)
 
 
-def sql_words(text: str, ctx: Context) -> Words | None:
-    """`text` in words whether it is a condition or a value (a let, an exposure); None as for the two below."""
-    try:
-        node = parse(text)
-    except SqlSyntax:
-        return None
-    if _boolean(node):
-        return condition_words(text, ctx)
-    words = value_words(text, ctx)
-    return None if words is None else Words("phrase", words)
-
-
-def value_words(text: str, ctx: Context) -> Inline | None:
-    """`text` (a SQL value: an exposure, a let) in words; None where it cannot be read or would be its SQL."""
+def _translate(text: str, ctx: Context, as_condition: bool | None) -> Words | None:
+    """`text` in words, as a condition, a value, or (None) whichever its form says; None where the text cannot be
+    read, the words would only be its SQL, or most of it stays SQL anyway."""
     try:
         node = parse(text)
     except SqlSyntax:
         return None
     translator = _Translator(text, ctx)
-    words = translator.value(node)
-    return None if translator.mostly_code() or _only_sql(words, text) else words
+    condition = _boolean(node) if as_condition is None else as_condition
+    words = translator.cond(node) if condition else Words("phrase", translator.value(node))
+    if translator.mostly_code() or (words.kind == "phrase" and _only_sql(words.text, text)):
+        return None
+    return words
+
+
+def condition_words(text: str, ctx: Context) -> Words | None:
+    """`text` (a boolean SQL expression) in words; None where it cannot be read or the words would be its SQL."""
+    return _translate(text, ctx, as_condition=True)
+
+
+def value_words(text: str, ctx: Context) -> Inline | None:
+    """`text` (a SQL value: an exposure, a let) in words; None where it cannot be read or would be its SQL."""
+    words = _translate(text, ctx, as_condition=False)
+    return None if words is None else words.text
+
+
+def sql_words(text: str, ctx: Context) -> Words | None:
+    """`text` in words whether it is a condition or a value (a let, an exposure); None as for the two above."""
+    return _translate(text, ctx, as_condition=None)
