@@ -119,8 +119,9 @@ class _Parser:
     # ---------------------------------------------------------------------------------------------- grammar
     def parse(self) -> Node:
         node = self.expression()
-        if self.peek() is not None:
-            raise SqlSyntax(f"unexpected {self.peek().text!r}")  # type: ignore[union-attr]
+        extra = self.peek()
+        if extra is not None:
+            raise SqlSyntax(f"unexpected {extra.text!r}")
         return node
 
     def expression(self) -> Node:
@@ -271,7 +272,7 @@ class _Parser:
 
     def name_path(self, first: Token, name: str) -> Node:
         parts, end = [name], first.end
-        while self.at_op(".") and self.peek(1) is not None and self.peek(1).kind in ("name", "quoted"):  # type: ignore[union-attr]
+        while self.at_op(".") and (after := self.peek(1)) is not None and after.kind in ("name", "quoted"):
             self.take()
             t = self.take()
             parts.append(t.text[1:-1] if t.kind == "quoted" else t.text)

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from jobs.explain.blocks import Code, Inline, inline, joined
+from jobs.explain.blocks import Code, Inline, Span, inline, joined
 from jobs.explain.sqlparse import Node, SqlSyntax, parse
 from transforms.engine.spec import Tolerance
 
@@ -93,8 +93,8 @@ def percent(rate: Decimal) -> str:
     return f"{(rate * 100).normalize():f} %"
 
 
-def phrase(*parts: object) -> Words:
-    return Words("phrase", inline(*parts))   # type: ignore[arg-type]
+def phrase(*parts: Span | Inline) -> Words:
+    return Words("phrase", inline(*parts))
 
 
 class _Translator:
@@ -256,9 +256,9 @@ class _Translator:
             return phrase(self.value(c[0]), f" {words or OPS[op]} ", self.value(c[1]))
         if kind == "isnull":
             present = n.negated != negated
-            key = (c[0].value, present) if c[0].kind == "name" else None
-            if key in NULL_TESTS:
-                return phrase(NULL_TESTS[key])   # type: ignore[index]
+            special = NULL_TESTS.get((c[0].value, present)) if c[0].kind == "name" else None
+            if special is not None:
+                return phrase(special)
             return phrase(self.value(c[0]), " is present" if present else " is missing")
         if kind == "istrue":
             is_it = n.negated == negated
