@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export TZ := UTC
 
-.PHONY: setup jars demo test cluster-test lint typecheck clean bench
+.PHONY: setup jars demo test cluster-test lint typecheck clean bench explain
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ $(BENCH_STAMP): $(STAMP)
 ROWS ?= 1000000
 bench: setup $(BENCH_STAMP)
 	$(PY) bench/run_bench.py $(foreach r,$(ROWS),--rows $(r)) $(BENCH_ARGS)
+
+# Every shipped ruleset in words (docs/rules/<ruleset>.md and .html, committed; tests/test_explain.py fails when one
+# is out of date with its ruleset).
+explain: $(STAMP)
+	$(VENV)/bin/telco-ra explain rulesets/*.yaml --out docs/rules
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check jobs transforms tests bench cluster

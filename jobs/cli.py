@@ -127,6 +127,18 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    """`telco-ra explain` (jobs/explain): what each ruleset decides, in words, as Markdown and self-contained HTML.
+    Every ruleset is loaded (and validated) before any file is written."""
+    from jobs.explain import FORMATS, render_documents, write_texts
+
+    pages = [(path, render_documents(path, FORMATS[args.format])) for path in args.rulesets]
+    for path, texts in pages:
+        for written in write_texts(path, texts, Path(args.out)):
+            sys.stdout.write(f"{written}\n")
+    return 0
+
+
 def _ignore(args: argparse.Namespace) -> int:
     """`telco-ra ignore add|list|remove` (jobs/ignore.py): each change appended with who, when and why."""
     conf = load_conf(args.conf)
@@ -216,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="folder for the report and exports (default: reports/<run-id> beside output)")
     report.add_argument("--as-of", default="now", help="SLA status as of: now (default), close (the cycle close), "
                         "or an ISO-8601 instant")
+    explain = sub.add_parser("explain", help="what a ruleset decides, in words: Markdown and self-contained HTML "
+                             "generated from the loaded ruleset")
+    explain.add_argument("rulesets", nargs="+", metavar="RULESET", help="a ruleset file, e.g. rulesets/usage_to_bill.yaml")
+    explain.add_argument("--out", default="docs/rules", help="folder for <ruleset>.md / .html (default: docs/rules)")
+    explain.add_argument("--format", choices=["md", "html", "both"], default="both")
     ingest = sub.add_parser("ingest", help="append carrier invoice and bill files (CSV, XLSX, HTML .xls) to "
                             "carrier_invoice_line and carrier_bill_line")
     ingest.add_argument("--conf", required=True)
@@ -268,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cases(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "explain":
+            return _explain(args)
         if args.command == "ingest":
             return _ingest(args)
         if args.command == "ignore":

@@ -686,11 +686,12 @@ def _alerts(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], par
         if side not in sides:
             raise r.fail(f"{akey}.side", f"{side!r} is not a side of this control point ({', '.join(sides)})")
         above = a.get("above")
-        if isinstance(above, str):
-            try:
-                above = params[above[2:-1]] if above.startswith("${") and above.endswith("}") else above
-            except KeyError:
-                raise r.fail(f"{akey}.above", f"{above!r} names no parameter") from None
+        threshold_param = None
+        if isinstance(above, str) and above.startswith("${") and above.endswith("}"):
+            threshold_param = above[2:-1]
+            if threshold_param not in params:
+                raise r.fail(f"{akey}.above", f"{above!r} names no parameter")
+            above = params[threshold_param]
         threshold = r.decimal(f"{akey}.above", above)
         if threshold > 1:
             raise r.fail(f"{akey}.above", f"{a.get('above')!r} is not a rate between 0 and 1")
@@ -703,7 +704,8 @@ def _alerts(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], par
                              f"{', '.join('{' + f + '}' for f in ALERT_FACTS)})") from None
         out.append(Alert(metric, str(side), r.sql(f"{akey}.scope", a.get("scope"), params),
                          r.sql(f"{akey}.counts", a.get("counts"), params), threshold,
-                         r.text(f"{akey}.message", a["message"]) if a.get("message") is not None else None))
+                         r.text(f"{akey}.message", a["message"]) if a.get("message") is not None else None,
+                         threshold_param))
     return tuple(out)
 
 

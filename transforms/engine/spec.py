@@ -204,6 +204,7 @@ class Alert:
     counts: str
     threshold: Decimal
     message: str | None = None
+    threshold_param: str | None = None      # the `params` name the threshold was given as (`above: ${name}`)
 
 
 @dataclass(frozen=True)
