@@ -393,6 +393,7 @@ def test_every_outcome_of_both_sides_at_precision_and_recall_one(spark: SparkSes
     bad = [s for s in scores if s.precision != 1.0 or s.recall != 1.0]
     assert not bad, "\n".join(f"{s.side} {s.outcome}: expected {s.expected} actual {s.actual} tp {s.true_positive}"
                               for s in bad)
+    assert sum(s.expected for s in scores) == truth.count() == sum(s.actual for s in scores)   # every record
     seen = {(s.side, s.outcome) for s in scores if s.expected}
     cp = ruleset.control_points["line-audit"]
     vocabulary = {(side, rule.outcome) for side in cp.sides for rule in cp.decide[side]}
@@ -407,3 +408,13 @@ def test_every_outcome_of_both_sides_at_precision_and_recall_one(spark: SparkSes
     assert leak.where(F.col("leakage") > 0).count() > 0
     blank = spark.read.format("delta").load(tables["carrier_bill_line"]).where(F.col("amount").isNull())
     assert blank.count() > 0
+
+
+@pytest.mark.parametrize("option", [["--cutoff", "2026-06-28T00:00:00Z"], ["--scenario", "seed004"],
+                                    ["--accounts", "9"]])
+def test_generate_refuses_options_the_line_month_has_not_before_starting_spark(
+        option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from jobs.generate import main
+
+    assert main(["--ruleset", str(RULESET), *option, "--out", "/nonexistent"]) == 2
+    assert f"{option[0]} is not an option of the line_inventory_audit month" in capsys.readouterr().err
