@@ -4,7 +4,9 @@ Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated 
 folder: its bill_charge holds RECURRING charges); carrier-invoice-vs-cdr on an October usage month (a DST change in
 the carriers' zones; its own folder, made by the same usage generator) whose outbound voice legs the carriers'
 invoice files (one per shipped carrier layout) bill, through `telco-ra ingest` first; provisioning-to-bill on
-generated PBX and billing snapshots with a few ignore-list entries. All write to the same output tables.
+generated PBX and billing snapshots with a few ignore-list entries; the line-inventory audit on generated CRM assets,
+device status and carrier bill lines (its summary shows the buckets, their confidence and the leakage). All write to
+the same output tables.
 
 The embedded default a newcomer sees first; it uses exactly the code paths of `telco-ra generate` and
 `telco-ra run`, with conf written next to the data so the run can be repeated by hand.
@@ -34,6 +36,7 @@ CARRIER_CYCLE_ID = "2026-10"
 CARRIER_CYCLE = {CARRIER_CYCLE_ID: {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z",
                              "close": "2026-11-03T00:00:00Z"}}
 PROVISIONING_RULESET = REPO / "rulesets" / "provisioning_to_bill.yaml"
+LINE_RULESET = REPO / "rulesets" / "line_inventory_audit.yaml"
 LOCAL_CONF = REPO / "conf" / "local.yaml"
 
 
@@ -78,6 +81,7 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
                      f"--cycle {cycle_id}\n")
     _carrier_demo(spark, base, lakehouse, rows, seed)
     _provisioning(spark, base, lakehouse, rows, seed, cycle_id)
+    _line_audit(spark, base, lakehouse, rows, seed, cycle_id)
     return 0
 
 
@@ -145,3 +149,26 @@ def _provisioning(spark: SparkSession, base: dict[str, Any], lakehouse: Path, ro
     sys.stdout.write("\n" + render(spark, result))
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {PROVISIONING_RULESET} "
                      f"--cycle {cycle_id}\nignore list: telco-ra ignore list --conf {conf_path}\n")
+
+
+def _line_audit(spark: SparkSession, base: dict[str, Any], lakehouse: Path, rows: int, seed: int,
+                cycle_id: str) -> None:
+    """The line-inventory audit: CRM assets, device status and the carriers' bill lines of a generated line month
+    (the ICCID carriers, fallback amount and leakage buckets of the shipped ruleset), then line-audit; its summary
+    shows per bucket and confidence band the lines and their leakage."""
+    from jobs.generate import line_params
+    from jobs.run import execute
+    from jobs.summary import render
+    from jobs.synthetic.line_inventory_audit import write_line_month
+
+    slots = max(400, rows // 100)
+    LOG.info("generating a line month of %d slots into %s", slots, lakehouse / "lines")
+    paths = write_line_month(spark, lakehouse / "lines", line_params(str(LINE_RULESET), rows=slots, seed=seed,
+                                                                     cycle_id=cycle_id))
+    conf = dict(base)
+    conf["tables"] = {name: paths[name] for name in ("carrier_bill_line", "crm_asset", "device_status")}
+    conf_path = lakehouse / "demo_lines.yaml"
+    conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    result = execute(spark, load_conf(conf_path), load_ruleset(LINE_RULESET), cycle_id)
+    sys.stdout.write("\n" + render(spark, result))
+    sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {LINE_RULESET} --cycle {cycle_id}\n")

@@ -15,6 +15,9 @@ usage-to-bill month.
         # an October usage month under <out>/usage (its outbound voice legs carried by the layouts' carriers), then
         # invoice files billing them, one per carrier layout, under <out>/invoices (then: telco-ra ingest), and
         # <out>/ground_truth (the calls the plants need are appended to <out>/usage/cdr)
+    python -m jobs.generate --ruleset rulesets/line_inventory_audit.yaml --rows 400 --out lakehouse/lines
+        # crm_asset, device_status, the carriers' bill lines (carrier_bill_line) and ground_truth; the carriers
+        # matched by ICCID, the fallback amount and the leakage buckets are the ruleset's
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,7 @@ DEFAULT_RULESET = "usage_to_bill"
 CARRIER_RULESET = "carrier_invoice_vs_cdr"      # files, not only tables: jobs/synthetic/carrier_invoice.py
 CARRIER_CYCLE = "2026-10"                        # the carrier month's default: London and Berlin fall back in it
 CARRIER_ROWS = 20_000                            # the usage month a carrier month bills, by default
+LINE_RULESET = "line_inventory_audit"            # bill lines through a writer: jobs/synthetic/line_inventory_audit.py
 
 ROWS_PER_PARTITION = 2_000_000
 HUGE_METHOD_LIMIT = "spark.sql.codegen.hugeMethodLimit"
@@ -242,9 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         name = DEFAULT_RULESET if args.ruleset is None else ruleset_name(args.ruleset)
         if name == CARRIER_RULESET:
             return _carrier_month(args)
+        if name == LINE_RULESET:
+            return _line_month(args)
         if name not in PARAMS:
             raise ValueError(f"no synthetic generator for ruleset {name!r} (from {args.ruleset}); generators exist "
-                             f"for: {', '.join(sorted([*PARAMS, CARRIER_RULESET]))}")
+                             f"for: {', '.join(sorted([*PARAMS, CARRIER_RULESET, LINE_RULESET]))}")
         params = PARAMS[name](args)
     except ValueError as exc:
         sys.stderr.write(f"telco-ra generate: {exc}\n")
@@ -277,6 +284,47 @@ def _carrier_month(args: argparse.Namespace) -> int:
     paths = generate_carrier_month(spark, args.carriers, args.out, month["cdr"], CarrierParams(cycle, seed=args.seed))
     LOG.info("carrier month %s: invoice files under %s (ingest them), cdr %s (the usage month's, calls appended), "
              "ground truth %s", cycle, paths["invoices"], paths["cdr"], paths["ground_truth"])
+    return 0
+
+
+def line_params(ruleset: str | None, **options: Any) -> Any:
+    """The line month's parameters, with the carriers matched by ICCID, the fallback amount and the leakage buckets
+    of the ruleset file (when it exists), so its labels are that ruleset's."""
+    from jobs.ruleset import load_ruleset
+    from jobs.synthetic.line_inventory_audit import LineParams
+
+    if ruleset is None or not Path(ruleset).is_file():
+        return LineParams(**options)
+    params = load_ruleset(ruleset).params
+    for key, name in (("iccid_carriers", "match_by_iccid"), ("leakage_buckets", "leakage_buckets")):
+        value = params.get(name)
+        if isinstance(value, tuple):
+            options[key] = tuple(str(v) for v in value)
+    if params.get("fallback_monthly_amount") is not None:
+        options["fallback_amount"] = Decimal(str(params["fallback_monthly_amount"]))
+    return LineParams(**options)
+
+
+def _line_month(args: argparse.Namespace) -> int:
+    """CRM assets, device status, the carriers' bill lines and the ground truth of a line month under --out."""
+    from jobs.session import build_session
+    from jobs.synthetic.line_inventory_audit import write_line_month
+
+    try:
+        for option in ("skew_share", "cutoff", "scenario", "accounts"):
+            if getattr(args, option) is not None:
+                raise ValueError(f"--{option.replace('_', '-')} is not an option of the line_inventory_audit month")
+        options: dict[str, Any] = {"seed": args.seed, "cycle_id": args.cycle}
+        if args.rows is not None:
+            options["rows"] = args.rows
+        params = line_params(args.ruleset, **options)
+    except ValueError as exc:
+        sys.stderr.write(f"telco-ra generate: {exc}\n")
+        return 2
+    spark = build_session({"master": args.master})
+    paths = write_line_month(spark, args.out, params)
+    LOG.info("line month %s (%s slots): %s", params.cycle_id, params.rows,
+             ", ".join(f"{name} {path}" for name, path in sorted(paths.items())))
     return 0
 
 

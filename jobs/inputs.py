@@ -98,7 +98,8 @@ def validate_schema(name: str, schema: StructType, contract: str | None = None) 
 
 def conform(name: str, df: DataFrame) -> DataFrame:
     """Cast lossless decimals to the contract's exact types so every downstream expression sees one type."""
-    casts = {"amount": MONEY, "minimum_charge": MONEY, "rate_per_unit": RATE, "monthly_fee": MONEY, "cost": MONEY}
+    casts = {"amount": MONEY, "minimum_charge": MONEY, "rate_per_unit": RATE, "monthly_fee": MONEY, "cost": MONEY,
+             "usage_mb": MONEY}
     out = df
     for column, dtype in casts.items():
         if column in INPUT_SCHEMAS[name].fieldNames() and df.schema[column].dataType != dtype:

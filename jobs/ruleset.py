@@ -9,6 +9,7 @@ data, and also exits 2 naming the file and the rule (jobs/run.py `check_rules`).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -26,6 +27,7 @@ from transforms.engine.spec import (
     Duplicates,
     ExactStage,
     Exemption,
+    Figure,
     FuzzyStage,
     Input,
     Lineage,
@@ -39,7 +41,14 @@ from transforms.engine.spec import (
 )
 from transforms.engine.sql import SqlError, render
 from transforms.ignore import IGNORED
-from transforms.schema import EXPOSURE_CLASSES, INPUT_SCHEMAS, OPTIONAL_INPUT_COLUMNS, SEVERITIES
+from transforms.schema import (
+    EXPOSURE_CLASSES,
+    INPUT_SCHEMAS,
+    OPTIONAL_INPUT_COLUMNS,
+    RECORD_EXTRAS,
+    RECORD_OUTCOME,
+    SEVERITIES,
+)
 
 CONTRACT = 2
 RULESET_KEYS = {"ruleset", "version", "contract", "account_buckets", "owners", "maker_checker_above", "params",
@@ -47,7 +56,7 @@ RULESET_KEYS = {"ruleset", "version", "contract", "account_buckets", "owners", "
 INPUT_KEYS = {"table", "schema", "system", "id", "order", "arrival", "cycle", "filter", "phones", "columns",
               "amount", "currency", "lineage", "layouts", "within"}
 RECORD_KEYS = {"kind", "left", "right", "lookups", "stages", "let", "decide", "record", "tolerance", "outcomes",
-               "exemptions", "reports", "alerts"}
+               "exemptions", "reports", "alerts", "figures"}
 AGGREGATE_KEYS = {"kind", "left", "right", "group_by", "measure", "count", "price", "tolerance", "decide",
                   "outcomes"}
 MEASURES = ("amount", "count")
@@ -55,7 +64,14 @@ LOOKUP_KINDS = ("key", "price", "price_list", "prefix")
 LAYOUT_KINDS = ("call_invoice",)          # kinds of conf/carriers layouts an input may be built from (`layouts`)
 LAYOUT_SCHEMA = "carrier_rate"            # the contract-like schema of such an input's rows
 RECORD_COLUMNS = ("counterpart_id", "counterpart_table", "match_stage", "confidence", "expected_amount", "currency",
-                  "amount")
+                  "amount", "exposure", *RECORD_EXTRAS)
+# Names the engine gives a record's own columns (its match, duplicate, counterpart, quarantine reason and, to its
+# `record:` columns, its decided outcome): no lookup may take them.
+ENGINE_NAMES = ("match", "dup", "counterpart", "quarantine", "decided")
+# What a figure may group outcome rows by (columns of a small vocabulary: one collected row per group) and sum.
+FIGURE_GROUPS = ("outcome", "reason_code", "confidence_band", "match_stage", "currency", "service_type", "exemption")
+FIGURE_SUMS = tuple(f.name for f in RECORD_OUTCOME.fields if f.dataType.typeName() == "decimal"
+                    and f.name != "confidence")
 DESCRIBE = ("account_id", "msisdn", "service_type", "start_time", "domain")
 AGGREGATE_GROUPS = ("account_id", "service_type", "currency")
 REPORT_KINDS = ("suspense_aging",)
@@ -257,7 +273,8 @@ def _check_columns(r: _Reader, key: str, names: tuple[str, ...], inp: Input, bas
                          f"{', '.join(sorted(known))})")
 
 
-def _input(r: _Reader, name: str, value: Any) -> Input:
+def _input(r: _Reader, name: str, value: Any, params: Mapping[str, object]) -> Input:
+    """An input; its `filter` and derived `columns` may name the ruleset's parameters (`${active_statuses}`)."""
     key = f"inputs.{name}"
     m = r.mapping(key, value or {}, INPUT_KEYS)
     table = str(m.get("table") or name)
@@ -298,9 +315,9 @@ def _input(r: _Reader, name: str, value: Any) -> Input:
     inp = Input(
         name=name, table=table, schema=schema, system=str(m.get("system") or table),
         id=m.get("id"), order=r.names(f"{key}.order", m.get("order") or []), arrival=m.get("arrival"),
-        cycle=cycle, filter=r.sql(f"{key}.filter", m["filter"], {}) if m.get("filter") is not None else None,
+        cycle=cycle, filter=r.sql(f"{key}.filter", m["filter"], params) if m.get("filter") is not None else None,
         phones=r.names(f"{key}.phones", m.get("phones") or []),
-        columns={str(k): r.sql(f"{key}.columns.{k}", v, {}) for k, v in columns.items()},
+        columns={str(k): r.sql(f"{key}.columns.{k}", v, params) for k, v in columns.items()},
         amount=m.get("amount"), currency=m.get("currency"), lineage=lineage, layouts=layouts, within=within,
     )
     for part in ("id", "arrival", "amount", "currency"):
@@ -410,16 +427,25 @@ def _side(r: _Reader, key: str, value: Any, inputs: Mapping[str, Input], checks:
                                                  describe.items()})
 
 
-def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, Input], side: Input,
-            params: Mapping[str, object]) -> Lookup:
-    m = r.mapping(key, value, {"input", "kind", "join", "where", "columns", "by", "at", "quantity", "map", "prefix"})
+def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, Input],
+            side_inputs: Mapping[str, Input], lets: Mapping[str, Mapping[str, str]], params: Mapping[str, object]
+            ) -> Lookup:
+    """A lookup of one side (`side`, LEFT by default): its `join` names that side's columns or lets."""
+    m = r.mapping(key, value, {"input", "kind", "join", "where", "columns", "by", "at", "quantity", "map", "prefix",
+                               "side"})
     if m.get("input") not in inputs:
         raise r.fail(f"{key}.input", f"{m.get('input')!r} is not an input (inputs: {', '.join(inputs)})")
     kind = m.get("kind")
     if kind not in LOOKUP_KINDS:
         raise r.fail(f"{key}.kind", f"{kind!r} is not one of {', '.join(LOOKUP_KINDS)}")
+    side_name = m.get("side", "LEFT")
+    if side_name not in side_inputs:
+        raise r.fail(f"{key}.side", f"{side_name!r} is not a side of this control point ({', '.join(side_inputs)})")
+    side = side_inputs[side_name]
     target = inputs[str(m["input"])]
     on = {str(k): str(v) for k, v in r.mapping(f"{key}.join", m.get("join") or {}).items()}
+    # a record column the lookup joins on may be a let of its side (joined once that let is computed)
+    on_columns = tuple(c for c in on if c not in lets.get(side_name, {}))
     if m.get("prefix") is not None and kind != "prefix":
         raise r.fail(f"{key}.prefix", f"only a prefix lookup takes a prefix column (this one is {kind})")
     if kind == "prefix":
@@ -428,7 +454,7 @@ def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, In
                 raise r.fail(f"{key}.{part}", "missing (required by a prefix lookup)")
         _check_columns(r, f"{key}.by", (str(m["by"]),), side)
         _check_columns(r, f"{key}.prefix", (str(m["prefix"]),), target)
-        _check_columns(r, f"{key}.join", tuple(on), side)
+        _check_columns(r, f"{key}.join", on_columns, side)
         _check_columns(r, f"{key}.join", tuple(on.values()), target)
         for part in ("at", "quantity"):
             if m.get(part) is not None:
@@ -438,7 +464,7 @@ def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, In
     elif kind == "key":
         if not on:
             raise r.fail(f"{key}.join", "missing: a key lookup joins on {record column: lookup column}")
-        _check_columns(r, f"{key}.join", tuple(on), side)
+        _check_columns(r, f"{key}.join", on_columns, side)
         _check_columns(r, f"{key}.join", tuple(on.values()), target)
         if not m.get("columns"):
             raise r.fail(f"{key}.columns", "missing: {name: aggregate SQL} of what the lookup gives")
@@ -456,7 +482,7 @@ def _lookup(r: _Reader, key: str, name: str, value: Any, inputs: Mapping[str, In
                   r.sql(f"{key}.where", m["where"], params) if m.get("where") else None,
                   {str(k): r.text(f"{key}.columns.{k}", v) for k, v in columns.items()},
                   m.get("by"), m.get("at"), m.get("quantity"), {str(k): str(v) for k, v in mapping.items()},
-                  m.get("prefix"))
+                  m.get("prefix"), str(side_name))
 
 
 def _stages(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], inputs: Mapping[str, Input]) -> Stages:
@@ -616,17 +642,20 @@ def _record_point(r: _Reader, cp_id: str, m: dict[str, Any], inputs: Mapping[str
                                      "cycle.cutoff": 0, "cycle.id": ""}
     if tolerance is not None:
         sql_params.update({"tolerance.abs": tolerance.abs, "tolerance.rel": tolerance.rel})
-    lookups: dict[str, Lookup] = {}
-    for name, spec in r.mapping(f"{key}.lookups", m.get("lookups") or {}).items():
-        if name in ("match", "dup", "counterpart", "quarantine"):
-            raise r.fail(f"{key}.lookups.{name}", "a name the engine gives the record's match columns: choose another")
-        lookups[str(name)] = _lookup(r, f"{key}.lookups.{name}", str(name), spec, inputs, inputs[sides["LEFT"].input],
-                                     sql_params)
-    stages = _stages(r, f"{key}.stages", m.get("stages"), sides, inputs)
-    outcomes = _policies(r, f"{key}.outcomes", m.get("outcomes"), owners)
     let = {side: {str(n): r.sql(f"{key}.let.{side}.{n}", v, sql_params)
                   for n, v in r.mapping(f"{key}.let.{side}", lets).items()}
            for side, lets in _by_side(r, f"{key}.let", m.get("let"), sides).items()}
+    lookups: dict[str, Lookup] = {}
+    side_inputs = {side: inputs[spec.input] for side, spec in sides.items()}
+    for name, spec in r.mapping(f"{key}.lookups", m.get("lookups") or {}).items():
+        if name in ENGINE_NAMES:
+            raise r.fail(f"{key}.lookups.{name}", "a name the engine gives the record's own columns "
+                         f"({', '.join(ENGINE_NAMES)}): choose another")
+        lookups[str(name)] = _lookup(r, f"{key}.lookups.{name}", str(name), spec, inputs, side_inputs, let,
+                                     sql_params)
+    _lets_before_their_lookups(r, key, let, lookups)
+    stages = _stages(r, f"{key}.stages", m.get("stages"), sides, inputs)
+    outcomes = _policies(r, f"{key}.outcomes", m.get("outcomes"), owners)
     decide_raw = r.mapping(f"{key}.decide", m.get("decide"))
     decide = {}
     for side in sides:
@@ -645,6 +674,10 @@ def _record_point(r: _Reader, cp_id: str, m: dict[str, Any], inputs: Mapping[str
         record[side] = {str(k): (str(v) if k == "counterpart_table" else r.sql(f"{key}.record.{side}.{k}", v,
                                                                                 sql_params))
                         for k, v in c.items()}
+        for rule in decide[side] if "exposure" in record[side] else ():
+            if rule.exposure is not None or rule.priced_by is not None:
+                raise r.fail(f"{key}.decide.{side}.{rule.name}", f"record.{side}.exposure gives every {side} row's "
+                             "exposure: this rule's exposure (or priced_by) would drive nothing")
     reports = []
     for i, rep in enumerate(m.get("reports") or []):
         rkey = f"{key}.reports[{i}]"
@@ -664,8 +697,46 @@ def _record_point(r: _Reader, cp_id: str, m: dict[str, Any], inputs: Mapping[str
         id=cp_id, kind="record", sides=sides, lookups=lookups, stages=stages, let=let, decide=decide,
         record=record, tolerance=tolerance, outcomes=outcomes,
         exemptions=_exemptions(r, f"{key}.exemptions", m.get("exemptions"), inputs[sides["LEFT"].input], outcomes),
-        reports=tuple(reports), alerts=alerts,
+        reports=tuple(reports), alerts=alerts, figures=_figures(r, f"{key}.figures", m.get("figures"), sides),
     )
+
+
+def _lets_before_their_lookups(r: _Reader, key: str, let: Mapping[str, Mapping[str, str]],
+                               lookups: Mapping[str, Lookup]) -> None:
+    """A lookup that joins on a let is joined once that let is computed (lets are computed in the order written):
+    a let written before it cannot read it, so one that does is refused, naming both."""
+    for lookup in lookups.values():
+        names = list(let.get(lookup.side, {}))
+        joined_after = [names.index(c) for c in lookup.on if c in names]
+        if not joined_after:
+            continue
+        last = max(joined_after)
+        for name in names[:last + 1]:
+            if re.search(rf"\b{re.escape(lookup.name)}\b", let[lookup.side][name]):
+                raise r.fail(f"{key}.let.{lookup.side}.{name}", f"reads lookup {lookup.name}, which joins on let "
+                             f"{names[last]}: write {name} after {names[last]}")
+
+
+def _figures(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec]) -> tuple[Figure, ...]:
+    """`figures: {name: {side, by: [outcome-row columns], sum: an amount column}}` (spec.Figure)."""
+    out = []
+    for name, spec in r.mapping(key, value or {}).items():
+        fkey = f"{key}.{name}"
+        f = r.mapping(fkey, spec, {"side", "by", "sum"})
+        side = f.get("side", "LEFT")
+        if side not in sides:
+            raise r.fail(f"{fkey}.side", f"{side!r} is not a side of this control point ({', '.join(sides)})")
+        by = r.names(f"{fkey}.by", f.get("by"))
+        for column in by:
+            if column not in FIGURE_GROUPS:
+                raise r.fail(f"{fkey}.by", f"{column!r}: a figure groups outcome rows by columns of a small "
+                             f"vocabulary ({', '.join(FIGURE_GROUPS)})")
+        total = f.get("sum")
+        if total not in FIGURE_SUMS:
+            raise r.fail(f"{fkey}.sum", f"{total!r} is not an amount column of the outcome rows "
+                         f"({', '.join(FIGURE_SUMS)})")
+        out.append(Figure(str(name), str(side), by, str(total)))
+    return tuple(out)
 
 
 def _alerts(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec], params: Mapping[str, object]
@@ -792,7 +863,7 @@ def load_ruleset(path: str | Path, text: str | None = None) -> Ruleset:
         owners[str(team)] = r.positive_int(f"owners.{team}.sla_days", s.get("sla_days"), zero_ok=True)
     params = {str(name): _param(r, f"params.{name}", value)
               for name, value in r.mapping("params", data.get("params") or {}).items()}
-    inputs = {str(n): _input(r, str(n), v) for n, v in r.mapping("inputs", data.get("inputs")).items()}
+    inputs = {str(n): _input(r, str(n), v, params) for n, v in r.mapping("inputs", data.get("inputs")).items()}
     for inp in inputs.values():
         if inp.lineage is not None and inp.lineage.parent not in inputs:
             raise r.fail(f"inputs.{inp.name}.lineage.parent", f"{inp.lineage.parent!r} is not an input")

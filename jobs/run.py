@@ -45,9 +45,16 @@ from transforms.checkpoints import (
 from transforms.corrections import correction_requests
 from transforms.engine.aggregate import aggregate_variance
 from transforms.engine.analyse import check_rules
-from transforms.engine.decide import DECIDED, RuleError, counterpart_columns, decide, with_decided
+from transforms.engine.decide import DECIDED, RuleError, counterpart_columns, decide, lookup_texts, with_decided
 from transforms.engine.match import match
-from transforms.engine.prepare import BUCKET_ACCOUNT, IN_SIDE, prepare, quarantine_reason, with_bucket_accounts
+from transforms.engine.prepare import (
+    BUCKET_ACCOUNT,
+    IN_SIDE,
+    lookup_rows,
+    prepare,
+    quarantine_reason,
+    with_bucket_accounts,
+)
 from transforms.engine.prepare import scoped as scope_rows
 from transforms.engine.reports import report_rows
 from transforms.engine.spec import AggregateSide, ControlPoint, Input
@@ -177,12 +184,14 @@ def _closed_by(spark: SparkSession, output: str, cycle_id: str) -> str | None:
 
 
 def scope_inputs(raw: Mapping[str, DataFrame], cycle: Cycle, ruleset: Ruleset,
-                 bucket: int | None = None) -> dict[str, DataFrame]:
+                 bucket: int | None = None, params: Mapping[str, object] | None = None) -> dict[str, DataFrame]:
     """Each side input's candidates (keyed by the ruleset's input name; `raw` by conf table name) with `_in_side`:
     true for the rows its sides reconcile, false for those out of scope, and `_bucket_account`, the account of the
-    record's lineage root (transforms/engine/prepare.py). A partition run keeps one account bucket's rows."""
+    record's lineage root (transforms/engine/prepare.py). A partition run keeps one account bucket's rows.
+    `params`: what the inputs' filters name (default: the ruleset's parameters)."""
     side_inputs = {name: ruleset.inputs[name] for name in ruleset.scoped_inputs()}
-    scoped = {name: scope_rows(raw[inp.table], inp, cycle.cycle_id, cycle.start, cycle.end)
+    params = ruleset.params if params is None else params
+    scoped = {name: scope_rows(raw[inp.table], inp, cycle.cycle_id, cycle.start, cycle.end, params)
               for name, inp in side_inputs.items()}
     for name, inp in side_inputs.items():
         for column, (other, other_column) in inp.within.items():
@@ -320,14 +329,15 @@ def _side_frame(prepared: DataFrame, ruleset: Ruleset, cp: ControlPoint, side: s
 def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, DataFrame],
                     tables: Mapping[str, DataFrame], params: Mapping[str, object],
                     counters: dict[str, int], alerts: list[dict[str, Any]] | None = None,
-                    ignores: DataFrame | None = None) -> DataFrame:
+                    ignores: DataFrame | None = None, region: str = "US") -> DataFrame:
     """Outcome rows of both sides of a record control point (transforms/engine: match, then decide), with the
     ignore list's entries in force applied (`ignores`: transforms/ignore.in_force rows); with the control point's
     `alerts`, their rows beyond threshold are appended to `alerts`. An alert counts a side's outcome rows as they
-    are written: after the ignore list (an IGNORED row's outcome is IGNORED)."""
+    are written: after the ignore list (an IGNORED row's outcome is IGNORED). `region`: the default phone region
+    of numbers a lookup normalises."""
     gaps = [o for o, p in cp.outcomes.items() if p.case]
     out: DataFrame | None = None
-    for side, rows in _decided_sides(ruleset, cp, prepared, tables, params, counters).items():
+    for side, rows in _decided_sides(ruleset, cp, prepared, tables, params, counters, region).items():
         if ignores is not None:
             rows = apply_ignores(rows, ignores, cp.id, gaps)
         scopes = [f"_alert{i}" for i, a in enumerate(cp.alerts) if a.side == side]
@@ -342,7 +352,7 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
 
 def _decided_sides(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, DataFrame],
                    tables: Mapping[str, DataFrame], params: Mapping[str, object],
-                   counters: dict[str, int]) -> dict[str, DataFrame]:
+                   counters: dict[str, int], region: str = "US") -> dict[str, DataFrame]:
     """Each side's decided rows (LEFT, then RIGHT where the control point has one), with a column `_alert<i>` (its
     scope) per alert of that side, for record_outcomes to count and drop."""
     left_inp = ruleset.inputs[cp.left.input]
@@ -357,7 +367,12 @@ def _decided_sides(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, Da
                     left_wants=counterpart_columns(cp, "LEFT"),
                     right_wants=[c for c in right_reads if c not in DECIDED])
     counters.update(matched.counters)
-    lookup_tables = {name: tables[ruleset.inputs[name].table] for name in ruleset.inputs}
+    lookup_tables = {}
+    for lookup in cp.lookups.values():      # each lookup's rows: its input's table, with what its SQL names of it
+        inp = ruleset.inputs[lookup.input]
+        lookup_tables[inp.name] = lookup_rows(tables[inp.table], inp, region, params,
+                                              [t for other in cp.lookups.values() if other.input == inp.name
+                                               for t in lookup_texts(other)])
     scopes = {side: {f"_alert{i}": a.scope for i, a in enumerate(cp.alerts) if a.side == side} for side in cp.sides}
     left_out = decide(matched.left, cp, "LEFT", left_inp, right_inp, lookup_tables, params, extra=scopes["LEFT"])
     if matched.right is None or right_inp is None:
@@ -447,7 +462,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     run_params = _run_params(conf, ruleset)
     cps = ruleset.control_points
 
-    candidates_of = scope_inputs(raw, cycle, ruleset, bucket)
+    candidates_of = scope_inputs(raw, cycle, ruleset, bucket, run_params)
     with phase(spark, "prepare", run_id):
         if bucket is not None:
             # A partition run finds its bucket's rows by a hash of account_id, which no file layout prunes: every
@@ -465,7 +480,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             observed_keys[name] = Observation(f"telco-ra:keys:{name}:{run_id}")
             read = df.observe(observed_totals[name], *_input_totals(ruleset.inputs[name]))
             side = prepare(read.where(F.col(IN_SIDE)).drop(IN_SIDE), ruleset.inputs[name], conf.phone_region,
-                           phone_values=df.where(F.col(IN_SIDE)).drop(IN_SIDE))
+                           phone_values=df.where(F.col(IN_SIDE)).drop(IN_SIDE), params=run_params)
             prepared[name] = materialize(side.observe(observed_keys[name],
                                                       key_fingerprint(F.col("_key")).alias("keys")), observed=True)
 
@@ -480,7 +495,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         with phase(spark, cp.id, run_id):
             finalize = finalize_outcomes(tags, cp.id, buckets)
             build = functools.partial(record_outcomes, ruleset, cp, prepared, raw, params, counters[cp.id],
-                                      alerts=alert_rows, ignores=ignores.entries)
+                                      alerts=alert_rows, ignores=ignores.entries, region=conf.phone_region)
             with _named_by_ruleset(ruleset):
                 outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
     outcomes = outcome_parts[0]
@@ -546,6 +561,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             metrics += [{"control_point_id": cp.id, "side": "AGGREGATE", "unpriced": 0, "keys": None, **r.asDict()}
                         for r in agg_metrics]
         _check_conservation(ruleset, metrics, totals)
+        figures = {cp.id: _figures(cp, outcomes) for cp in ruleset.record_points() if cp.figures}
 
     systems = {inp.table: inp.system for inp in ruleset.inputs.values()}
     with phase(spark, "cases", run_id):
@@ -655,6 +671,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             "post_close": close_run_id is not None, "close_run_id": close_run_id,
             "counters": cp_counters, "reproduction_of": reproduction_of,
             "ignore_list_version": ignores.version, "ignore_as_of": ignores.as_of,
+            "figures": figures.get(cp.id, []),
         })
     control_run = spark.createDataFrame(control_rows, CONTROL_RUN)
     write_run_slice(control_run, refs["control_run"], "control_run", cycle_id, run_id,
@@ -663,6 +680,23 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     result.committed, result.metrics, result.watermark = True, metrics, watermark
     result.alerts = alert_rows
     return result
+
+
+def _figures(cp: ControlPoint, outcomes: DataFrame) -> list[dict[str, Any]]:
+    """The control point's declared figures (spec.Figure) over its outcome rows as the run writes them (after the
+    ignore list): per group, the rows and the sum of the figure's column (collected: one row per group of a small
+    vocabulary)."""
+    out: list[dict[str, Any]] = []
+    for fig in cp.figures:
+        column = "exposure" if fig.sum == "exposure_amount" else fig.sum      # its name before the write
+        rows = (outcomes.where((F.col("control_point_id") == cp.id) & (F.col("side") == fig.side))
+                .groupBy(*fig.by).agg(F.count(F.lit(1)).alias("_n"), F.sum(column).cast(MONEY_SUM).alias("_sum"))
+                .collect())
+        for r in sorted(rows, key=lambda r: [(r[c] is None, r[c] or "") for c in fig.by]):
+            out.append({"figure": fig.name, "side": fig.side, "group": [{"column": c, "value": r[c]} for c in fig.by],
+                        "count": int(r["_n"]), "summed": fig.sum,
+                        "sum": r["_sum"] if r["_sum"] is not None else Decimal(0)})
+    return out
 
 
 def _aggregate_input(cps: Mapping[str, ControlPoint], side: AggregateSide) -> str:

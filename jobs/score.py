@@ -127,14 +127,19 @@ def _aggregate_pairs(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, run_i
 def _pairs_by_record_id(spark: SparkSession, conf: EnvConf, run_id: str, truth: DataFrame,
                         exclude: list[str] | None = None) -> DataFrame:
     """A truth that names each record by its side's own id (`record_id`: ids unique per side, e.g. invoice lines
-    whose line_id the generator computes from the file it wrote, as ingest does): joined on it directly.
+    whose line_id the generator computes from the file it wrote, as ingest does): joined on it directly. Where the
+    truth names reason codes (SIM_SWAP's SWAP ...), an outcome is scored with its code.
     `exclude`: tables whose outcomes are scored otherwise."""
+    coded = "expected_reason_code" in truth.columns
     outcomes = read_output(spark, table_ref(conf.output, "record_outcome")).where(F.col("run_id") == run_id)
     if exclude:
         outcomes = outcomes.where(~F.col("source_table").isin(*exclude))
     outcomes = outcomes.select(
-        "control_point_id", "side", "record_id", F.col("outcome").alias("actual"))
-    expected = truth.select("control_point_id", "side", "record_id", F.col("expected_outcome").alias("expected"))
+        "control_point_id", "side", "record_id",
+        (F.concat_ws("/", "outcome", "reason_code") if coded else F.col("outcome")).alias("actual"))
+    expected = truth.select("control_point_id", "side", "record_id",
+                            (F.concat_ws("/", "expected_outcome", "expected_reason_code") if coded
+                             else F.col("expected_outcome")).alias("expected"))
     return expected.join(outcomes, ["control_point_id", "side", "record_id"], "full_outer").select(
         "control_point_id", "side", "expected", "actual")
 

@@ -72,6 +72,27 @@ def _counter_notes(counters: dict[str, int]) -> list[str]:
     return notes
 
 
+def _figures(figures: list[Any] | None) -> list[str]:
+    """A control point's declared figures (control_run `figures`): per figure a table of its groups, the rows and
+    the sum of each, and the total (the sum of the rows shown: figures are computed from the outcome rows)."""
+    lines: list[str] = []
+    by_name: dict[str, list[Any]] = {}
+    for f in figures or []:
+        by_name.setdefault(f["figure"], []).append(f)
+    for name, rows in by_name.items():
+        columns = [g["column"] for g in rows[0]["group"]]
+        lines.append(f"  {name} ({rows[0]['side']} rows by {', '.join(columns)}: their count and "
+                     f"{rows[0]['summed']})")
+        lines.append("    " + " ".join(f"{c:<22}" for c in columns) + f" {'count':>10} {rows[0]['summed']:>16}")
+        for r in rows:
+            lines.append("    " + " ".join(f"{g['value'] or '-':<22}" for g in r["group"])
+                         + f" {r['count']:>10,} {_money(r['sum']):>16}")
+        total_sum = sum((r["sum"] or Decimal(0) for r in rows), Decimal(0))
+        lines.append("    " + " ".join(f"{'total' if i == 0 else '':<22}" for i in range(len(columns)))
+                     + f" {sum(r['count'] for r in rows):>10,} {_money(total_sum):>16}")
+    return lines
+
+
 def _accounts(spark: SparkSession, result: RunResult, cases: DataFrame, top: int) -> list[str]:
     """Per account GOOD or VARIANCE with its counts (transforms/accounts.py), the accounts with variances first."""
     refs = result.output_refs
@@ -94,9 +115,11 @@ def _accounts(spark: SparkSession, result: RunResult, cases: DataFrame, top: int
 def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
     refs = result.output_refs
     runs = read_output(spark, refs["control_run"]).where(F.col("run_id") == result.run_id)
+    # `figures` is absent from control_run tables written before control points declared figures
+    figures = F.col("figures") if "figures" in runs.columns else F.lit(None).alias("figures")
     control_rows = sorted(runs.select("control_point_id", "metrics", "left_count", "right_count", "cases_opened",
-                                      "watermark", "input_versions", "ruleset_version", "counters").collect(),
-                          key=lambda r: r["control_point_id"])
+                                      "watermark", "input_versions", "ruleset_version", "counters", figures)
+                          .collect(), key=lambda r: r["control_point_id"])
     alerts: dict[str, list[Any]] = {}
     if "run_alert" in refs and exists(spark, refs["run_alert"]):
         for r in (read_output(spark, refs["run_alert"]).where(F.col("run_id") == result.run_id)
@@ -122,6 +145,7 @@ def render(spark: SparkSession, result: RunResult, top: int = 10) -> str:
             lines.append(f"  {m['side']:<9} {m['outcome']:<28} {m['count']:>10,} {_money(m['amount']):>16} "
                          f"{_money(m['exposure']):>16}")
         lines += _counter_notes(row["counters"] or {})
+        lines += _figures(row["figures"])
         lines += [f"  ALERT {a['metric']}: {a['message']}" for a in alerts.get(row["control_point_id"], [])]
     written = read_output(spark, refs["ra_case"]).where(F.col("run_id") == result.run_id)
     lines += _lifecycle(spark, result, runs, written)

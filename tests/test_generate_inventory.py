@@ -338,7 +338,8 @@ def test_ruleset_name_is_the_ruleset_key_else_the_file_stem(tmp_path: Path) -> N
 @pytest.mark.parametrize("argv, message", [
     (["--ruleset", "rulesets/partner_settlement.yaml"],      # a ruleset with no generator (yet)
      "no synthetic generator for ruleset 'partner_settlement' (from rulesets/partner_settlement.yaml); generators "
-     "exist for: carrier_invoice_vs_cdr, inventory_to_bill, provisioning_to_bill, usage_to_bill"),
+     "exist for: carrier_invoice_vs_cdr, inventory_to_bill, line_inventory_audit, provisioning_to_bill, "
+     "usage_to_bill"),
     (["--ruleset", "rulesets/inventory_to_bill.yaml", "--scenario", "seed004"], "not one of ruleset inventory_to_bill"),
     (["--ruleset", "rulesets/inventory_to_bill.yaml", "--cutoff", "2026-06-28T00:00:00"], "must carry a zone"),
     (["--ruleset", "rulesets/inventory_to_bill.yaml", "--cutoff", "2026-06-01T12:00:00Z"], "cutoff must be within"),

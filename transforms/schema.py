@@ -75,6 +75,21 @@ INPUT_SCHEMAS: dict[str, StructType] = {
         ("billed_duration_s", L), ("cost", MONEY), ("currency", S), ("call_id", S), ("record_id", S),
         ("source_file", S), ("source_sha256", S), ("source_row", L), ("parse_error", S), ("ingested_at", T),
     ),
+    # CONTRACT section 9: what `telco-ra ingest` appends from `kind: line_bill` layouts (one row per line of a
+    # carrier's bill; phone E.164, usage_mb null where the bill has no usage column) ...
+    "carrier_bill_line": _schema(
+        ("line_id", S), ("carrier", S), ("layout", S), ("bill_id", S), ("bill_period", S), ("phone", S), ("iccid", S),
+        ("usage_mb", MONEY), ("amount", MONEY), ("currency", S), ("source_file", S), ("source_sha256", S),
+        ("source_row", L), ("parse_error", S), ("ingested_at", T),
+    ),
+    # ... the CRM's assets (phone in any format, status as typed) and the device platform's status per SIM.
+    "crm_asset": _schema(
+        ("asset_id", S), ("account_id", S), ("phone", S), ("iccid", S), ("status", S), ("supplier", S),
+        ("updated_at", T),
+    ),
+    "device_status": _schema(
+        ("device_id", S), ("iccid", S), ("serial", S), ("online", BooleanType()), ("last_seen_at", T),
+    ),
     # The rate decks of the conf's carrier layouts (conf/carriers/*.yaml `rates`), one row per layout and destination
     # prefix ('' for the layout's default rate): built by the run from the layouts, never a Delta table (an input
     # declared with `layouts:`, jobs/layouts_input.py).
@@ -123,7 +138,14 @@ RECORD_OUTCOME = _schema(
     ("exposure_amount", MONEY), ("reason_code", S),
     # IGNORED rows: the ignore_list entry that made the gap IGNORED (its evidence); reason_code keeps the outcome
     ("ignore_entry_id", S),
+    # Columns a control point sets through its `record:` overrides (null where it sets none): RECORD_EXTRAS.
+    ("confidence_band", S), ("action", S), ("leakage", MONEY),
 )
+# The record_outcome columns beyond the v1 contract's that a ruleset's `record:` sets (CONTRACT section 9: the line
+# audit's confidence badge, recommended action and leakage), with their SQL types; last, nullable, so tables written
+# before them still take appends (outputs are written with mergeSchema).
+RECORD_EXTRAS = {name: RECORD_OUTCOME[name].dataType.simpleString() for name in ("confidence_band", "action",
+                                                                                   "leakage")}
 
 EVIDENCE = StructType([
     StructField("source_system", S), StructField("source_table", S), StructField("record_id", S),
@@ -164,6 +186,15 @@ METRIC = StructType([
     StructField("unpriced", L),
 ])
 
+# A control point's `figures` (its ruleset declares them): per figure and group of its side's outcome rows (the
+# group's values in the figure's `by` order, e.g. [{column: outcome, value: GHOST_DEVICE}, {column: confidence_band,
+# value: high}]), the rows and the sum of a column of them (`summed`), computed from the outcome rows the run writes.
+FIGURE_GROUP = StructType([StructField("column", S), StructField("value", S)])
+FIGURE = StructType([
+    StructField("figure", S), StructField("side", S), StructField("group", ArrayType(FIGURE_GROUP)),
+    StructField("count", L), StructField("summed", S), StructField("sum", MONEY_SUM),
+])
+
 CONTROL_RUN = _schema(
     *COMMON_OUTPUT,
     ("ruleset_name", S), ("ruleset_hash", S), ("ruleset_text", S), ("partition_scope", S), ("input_tables", MapType(S, S)),
@@ -177,6 +208,8 @@ CONTROL_RUN = _schema(
     ("reproduction_of", S),
     # the ignore_list version the run read (null: no ignore list yet) and the instant its entries were in force at
     ("ignore_list_version", L), ("ignore_as_of", T),
+    # the control point's declared figures (FIGURE); empty where it declares none
+    ("figures", ArrayType(FIGURE)),
 )
 
 # CONTRACT section 8: the ignore list (under `output`, append-only; transforms/ignore.py, jobs/ignore.py). An ADD

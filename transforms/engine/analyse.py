@@ -20,7 +20,15 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DataType, StringType, StructField, StructType
 
-from transforms.engine.decide import DECIDED, RuleError, counterpart_columns, lookups_used, side_sql
+from transforms.engine.decide import (
+    DECIDED,
+    OWN_DECISION,
+    OWN_DECISION_TYPE,
+    RuleError,
+    counterpart_columns,
+    lookups_used,
+    side_sql,
+)
 from transforms.engine.match import MATCH_TYPE
 from transforms.engine.spec import Check, ControlPoint, Input, Lookup
 from transforms.engine.sql import params_of, render
@@ -47,21 +55,23 @@ def _empty(spark: SparkSession, schema: StructType) -> DataFrame:
     return spark.createDataFrame([], schema)
 
 
-def input_shape(spark: SparkSession, inp: Input) -> DataFrame | None:
+def input_shape(spark: SparkSession, inp: Input, params: Mapping[str, object] | None = None) -> DataFrame | None:
     """An empty frame shaped as the input's prepared records (transforms/engine/prepare.py), None without a
-    contract schema. Its filter and derived columns are analysed on the way."""
+    contract schema. Its filter and derived columns (which may name the ruleset's `params`) are analysed on the
+    way."""
     if inp.schema is None:
         return None
+    params = params or {}
     optional = OPTIONAL_INPUT_COLUMNS.get(inp.schema, StructType())
     df = _empty(spark, StructType(INPUT_SCHEMAS[inp.schema].fields + optional.fields))
     if inp.filter:
-        _analysed(df, f"inputs.{inp.name}.filter", inp.filter, {})
+        _analysed(df, f"inputs.{inp.name}.filter", inp.filter, params)
     for name, dtype in ENGINE_COLUMNS.items():
         df = df.withColumn(name, F.lit(None).cast(dtype))
     for phone in inp.phones:
         df = df.withColumn(f"{phone}_e164", F.lit(None).cast(StringType()))
     for name, sql in inp.columns.items():
-        df = df.withColumn(name, _analysed(df, f"inputs.{inp.name}.columns.{name}", sql, {}))
+        df = df.withColumn(name, _analysed(df, f"inputs.{inp.name}.columns.{name}", sql, params))
     return df
 
 
@@ -69,7 +79,7 @@ def _lookup_type(spark: SparkSession, cp: ControlPoint, lookup: Lookup, inputs: 
                  params: Mapping[str, object]) -> DataType:
     base = f"control_points.{cp.id}.lookups.{lookup.name}"
     if lookup.kind == "prefix":
-        shape = input_shape(spark, inputs[lookup.input])
+        shape = input_shape(spark, inputs[lookup.input], params)
         fields = [StructField("found", BooleanType())]
         for name, sql in lookup.columns.items():
             if shape is None:
@@ -82,7 +92,7 @@ def _lookup_type(spark: SparkSession, cp: ControlPoint, lookup: Lookup, inputs: 
         return StructType([StructField("found", BooleanType()), StructField("tariff_id", StringType()),
                            StructField("tariff_version", StringType()), StructField("currency", StringType()),
                            StructField("amount", MONEY)])
-    table = input_shape(spark, inputs[lookup.input])
+    table = input_shape(spark, inputs[lookup.input], params)
     fields = [StructField("found", BooleanType())]
     for name, sql in lookup.columns.items():
         if table is None:
@@ -103,7 +113,7 @@ def check_rules(spark: SparkSession, inputs: Mapping[str, Input], checks: Mappin
                 control_points: Mapping[str, ControlPoint], ruleset_params: Mapping[str, object],
                 cycle: object) -> None:
     """Raise RuleError (naming the key, the rule and Spark's reason) for the first SQL text that does not analyse."""
-    shapes = {name: input_shape(spark, inp) for name, inp in inputs.items()}
+    shapes = {name: input_shape(spark, inp, ruleset_params) for name, inp in inputs.items()}
     for name, items in checks.items():
         shape = shapes.get(name)
         if shape is None:
@@ -138,9 +148,11 @@ def check_rules(spark: SparkSession, inputs: Mapping[str, Input], checks: Mappin
                 df = df.withColumn(name, F.lit(None).cast(_lookup_type(spark, cp, cp.lookups[name], inputs, params)))
             for name, sql in cp.let.get(side, {}).items():
                 df = df.withColumn(name, _analysed(df, f"control_points.{cp.id}.let.{side}.{name}", sql, params))
+            # record columns also read the row's own decision (`decided`); rules, lets and describe do not
+            own = df.withColumn(OWN_DECISION, F.lit(None).cast(OWN_DECISION_TYPE))
             for where, sql in side_sql(cp, side):
                 if ".let." not in where:
-                    _analysed(df, where, sql, params)
+                    _analysed(own if ".record." in where else df, where, sql, params)
             for i, alert in enumerate(cp.alerts):
                 if alert.side == side:
                     _analysed(df, f"control_points.{cp.id}.alerts[{i}].scope", alert.scope, params)

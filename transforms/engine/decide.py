@@ -1,6 +1,10 @@
 """From matched records to outcome rows: lookups, counterpart columns, let-expressions, the ordered rules (first
 match wins) and the record columns every control point hands the writer (transforms/outcomes.py).
 
+Lookups are joined before the lets, except one that joins on a let (a key found through another lookup): it is
+joined as soon as that let is computed. A `record:` column's SQL also sees `decided` (the row's `outcome` and
+`reason_code`): a confidence band, an action or a leakage is a function of the outcome the rules gave.
+
 A record no rule decides gets a null outcome; the run refuses to commit it (jobs/run.py names the control point and
 side), since a ruleset whose rules leave records undecided is a ruleset bug, never a silent drop.
 """
@@ -15,14 +19,17 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from transforms.engine.lookups import apply_lookup
-from transforms.engine.spec import ControlPoint, Input, Rule
+from transforms.engine.spec import ControlPoint, Input, Lookup, Rule
 from transforms.engine.sql import render
 from transforms.outcomes import INTERNAL
-from transforms.schema import MONEY
+from transforms.schema import MONEY, RECORD_EXTRAS
 
 COUNTERPART = re.compile(r"\bcounterpart\.([A-Za-z_][A-Za-z0-9_]*)")
 # A right record's SQL may read its left counterpart's decision: these outcome columns of it.
 DECIDED = ("outcome", "reason_code", "reason", "expected_amount", "exposure")
+# What a record column's SQL reads of its own row's decision (`decided.outcome`, `decided.reason_code`).
+OWN_DECISION = "decided"
+OWN_DECISION_TYPE = "struct<outcome:string,reason_code:string>"
 
 
 class RuleError(ValueError):
@@ -64,9 +71,17 @@ def counterpart_columns(cp: ControlPoint, side: str) -> list[str]:
 
 
 def lookups_used(cp: ControlPoint, side: str) -> list[str]:
+    """The lookups of `side` its SQL reads (or its rules price by), in the order declared."""
     texts = " ".join(sql for _, sql in side_sql(cp, side))
     used = {r.priced_by for r in cp.decide.get(side, ()) if r.priced_by}
-    return [name for name in cp.lookups if name in used or re.search(rf"\b{re.escape(name)}\.", texts)]
+    return [name for name, lookup in cp.lookups.items()
+            if lookup.side == side and (name in used or re.search(rf"\b{re.escape(name)}\b", texts))]
+
+
+def lookup_texts(lookup: Lookup) -> list[str]:
+    """The SQL texts and column names a lookup reads of its input's rows."""
+    return [*lookup.on.values(), *([lookup.where] if lookup.where else []), *lookup.columns.values(),
+            *([lookup.prefix] if lookup.prefix else [])]
 
 
 def _checked(shape: DataFrame, where: str, text: str, params: Mapping[str, object]) -> Column:
@@ -102,12 +117,26 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
     """Outcome rows (transforms.outcomes shape) of one side of a record control point; `extra` (name -> SQL over
     the record, e.g. an alert's scope) adds columns beyond them, for the caller to aggregate and drop."""
     base = f"control_points.{cp.id}"
-    for name in lookups_used(cp, side):
-        df = apply_lookup(df, cp.lookups[name], lookup_tables[cp.lookups[name].input], params)
+    lets = cp.let.get(side, {})
+    pending = lookups_used(cp, side)
+
+    def join_ready(df: DataFrame, done: set[str]) -> DataFrame:
+        """Join the pending lookups whose let keys (if any) are all computed."""
+        for name in [n for n in pending if all(c in done for c in cp.lookups[n].on if c in lets)]:
+            df = apply_lookup(df, cp.lookups[name], lookup_tables[cp.lookups[name].input], params)
+            pending.remove(name)
+        return df
+
+    computed: set[str] = set()
+    df = join_ready(df, computed)
     shape = _shape(df)
-    for name, sql in cp.let.get(side, {}).items():
+    for name, sql in lets.items():
         let_col = _checked(shape, f"{base}.let.{side}.{name}", sql, params)
-        df, shape = df.withColumn(name, let_col), shape.withColumn(name, let_col)
+        df = df.withColumn(name, let_col)
+        computed.add(name)
+        before = len(pending)
+        df = join_ready(df, computed)
+        shape = _shape(df) if len(pending) != before else shape.withColumn(name, let_col)
     rules: Sequence[Rule] = cp.decide[side]
     which: Column = F.lit(None).cast("int")
     for i, rule in reversed(list(enumerate(rules))):
@@ -142,11 +171,15 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
         return None if rule.priced_by is None else ~F.col(f"{rule.priced_by}.found")
 
     outcome = by_rule(lambda r: F.lit(r.outcome), "string")
+    reason_code = by_rule(part("reason_code"), "string")
     overrides = cp.record.get(side, {})
+    # record columns read the row's own decision as `decided.outcome`, `decided.reason_code`
+    df = df.withColumn(OWN_DECISION, F.struct(outcome.alias("outcome"), reason_code.alias("reason_code")))
+    own_shape = shape.withColumn(OWN_DECISION, F.lit(None).cast(OWN_DECISION_TYPE))
 
     def record(col: str, default: Column, dtype: str) -> Column:
         if col in overrides:
-            return _checked(shape, f"{base}.record.{side}.{col}", overrides[col], params).cast(dtype)
+            return _checked(own_shape, f"{base}.record.{side}.{col}", overrides[col], params).cast(dtype)
         return default.cast(dtype)
 
     def described(col: str, dtype: str) -> Column:
@@ -180,14 +213,16 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
         "expected_amount": record("expected_amount", F.lit(None), "decimal(18,6)"),
         "currency": record("currency", currency, "string"),
         "reason": by_rule(part("reason"), "string"),
-        "reason_code": by_rule(part("reason_code"), "string"),
+        "reason_code": reason_code,
         "account_id": described("account_id", "string"),
         "msisdn_e164": described("msisdn", "string"),
         "service_type": described("service_type", "string"),
         "start_time": described("start_time", "timestamp"),
         "domain": described("domain", "string"),
         "ignore_entry_id": F.lit(None).cast("string"),        # the run's ignore list sets it (transforms/ignore.py)
-        "exposure": F.coalesce(by_rule(exposure, "decimal(18,6)"), F.lit(0).cast(MONEY)),
+        "exposure": F.coalesce(record("exposure", by_rule(exposure, "decimal(18,6)"), "decimal(18,6)"),
+                               F.lit(0).cast(MONEY)),
+        **{col: record(col, F.lit(None), dtype) for col, dtype in RECORD_EXTRAS.items()},
         "counterpart_key": cp_key.cast("string"),
         "counterpart_hash": cp_hash.cast("string"),
         "unpriced": F.coalesce(by_rule(unpriced, "boolean"), F.lit(False)),
@@ -226,4 +261,4 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
 OUTCOME_COLUMNS = ("side", "source_table", "record_id", "record_key", "payload_hash", "counterpart_id", "outcome",
                    "match_stage", "confidence", "amount", "expected_amount", "currency", "reason", "reason_code",
                    "account_id", "msisdn_e164", "service_type", "start_time", "exemption", "ignore_entry_id",
-                   *INTERNAL)
+                   *RECORD_EXTRAS, *INTERNAL)

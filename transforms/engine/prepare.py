@@ -10,16 +10,22 @@ candidates: candidates = outcome rows + rows out of scope; transforms/scope.py h
   before the cycle's end, to null or not before its start), or when `from` is null (quarantined by `required`);
 - a `filter` keeps the rows of the table the input is; a row whose filter is null is kept (it may belong to the
   side) and is quarantined by the side's `required` columns rather than silently left out.
+
+A filter and the derived columns may name the ruleset's parameters (`${active_statuses}`): `params` renders them.
+A lookup reads its input's whole table (it is evidence, not a side: no cycle, no filter), with the E.164 phones and
+derived columns its SQL names (`lookup_rows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from transforms.engine.spec import Check, Input, SideSpec
+from transforms.engine.sql import render
 from transforms.keys import with_record_identity
 from transforms.phone import normalize_phone_columns
 from transforms.quarantine import first_reason
@@ -37,7 +43,8 @@ def candidates(inp: Input, cycle_id: str) -> Column | None:
     return F.coalesce((by == cycle_id) | by.isNull(), F.lit(False))
 
 
-def in_side(inp: Input, cycle_id: str, start: object, end: object) -> Column:
+def in_side(inp: Input, cycle_id: str, start: object, end: object, params: Mapping[str, object] | None = None
+            ) -> Column:
     """Of the candidates, those the input's sides reconcile (see the module docstring); never null."""
     s, e = F.lit(start).cast("timestamp"), F.lit(end).cast("timestamp")
     placement = inp.cycle
@@ -57,15 +64,16 @@ def in_side(inp: Input, cycle_id: str, start: object, end: object) -> Column:
         placed = frm.isNull() | ((frm < e) & (to.isNull() | (to >= s)))
     condition = F.coalesce(placed, F.lit(False))
     if inp.filter:
-        condition = condition & F.coalesce(F.expr(inp.filter), F.lit(True))
+        condition = condition & F.coalesce(F.expr(render(inp.filter, params or {})), F.lit(True))
     return condition
 
 
-def scoped(raw: DataFrame, inp: Input, cycle_id: str, start: object, end: object) -> DataFrame:
+def scoped(raw: DataFrame, inp: Input, cycle_id: str, start: object, end: object,
+           params: Mapping[str, object] | None = None) -> DataFrame:
     """The input's candidates with `_in_side`."""
     cand = candidates(inp, cycle_id)
     df = raw if cand is None else raw.where(cand)
-    return df.withColumn(IN_SIDE, in_side(inp, cycle_id, start, end))
+    return df.withColumn(IN_SIDE, in_side(inp, cycle_id, start, end, params))
 
 
 def _first_account(df: DataFrame, id_column: str, order: Sequence[str]) -> DataFrame:
@@ -107,7 +115,8 @@ def with_bucket_accounts(scoped_inputs: Mapping[str, DataFrame], inputs: Mapping
     return out
 
 
-def prepare(df: DataFrame, inp: Input, region: str, phone_values: DataFrame | None = None) -> DataFrame:
+def prepare(df: DataFrame, inp: Input, region: str, phone_values: DataFrame | None = None,
+            params: Mapping[str, object] | None = None) -> DataFrame:
     """Identity (`_key`, `_hash`, `_rank`), E.164 phones (`<col>_e164`) and derived columns, in that order: the
     payload hash covers the record's own columns only. `phone_values`: the same rows as `df` without its
     observed metrics, for the phone mapping (transforms/phone.py)."""
@@ -115,9 +124,33 @@ def prepare(df: DataFrame, inp: Input, region: str, phone_values: DataFrame | No
         df = df.transform(with_record_identity(inp.id, inp.order))
     if inp.phones:
         df = df.transform(normalize_phone_columns(list(inp.phones), region, values_from=phone_values))
+    return _derived(df, inp, params)
+
+
+def _derived(df: DataFrame, inp: Input, params: Mapping[str, object] | None) -> DataFrame:
     for name, sql in inp.columns.items():
-        df = df.withColumn(name, F.expr(sql))
+        df = df.withColumn(name, F.expr(render(sql, params or {})))
     return df
+
+
+def _names(texts: Iterable[str]) -> set[str]:
+    return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", " ".join(texts)))
+
+
+def lookup_rows(table: DataFrame, inp: Input, region: str, params: Mapping[str, object],
+                texts: Iterable[str]) -> DataFrame:
+    """The rows a lookup reads of input `inp`: its whole table, with the input's derived columns and E.164 phones
+    where the lookup's SQL (`texts`: its join columns, where, columns) names any of them; else the table as it is
+    (no phone is parsed for a lookup that reads none)."""
+    named = _names(texts)
+    phones = {f"{p}_e164": p for p in inp.phones}
+    if not named & ({*inp.columns, *phones}):
+        return table
+    needed = named | _names(inp.columns.values())
+    wanted = [p for e164, p in phones.items() if e164 in needed]
+    if wanted:
+        table = table.transform(normalize_phone_columns(wanted, region))
+    return _derived(table, inp, params)
 
 
 def quarantine_reason(inp: Input, side: SideSpec, checks: Sequence[Check], columns: Sequence[str]) -> Column:

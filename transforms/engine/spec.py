@@ -90,7 +90,9 @@ class Lookup:
     """A table joined as evidence: `key` (equality, aggregated per key), `price` (a tariff by id valid at a time),
     `price_list` (the tariff of a class, e.g. service_type, valid at a time; `map` names one per class), `prefix`
     (the row whose `prefix` column is the longest leading part of the digits of the record's `by` column, among
-    rows equal on `on`; '' is every number's prefix: a default)."""
+    rows equal on `on`; '' is every number's prefix: a default). A lookup serves one `side`: its `on` names that
+    side's columns, or a let of it (the lookup is then joined once that let is computed: a key found through
+    another lookup, e.g. a device by the ICCID a CRM lookup gave)."""
 
     name: str
     input: str
@@ -103,6 +105,7 @@ class Lookup:
     quantity: str | None = None
     map: Mapping[str, str] = field(default_factory=dict)
     prefix: str | None = None                                    # lookup column of digit prefixes (prefix)
+    side: str = "LEFT"                                           # the side whose records it is joined to
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,18 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A figure the run summary shows beside the outcome counts: per group of a side's outcome rows (`by`: outcome-
+    row columns of a small vocabulary), the rows and the sum of `sum` (an outcome-row amount column), computed from
+    the outcome rows the run writes and kept in control_run (`figures`)."""
+
+    name: str
+    side: str
+    by: tuple[str, ...]
+    sum: str
+
+
+@dataclass(frozen=True)
 class AggregateSide:
     """What one side of an aggregate sums: the outcome rows of a record control point's side (`of`, `side`), or the
     rows of an input in the cycle (`input`, those `where` holds: SQL with `${}` parameters)."""
@@ -233,6 +248,7 @@ class ControlPoint:
     exemptions: tuple[Exemption, ...] = ()
     reports: tuple[Report, ...] = ()
     alerts: tuple[Alert, ...] = ()
+    figures: tuple[Figure, ...] = ()
     # aggregate control points
     aggregate_sides: Mapping[str, AggregateSide] = field(default_factory=dict)
     group_by: Mapping[str, Mapping[str, str]] = field(default_factory=dict)   # output column -> side -> column
