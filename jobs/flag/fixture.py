@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import shutil
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,6 +95,11 @@ def _masked(text: str) -> str:
     return mask_phones_in_text_str(text) or ""
 
 
+def _comment(text: str) -> str:
+    """`text` as YAML comment lines of at most 120 characters, phone numbers masked."""
+    return "".join(f"# {line}\n" for line in textwrap.wrap(_masked(text), 118, break_on_hyphens=False))
+
+
 def _instant(value: datetime | None) -> str | None:
     return None if value is None else f"{value:%Y-%m-%dT%H:%M:%S.%f}Z"
 
@@ -108,8 +114,10 @@ def write_fixture(folder: Path, *, fid: str, ruleset: Ruleset, cycle: Cycle, con
     tables.mkdir()
     for table, rows in sorted(context.rows.items()):
         (tables / f"{table}.jsonl").write_text("".join(r.json + "\n" for r in rows), encoding="utf-8")
+        fields = json.loads(context.schemas[table])["fields"]       # one column a line: readable, diffable
         (tables / f"{table}.schema.json").write_text(
-            json.dumps(json.loads(context.schemas[table]), indent=1) + "\n", encoding="utf-8")
+            '{"type": "struct", "fields": [\n' + ",\n".join(json.dumps(f) for f in fields) + "\n]}\n",
+            encoding="utf-8")
     if ignore_rows:
         (folder / IGNORES).write_text("".join(line + "\n" for line in ignore_rows), encoding="utf-8")
     if ruleset.layout_inputs():
@@ -138,18 +146,18 @@ def write_fixture(folder: Path, *, fid: str, ruleset: Ruleset, cycle: Cycle, con
                     "reason": mask_phones_in_text_str(row["reason"]), "context_level": context.level,
                     "rows_by_role": dict(sorted(roles.items()))},
     }
-    header = (f"# Written by `telco-ra flag` from run {flagged['run_id']}: the input rows record "
-              f"{row['record_id']} ({row['control_point_id']} {row['side']}) was decided from, read at the\n"
-              f"# Delta versions the run read. tests/test_flagged_fixtures.py runs rulesets/{ruleset.name}.yaml over "
-              f"them (docs/flag.md).\n")
-    (folder / FIXTURE_FILE).write_text(_masked(header) + yaml.safe_dump(spec, sort_keys=False, width=120), encoding="utf-8")
+    header = (f"Written by `telco-ra flag` from run {flagged['run_id']}: the input rows record {row['record_id']} "
+              f"({row['control_point_id']} {row['side']}) was decided from, read at the Delta versions the run read. "
+              f"tests/test_flagged_fixtures.py runs rulesets/{ruleset.name}.yaml over them (docs/flag.md).")
+    (folder / FIXTURE_FILE).write_text(_comment(header) + yaml.safe_dump(spec, sort_keys=False, width=120),
+                                       encoding="utf-8")
     expected = {"outcome": row["outcome"], "reason_code": row["reason_code"], "why": flagged["why"]}
-    note = (f"# The outcome rulesets/{ruleset.name}.yaml must give record {row['record_id']} ({row['control_point_id']} "
-            f"{row['side']}) over the rows of this folder.\n"
-            f"# It is the outcome run {flagged['run_id']} gave when {flagged['by']} flagged it as wrong (why: below). "
-            "Once the rule is fixed, set\n# `outcome` (and `reason_code`: null where the outcome has none) to the "
-            "correct one: tests/test_flagged_fixtures.py then holds the rules to it.\n")
-    (folder / EXPECTED_FILE).write_text(_masked(note) + yaml.safe_dump(expected, sort_keys=False, width=120),
+    note = (f"The outcome rulesets/{ruleset.name}.yaml must give record {row['record_id']} ({row['control_point_id']} "
+            f"{row['side']}) over the rows of this folder. It is the outcome run {flagged['run_id']} gave when "
+            f"{flagged['by']} flagged it as wrong (why: below). Once the rule is fixed, set `outcome` (and "
+            "`reason_code`: null where the outcome has none) to the correct one: tests/test_flagged_fixtures.py then "
+            "holds the rules to it.")
+    (folder / EXPECTED_FILE).write_text(_comment(note) + yaml.safe_dump(expected, sort_keys=False, width=120),
                                         encoding="utf-8")
     return folder
 

@@ -179,6 +179,10 @@ def _append(spark: SparkSession, f: Flagged, why: str, by: str, fid: str) -> Non
     LOG.info("flag %s appended to %s", f.flag_id, f.table)
 
 
+def _rows(n: int) -> str:
+    return f"{n} input row{'' if n == 1 else 's'}"
+
+
 def lines(f: Flagged) -> list[str]:
     """What the command prints: phone numbers masked."""
     row = f.row
@@ -193,15 +197,15 @@ def lines(f: Flagged) -> list[str]:
         f"record {row['record_id']} (key {row['record_key']})",
         f"  outcome {row['outcome']}{code}, rule "
         f"{f.rule or '(unknown)'} ({f.rule_source}): {row['reason'] or '-'}",
-        f"  context: {f.context.count()} input rows at the run's versions ({versions}); "
+        f"  context: {_rows(f.context.count())} at the run's versions ({versions}); "
         + ", ".join(f"{role} {n}" for role, n in sorted(roles.items())),
         f"  appended to {f.table}",
     ]
     if f.reproduced is None:
         out.append(f"  fixture {f.fixture}: there already (kept as it is)")
     elif f.reproduced:
-        out.append(f"  fixture {f.fixture}: its {f.context.count()} rows give {row['outcome']} again; set the correct "
-                   "outcome in its expected.yaml")
+        out.append(f"  fixture {f.fixture}: replaying its {_rows(f.context.count())} gives {row['outcome']} again; set "
+                   "the correct outcome in its expected.yaml")
     else:
         got = f.replayed
         out.append(f"  no fixture: the rows the outcome depends on give {got.outcome if got else '-'} "
