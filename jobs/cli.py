@@ -7,12 +7,15 @@ Exit codes: 0 the run committed (or was already committed), 2 bad input or confi
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from pathlib import Path
 
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
 from jobs.config import ConfigError, load_conf
+from jobs.flag.context import ContextTooLarge
+from jobs.flag.source import FlagError
 from jobs.ignore import IgnoreError
 from jobs.ingest.write import ConcurrentIngestError
 from jobs.inputs import InputError
@@ -168,6 +171,20 @@ def _ignore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flag(args: argparse.Namespace) -> int:
+    """`telco-ra flag` (jobs/flag/): a wrong row's context to flagged_row and a regression fixture."""
+    conf = load_conf(args.conf)
+    from jobs.flag.job import flag, lines
+    from jobs.session import build_session
+
+    spark = build_session(conf.spark)
+    done = flag(spark, conf, args.run_id, args.record_id, args.why, args.by or getpass.getuser(),
+                control_point=args.control_point, side=args.side, record_key=args.record_key,
+                fixtures=Path(args.fixtures), scratch=args.scratch)
+    sys.stdout.write("\n".join(lines(done)) + "\n")
+    return 1 if done.reproduced is False else 0
+
+
 def _generate(argv: list[str]) -> int:
     from jobs.generate import main as generate_main
 
@@ -254,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     ign_rm.add_argument("--why", required=True)
     for action in (ign_add, ign_ls, ign_rm):
         action.add_argument("--conf", required=True)
+    fl = sub.add_parser("flag", help="report a wrong record_outcome row: its context to flagged_row and a regression "
+                        "fixture under tests/fixtures/flagged/")
+    fl.add_argument("--conf", required=True)
+    fl.add_argument("--run-id", required=True)
+    fl.add_argument("--record-id", required=True)
+    fl.add_argument("--control-point", help="the row's control point, where the record has rows in several")
+    fl.add_argument("--side", choices=["LEFT", "RIGHT"], help="the row's side, where the record is on both")
+    fl.add_argument("--record-key", help="the row's record_key, where copies share the record id")
+    fl.add_argument("--why", required=True, help="what is wrong with the row")
+    fl.add_argument("--by", help="who flags it (default: the login name)")
+    fl.add_argument("--fixtures", default="tests/fixtures/flagged", help="folder the fixture is written under")
+    fl.add_argument("--scratch", help="folder for the replay's Delta tables (default: the system's temp folder)")
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
     demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
@@ -291,11 +320,14 @@ def main(argv: list[str] | None = None) -> int:
             return _ingest(args)
         if args.command == "ignore":
             return _ignore(args)
+        if args.command == "flag":
+            return _flag(args)
         return _demo(args)
-    except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError, ReportError, IgnoreError) as exc:
+    except (ConfigError, InputError, RuleError, JarsUnavailable, CaseError, ReportError, IgnoreError,
+            FlagError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
-    except (ConservationError, ConcurrentRunError, ConcurrentIngestError) as exc:
+    except (ConservationError, ConcurrentRunError, ConcurrentIngestError, ContextTooLarge) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 1
 

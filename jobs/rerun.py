@@ -25,6 +25,10 @@ LOG = logging.getLogger(__name__)
 COMPARED = ("record_outcome", "ra_case", "aggregate_variance")
 # Not part of a run's content: its id, and the wall-clock time ra_case rows were recorded (transforms/lifecycle.py).
 UNCOMPARED = ("run_id", "recorded_at")
+# Columns a run written before they existed does not carry (null in its rows): compared only where the original
+# carries them. `rule` (record_outcome) is the name of the rule whose outcome the row has: a run written before it
+# is compared on everything else.
+ADDED_LATER = {"record_outcome": ("rule",)}
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ def rerun(spark: SparkSession, conf: EnvConf, run_id: str) -> Reproduction:
     hashes = {}
     for table in COMPARED:
         out = read_output(spark, table_ref(conf.output, table))
-        hashes[table] = (content_hash(out.where(F.col("run_id") == run_id), exclude=UNCOMPARED),
-                         content_hash(out.where(F.col("run_id") == new_id), exclude=UNCOMPARED))
+        original = out.where(F.col("run_id") == run_id)
+        absent = tuple(c for c in ADDED_LATER.get(table, ()) if c in out.columns
+                       and not original.where(F.col(c).isNotNull()).limit(1).count())
+        hashes[table] = (content_hash(original, exclude=UNCOMPARED + absent),
+                         content_hash(out.where(F.col("run_id") == new_id), exclude=UNCOMPARED + absent))
     return Reproduction(run_id, result, hashes)

@@ -140,6 +140,8 @@ RECORD_OUTCOME = _schema(
     ("ignore_entry_id", S),
     # Columns a control point sets through its `record:` overrides (null where it sets none): RECORD_EXTRAS.
     ("confidence_band", S), ("action", S), ("leakage", MONEY),
+    # the ruleset's name of the decide rule that gave the outcome (an IGNORED row: the rule of the outcome it replaces)
+    ("rule", S),
 )
 # The record_outcome columns beyond the v1 contract's that a ruleset's `record:` sets (CONTRACT section 9: the line
 # audit's confidence badge, recommended action and leakage), with their SQL types; last, nullable, so tables written
@@ -217,6 +219,30 @@ CONTROL_RUN = _schema(
 IGNORE_LIST = _schema(
     ("entry_id", S), ("action", S), ("control_point_id", S), ("scope", S), ("key", S), ("reason", S), ("actor", S),
     ("created_at", T), ("expires_at", T), ("removed_by", S), ("removed_at", T), ("why", S),
+)
+
+# Issue 15 point 8: a row a person reported as wrong (`telco-ra flag`, jobs/flag/), with its whole context, appended
+# to `flagged_row` under `output`. Input rows are JSON text (`row`, `record`, `counterpart`): one table holds rows of
+# every input table, each as its table stored it at the version the run read.
+CONTEXT_ROW = StructType([
+    StructField("roles", ArrayType(S)), StructField("source_table", S), StructField("table_version", L),
+    StructField("record_id", S), StructField("payload_hash", S), StructField("row", S),
+])
+FLAGGED_ROW = _schema(
+    ("flag_id", S), ("flagged_at", T), ("flagged_by", S), ("why", S),
+    *COMMON_OUTPUT, ("ruleset_name", S), ("ruleset_hash", S), ("input_versions", MapType(S, L)),
+    ("side", S), ("record_id", S), ("record_key", S), ("payload_hash", S), ("account_id", S),
+    ("outcome", S), ("reason_code", S), ("reason", S), ("match_stage", S), ("counterpart_id", S),
+    ("amount", MONEY), ("expected_amount", MONEY), ("exposure_amount", MONEY),
+    # the decide rule that gave the outcome, its condition (SQL) and where the name comes from: `recorded` in
+    # record_outcome, or `replayed` (a run written before record_outcome carried it: the fixture's replay names it)
+    ("rule", S), ("rule_when", S), ("rule_source", S),
+    ("outcome_row", S),                       # the record_outcome row, every column, as JSON
+    ("record_table", S), ("record_version", L), ("record", S),
+    ("counterpart_table", S), ("counterpart_version", L), ("counterpart", S),
+    ("evidence", ArrayType(EVIDENCE)),        # the record and its counterpart, as ra_case names evidence
+    ("context", ArrayType(CONTEXT_ROW)),      # every input row the outcome depends on (jobs/flag/context.py)
+    ("context_level", IntegerType()), ("fixture_id", S), ("fixture", S), ("fixture_reproduced", BooleanType()),
 )
 
 # CONTRACT section 6: a control point's `alerts` (a rate of its records per scope above a threshold), one row per

@@ -208,6 +208,8 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
         "payload_hash": F.col("_hash"),
         "counterpart_id": cp_id,
         "outcome": outcome,
+        # the name of the rule that decided the row (first match wins): what `telco-ra flag` names and explains
+        "rule": by_rule(lambda r: F.lit(r.name), "string"),
         "match_stage": stage,
         "amount": record("amount", amount, "decimal(18,6)"),
         "expected_amount": record("expected_amount", F.lit(None), "decimal(18,6)"),
@@ -261,4 +263,4 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
 OUTCOME_COLUMNS = ("side", "source_table", "record_id", "record_key", "payload_hash", "counterpart_id", "outcome",
                    "match_stage", "confidence", "amount", "expected_amount", "currency", "reason", "reason_code",
                    "account_id", "msisdn_e164", "service_type", "start_time", "exemption", "ignore_entry_id",
-                   *RECORD_EXTRAS, *INTERNAL)
+                   *RECORD_EXTRAS, "rule", *INTERNAL)
