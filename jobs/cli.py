@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--conf", required=True)
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
-    demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
+    demo = sub.add_parser("demo", help="synthetic months -> local lakehouse -> every control -> summaries and reports")
     demo.add_argument("--rows", type=int, default=200_000)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--lakehouse", default="lakehouse")

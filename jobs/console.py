@@ -5,7 +5,8 @@ lines go to stderr as `<time> <level> <logger>: <message>`, py4j's connection ch
 warnings are trimmed at session start (jobs/session.py). `--verbose` adds DEBUG lines and every Spark warning.
 
 Every line goes through `MaskPhones`: a phone number in a message (an alert's scope, an ignore entry's key, a value
-quoted in an error) is masked as the reports mask it (jobs/report/masking.py: `+15551234567` -> `+1555***4567`).
+quoted in an error) is masked as the reports mask it (jobs/report/masking.py: `+15551234567` -> `+1555***4567`,
+`(555) 200-0009` -> `***`), except bare digit runs: in a log line those are counts, sizes and ids (a run id's hash).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ class MaskPhones(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_phones_in_text_str(message)
+        masked = mask_phones_in_text_str(message, bare_digits=False)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = mask_phones_in_text_str(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = mask_phones_in_text_str(logging.Formatter().formatException(record.exc_info),
+                                                      bare_digits=False)
         return True
 
 

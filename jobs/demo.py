@@ -1,4 +1,5 @@
-"""`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, and summaries.
+"""`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, summaries and
+the HTML report of each run (its path after its summary, and all of them again at the end).
 
 Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated inventory month (its own input
 folder: its bill_charge holds RECURRING charges); carrier-invoice-vs-cdr on an October usage month (a DST change in

@@ -1,15 +1,16 @@
 """A run a person can follow: where it is (control point, step) and how many rows so far, at INFO.
 
-What a run logs while it works (this module's lines are the ones with "so far"):
+What a run logs while it works (this module's lines are the ones with "so far"; a 3,000-record month):
 
-    usage_to_bill-2026-06-3f2a...: usage_to_bill 2026.06 over cycle 2026-06, control points usage-to-rating, ...
+    usage_to_bill-2026-06-2a51d0c65b53: ruleset usage_to_bill 2026.12.1, cycle 2026-06, control points ...
     prepare: started
     prepare: cdr
-    prepare: cdr: 1,000,000 rows read (2,000 out of this run's scope)
+    prepare: cdr: 3,031 rows read (0 out of this run's scope)
     usage-to-rating: started
     usage-to-rating: matching, exact stage
-    usage-to-rating: matching, fuzzy stage: 182,311 rows so far (Spark stage 57: 3 of 8 tasks done)
-    usage-to-rating: done in 90.1 s
+    usage-to-rating: matching, fuzzy stage
+    usage-to-rating: matching, fuzzy stage: 2,229 rows so far (2 Spark stages: 7 of 24 tasks done)
+    usage-to-rating: done in 65.6 s
 
 Phases log their start and end (jobs.phases), the engine logs each step as it enters it (transforms.checkpoints.step),
 and the rows come from what the run computes anyway: the counts a phase observes as it cuts (prepare's rows read per

@@ -106,9 +106,13 @@ def set_spark_log(spark: SparkSession, level: str | None) -> None:
     for logger, message in SPARK_NOISE:
         config.removeLogger(logger)
         if level is None:
-            noise = core.filter.RegexFilter.createFilter(f"(?s){message}.*", None, False, core.Filter.Result.DENY,
-                                                         core.Filter.Result.NEUTRAL)
+            result = core.Filter.Result
+            errors = core.filter.ThresholdFilter.createFilter(jvm.org.apache.logging.log4j.Level.ERROR, result.ACCEPT,
+                                                              result.NEUTRAL)     # an error shows, whatever it says
+            noise = core.filter.RegexFilter.createFilter(f"(?s){message}.*", None, False, result.DENY,
+                                                         result.NEUTRAL)
             quiet = core.config.LoggerConfig(logger, None, True)        # level: its parent's
+            quiet.addFilter(errors)
             quiet.addFilter(noise)
             config.addLogger(logger, quiet)
     context.updateLoggers()

@@ -120,3 +120,9 @@ def run_cli(spark: SparkSession, *argv: str) -> Cli:
             if key in saved and saved[key] != value and spark.conf.isModifiable(key):
                 spark.conf.set(key, saved[key])
     return Cli(code, out.getvalue(), err.getvalue())
+
+
+def jobs_started(spark: SparkSession) -> int:
+    """How many Spark jobs this context has started: the DAG scheduler's next job id, exact whatever ran (a run's
+    job count is the difference before and after it)."""
+    return int(spark.sparkContext._jsc.sc().dagScheduler().nextJobId())  # type: ignore[union-attr]
