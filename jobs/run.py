@@ -30,7 +30,7 @@ from jobs.inputs import InputError, PinnedTable, conform, is_path, pin, validate
 from jobs.layouts_input import layout_tables
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
-from jobs.progress import following
+from jobs.progress import following, progress_seconds
 from jobs.ruleset import Ruleset
 from jobs.utc import instant_micros, micros_to_utc
 from transforms.cases import aggregate_cases, aggregate_key, record_cases
@@ -213,6 +213,7 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     Intermediate results written as files (spark.telcora.materialize.dir) live only as long as the run.
     """
     LOG.info("%s, cycle %s: checking the rules, pinning and checking the inputs", ruleset.name, cycle_id)
+    progress_seconds(spark)          # a bad spark.telcora.progress.seconds exits 2 before any job, not mid-run
     with _named_by_ruleset(ruleset):
         # Every rule's SQL against the shape its records will have: refused before a job reads a row.
         check_rules(spark, ruleset.inputs, ruleset.checks, ruleset.control_points,
