@@ -11,9 +11,11 @@ import getpass
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
-from jobs.config import ConfigError, load_conf
+from jobs.config import ConfigError, EnvConf, load_conf
+from jobs.console import console_logging
 from jobs.flag.context import ContextTooLarge
 from jobs.flag.source import FlagError
 from jobs.ignore import IgnoreError
@@ -26,8 +28,26 @@ from jobs.ruleset import load_ruleset
 from jobs.run import ConservationError
 from transforms.engine.decide import RuleError
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
 LOG = logging.getLogger("telco_ra")
 
+
+def _session(conf: EnvConf, args: argparse.Namespace) -> SparkSession:
+    """The conf's session; `--verbose` shows every Spark warning (jobs/session.py)."""
+    from jobs.session import build_session
+
+    return build_session(conf.spark, spark_log="WARN" if getattr(args, "verbose", False) else None)
+
+
+def _report_after(spark: SparkSession, conf: EnvConf, run_id: str, args: argparse.Namespace) -> int:
+    """The run's report unless `--no-report` (jobs/report/after_run.py): its path on stdout, and the exit code."""
+    from jobs.report.after_run import report_after_run
+
+    done = report_after_run(spark, conf, run_id, args.report)
+    sys.stdout.write("".join(f"{line}\n" for line in done.lines()))
+    return done.exit_code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -36,13 +56,12 @@ def _run(args: argparse.Namespace) -> int:
     conf.cycle(args.cycle)
     bucket = _bucket(args.partition, args.cycle, ruleset.account_buckets)
     from jobs.run import execute
-    from jobs.session import build_session
     from jobs.summary import render
 
-    spark = build_session(conf.spark)
+    spark = _session(conf, args)
     result = execute(spark, conf, ruleset, args.cycle, args.run_id, bucket=bucket)
     sys.stdout.write(render(spark, result))
-    return 0
+    return _report_after(spark, conf, result.run_id, args)
 
 
 def _bucket(partitions: list[str], cycle: str, buckets: int) -> int | None:
@@ -66,9 +85,8 @@ def _bucket(partitions: list[str], cycle: str, buckets: int) -> int | None:
 def _rerun(args: argparse.Namespace) -> int:
     conf = load_conf(args.conf)
     from jobs.rerun import rerun
-    from jobs.session import build_session
 
-    spark = build_session(conf.spark)
+    spark = _session(conf, args)
     repro = rerun(spark, conf, args.run_id)
     for table, (original, again) in repro.hashes.items():
         sys.stdout.write(f"{table:<19} {'identical' if original == again else 'DIFFERENT'}  {original}  {again}\n")
@@ -81,16 +99,15 @@ def _close(args: argparse.Namespace) -> int:
     conf, ruleset = load_conf(args.conf), load_ruleset(args.ruleset)
     conf.cycle(args.cycle)
     from jobs.close import CloseRefused, close_cycle, render
-    from jobs.session import build_session
 
-    spark = build_session(conf.spark)
+    spark = _session(conf, args)
     try:
         closed = close_cycle(spark, conf, ruleset, args.cycle)
     except CloseRefused as exc:
         sys.stderr.write(f"telco-ra: close refused: {exc}\n")
         return 1
     sys.stdout.write(render(closed))
-    return 0
+    return _report_after(spark, conf, closed.run.run_id, args)
 
 
 def _cases(args: argparse.Namespace) -> int:
@@ -99,9 +116,7 @@ def _cases(args: argparse.Namespace) -> int:
     ruleset = load_ruleset(args.ruleset) if getattr(args, "ruleset", None) else None
     if args.cycle is not None:
         conf.cycle(args.cycle)
-    from jobs.session import build_session
-
-    spark = build_session(conf.spark)
+    spark = _session(conf, args)
     if args.action == "list":
         rows, total = list_cases(spark, conf, args.cycle, args.status)
         sys.stdout.write(render_list(rows, total))
@@ -122,9 +137,8 @@ def _report(args: argparse.Namespace) -> int:
     """`telco-ra report` (jobs/report/job.py): the run's HTML page, scorecard and per-team exports."""
     conf = load_conf(args.conf)
     from jobs.report.job import main_lines, write_report
-    from jobs.session import build_session
 
-    spark = build_session(conf.spark)
+    spark = _session(conf, args)
     files = write_report(spark, conf, args.run_id, args.out, args.as_of)
     sys.stdout.write("\n".join(main_lines(files)) + "\n")
     return 0
@@ -156,9 +170,8 @@ def _ignore(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise IgnoreError(f"--expires must be an ISO 8601 instant, got {args.expires!r}") from exc
     from jobs import ignore
-    from jobs.session import build_session
 
-    spark = build_session(conf.spark)
+    spark = _session(conf, args)
     if args.action == "add":
         entry = ignore.add(spark, conf.output, args.control_point, args.scope, args.key, args.reason, args.actor,
                            expires)
@@ -200,7 +213,8 @@ def _ingest(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from jobs.demo import demo
 
-    return demo(rows=args.rows, seed=args.seed, lakehouse=Path(args.lakehouse))
+    return demo(rows=args.rows, seed=args.seed, lakehouse=Path(args.lakehouse), report=args.report,
+                spark_log="WARN" if args.verbose else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,17 +299,28 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--scratch", help="folder for the replay's Delta tables (default: the system's temp folder)")
     sub.add_parser("generate", help="write a synthetic month with planted faults and ground truth", add_help=False)
     sub.add_parser("score", help="precision/recall of a run against the generator's ground truth", add_help=False)
-    demo = sub.add_parser("demo", help="synthetic month -> local lakehouse -> every control -> summary")
+    demo = sub.add_parser("demo", help="synthetic months -> local lakehouse -> every control -> summaries and reports")
     demo.add_argument("--rows", type=int, default=200_000)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--lakehouse", default="lakehouse")
+    for command in (run, close, demo):
+        command.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
+                             help="write the run's HTML report and team exports when it commits (default: the "
+                             "conf's report.after_run, true); a report asked for with --report that fails exits 1, "
+                             "the run staying committed")
+    for command in (run, close, rerun, tr, ap, ls, report, ingest, ign_add, ign_ls, ign_rm, demo):
+        command.add_argument("--verbose", action="store_true", help="DEBUG lines and every Spark warning "
+                             "(TELCO_RA_SPARK_LOG=WARN shows the warnings only)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
     argv = list(sys.argv[1:] if argv is None else argv)
+    with console_logging(sys.stderr, verbose="--verbose" in argv):
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["generate"]:
         return _generate(argv[1:])
     if argv[:1] == ["score"]:

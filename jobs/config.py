@@ -49,6 +49,9 @@ class EnvConf:
     # `report: {clear_numbers_for: [team, ...]}`: owner teams whose case exports show phone numbers in clear
     # (jobs/report/exports.py). Not in the fingerprint: it changes no result, only what an export shows.
     report_clear_numbers_for: tuple[str, ...] = ()
+    # `report: {after_run: false}`: `telco-ra run`, `close` and `demo` write no report unless `--report` asks
+    # (jobs/report/after_run.py). Not in the fingerprint either.
+    report_after_run: bool = True
     carriers: str = "conf/carriers"       # folder of carrier layouts (telco-ra ingest, CONTRACT section 6)
 
     def cycle(self, cycle_id: str) -> Cycle:
@@ -58,7 +61,7 @@ class EnvConf:
 
 
 CONF_KEYS = {"tables", "output", "cycles", "spark", "phone_region", "suspense_sla_days", "report", "carriers"}
-REPORT_KEYS = {"clear_numbers_for"}
+REPORT_KEYS = {"clear_numbers_for", "after_run"}
 SPARK_KEYS = {"master", "settings", "delta_provided"}
 
 
@@ -160,9 +163,13 @@ def load_conf(path: str | Path) -> EnvConf:
     clear = report.get("clear_numbers_for") or []
     if not isinstance(clear, list) or not all(isinstance(t, str) and t.strip() for t in clear):
         raise ConfigError(path, "report.clear_numbers_for", f"{clear!r} is not a list of owner team names")
+    after_run = report.get("after_run", True)
+    if not isinstance(after_run, bool):
+        raise ConfigError(path, "report.after_run", f"{after_run!r} is not true or false")
     carriers = data.get("carriers", "conf/carriers")
     if not isinstance(carriers, str) or not carriers.strip():
         raise ConfigError(path, "carriers", f"{carriers!r} is not a folder of carrier layouts")
     del text
     return EnvConf(str(path), dict(tables), data["output"], cycles, dict(spark), region, sla, fingerprint,
-                   report_clear_numbers_for=tuple(t.strip() for t in clear), carriers=carriers)
+                   report_clear_numbers_for=tuple(t.strip() for t in clear), report_after_run=after_run,
+                   carriers=carriers)

@@ -1,4 +1,5 @@
-"""`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, and summaries.
+"""`telco-ra demo`: synthetic months into a local lakehouse, every control of each shipped ruleset, summaries and
+the HTML report of each run (its path after its summary, and all of them again at the end).
 
 Usage-to-bill runs on a generated usage month; inventory-to-bill on a generated inventory month (its own input
 folder: its bill_charge holds RECURRING charges); carrier-invoice-vs-cdr on an October usage month (a DST change in
@@ -22,8 +23,10 @@ from typing import Any
 import yaml
 from pyspark.sql import SparkSession
 
-from jobs.config import load_conf
+from jobs.config import EnvConf, load_conf
+from jobs.report.after_run import AfterRun
 from jobs.ruleset import load_ruleset
+from jobs.run import RunResult
 
 LOG = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
@@ -40,11 +43,13 @@ LINE_RULESET = REPO / "rulesets" / "line_inventory_audit.yaml"
 LOCAL_CONF = REPO / "conf" / "local.yaml"
 
 
-def demo(rows: int, seed: int, lakehouse: Path) -> int:
+def demo(rows: int, seed: int, lakehouse: Path, report: bool | None = None, spark_log: str | None = None) -> int:
+    """Every shipped ruleset on its synthetic month; each run's summary and report path, then the reports again at
+    the very end. `report`: `--report`/`--no-report` (None: the conf's default, a report per run). Exit code 0, or 1
+    when a report asked for with `--report` failed (jobs/report/after_run.py)."""
     from jobs.generate import generate
     from jobs.run import execute
     from jobs.session import build_session
-    from jobs.summary import render
     from jobs.synthetic.usage_to_bill import GeneratorParams
 
     base = yaml.safe_load(LOCAL_CONF.read_text())
@@ -55,13 +60,13 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     conf_path = lakehouse / "demo.yaml"
     conf_path.write_text(yaml.safe_dump(base, sort_keys=False))
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
-    spark = build_session(conf.spark, app_name="telco-ra-demo")
+    spark = build_session(conf.spark, app_name="telco-ra-demo", spark_log=spark_log)
     params = GeneratorParams(rows=rows, seed=seed)
     LOG.info("generating a synthetic month of %d usage records into %s", rows, lakehouse / "input")
     generate(spark, str(lakehouse / "input"), params)
     cycle_id = params.cycle_id
     result = execute(spark, conf, ruleset, cycle_id)
-    sys.stdout.write(render(spark, result))
+    reports = [_summary(spark, conf, result, report, first=True)]
     sys.stdout.write(f"\nconf used: {conf_path}\nrepeat: telco-ra run --conf {conf_path} --ruleset {RULESET} "
                      f"--cycle {cycle_id}\n")
 
@@ -75,17 +80,33 @@ def demo(rows: int, seed: int, lakehouse: Path) -> int:
     inv_conf["tables"] = {name: paths[name] for name in ("product_inventory", "bill_charge")}
     inv_conf_path = lakehouse / "demo_inventory.yaml"
     inv_conf_path.write_text(yaml.safe_dump(inv_conf, sort_keys=False))
-    inv_result = execute(spark, load_conf(inv_conf_path), load_ruleset(INVENTORY_RULESET), cycle_id)
-    sys.stdout.write("\n" + render(spark, inv_result))
+    inv_env = load_conf(inv_conf_path)
+    inv_result = execute(spark, inv_env, load_ruleset(INVENTORY_RULESET), cycle_id)
+    reports.append(_summary(spark, inv_env, inv_result, report))
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {inv_conf_path} --ruleset {INVENTORY_RULESET} "
                      f"--cycle {cycle_id}\n")
-    _carrier_demo(spark, base, lakehouse, rows, seed)
-    _provisioning(spark, base, lakehouse, rows, seed, cycle_id)
-    _line_audit(spark, base, lakehouse, rows, seed, cycle_id)
-    return 0
+    reports.append(_carrier_demo(spark, base, lakehouse, rows, seed, report))
+    reports.append(_provisioning(spark, base, lakehouse, rows, seed, cycle_id, report))
+    reports.append(_line_audit(spark, base, lakehouse, rows, seed, cycle_id, report))
+    lines = [line for done in reports for line in done.lines()]
+    sys.stdout.write("\n" + "".join(f"{line}\n" for line in lines) if lines else "")
+    return max(done.exit_code for done in reports)
 
 
-def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, rows: int, seed: int) -> None:
+def _summary(spark: SparkSession, conf: EnvConf, result: RunResult, report: bool | None,
+             first: bool = False) -> AfterRun:
+    """A run's summary on stdout, then its report (its path right after the summary)."""
+    from jobs.report.after_run import report_after_run
+    from jobs.summary import render
+
+    sys.stdout.write(("" if first else "\n") + render(spark, result))
+    done = report_after_run(spark, conf, result.run_id, report)
+    sys.stdout.write("".join(f"{line}\n" for line in done.lines()))
+    return done
+
+
+def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, rows: int, seed: int,
+                  report: bool | None) -> AfterRun:
     """An October usage month whose outbound voice legs the shipped carriers carry, the carriers' invoice files
     billing them, through `telco-ra ingest`, then carrier-invoice-vs-cdr on that month's cdr.
 
@@ -96,7 +117,6 @@ def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, rows: int, 
     from jobs.generate import generate
     from jobs.ingest.cli import run as ingest
     from jobs.run import execute
-    from jobs.summary import render
     from jobs.synthetic.carrier_invoice import CarrierParams, generate_carrier_month, usage_params
 
     params = CarrierParams(CARRIER_CYCLE_ID, seed=seed, clean={"kestrel-csv": 300})
@@ -114,21 +134,22 @@ def _carrier_demo(spark: Any, base: dict[str, Any], lakehouse: Path, rows: int, 
     conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
     sys.stdout.write(f"\ntelco-ra ingest --conf {conf_path} {paths['invoices']}\n")
     ingest(str(conf_path), [paths["invoices"]], out=sys.stdout)
-    result = execute(spark, load_conf(conf_path), load_ruleset(CARRIER_RULESET), params.cycle_id)
-    sys.stdout.write("\n" + render(spark, result))
+    env = load_conf(conf_path)
+    result = execute(spark, env, load_ruleset(CARRIER_RULESET), params.cycle_id)
+    done = _summary(spark, env, result, report)
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {CARRIER_RULESET} "
                      f"--cycle {params.cycle_id}\n")
+    return done
 
 
 def _provisioning(spark: SparkSession, base: dict[str, Any], lakehouse: Path, rows: int, seed: int,
-                  cycle_id: str) -> None:
+                  cycle_id: str, report: bool | None) -> AfterRun:
     """Provisioning audits: PBX and billing snapshots, the generator's ignore entries (added once: the ignore list
     is the operators' history, a second demo over the same lakehouse keeps it), item-audit and seat-audit."""
     from jobs import ignore
     from jobs.generate import generate
     from jobs.outputs import exists, table_ref
     from jobs.run import execute
-    from jobs.summary import render
     from jobs.synthetic.provisioning_to_bill import ProvisioningParams
 
     slots = max(500, rows // 100)
@@ -146,19 +167,19 @@ def _provisioning(spark: SparkSession, base: dict[str, Any], lakehouse: Path, ro
             ignore.add(spark, env.output, e["control_point_id"], e["scope"], e["key"], e["reason"], "demo")
         LOG.info("added %d ignore entries (telco-ra ignore list --conf %s)", len(entries), conf_path)
     result = execute(spark, env, load_ruleset(PROVISIONING_RULESET), cycle_id)
-    sys.stdout.write("\n" + render(spark, result))
+    done = _summary(spark, env, result, report)
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {PROVISIONING_RULESET} "
                      f"--cycle {cycle_id}\nignore list: telco-ra ignore list --conf {conf_path}\n")
+    return done
 
 
 def _line_audit(spark: SparkSession, base: dict[str, Any], lakehouse: Path, rows: int, seed: int,
-                cycle_id: str) -> None:
+                cycle_id: str, report: bool | None) -> AfterRun:
     """The line-inventory audit: CRM assets, device status and the carriers' bill lines of a generated line month
     (the ICCID carriers, fallback amount and leakage buckets of the shipped ruleset), then line-audit; its summary
     shows per bucket and confidence band the lines and their leakage."""
     from jobs.generate import line_params
     from jobs.run import execute
-    from jobs.summary import render
     from jobs.synthetic.line_inventory_audit import write_line_month
 
     slots = max(400, rows // 100)
@@ -169,6 +190,8 @@ def _line_audit(spark: SparkSession, base: dict[str, Any], lakehouse: Path, rows
     conf["tables"] = {name: paths[name] for name in ("carrier_bill_line", "crm_asset", "device_status")}
     conf_path = lakehouse / "demo_lines.yaml"
     conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
-    result = execute(spark, load_conf(conf_path), load_ruleset(LINE_RULESET), cycle_id)
-    sys.stdout.write("\n" + render(spark, result))
+    env = load_conf(conf_path)
+    result = execute(spark, env, load_ruleset(LINE_RULESET), cycle_id)
+    done = _summary(spark, env, result, report)
     sys.stdout.write(f"\nrepeat: telco-ra run --conf {conf_path} --ruleset {LINE_RULESET} --cycle {cycle_id}\n")
+    return done

@@ -30,6 +30,7 @@ from jobs.inputs import InputError, PinnedTable, conform, is_path, pin, validate
 from jobs.layouts_input import layout_tables
 from jobs.outputs import SAFE, exists, read_output, table_ref, write_run_slice
 from jobs.phases import phase
+from jobs.progress import following, progress_seconds
 from jobs.ruleset import Ruleset
 from jobs.utc import instant_micros, micros_to_utc
 from transforms.cases import aggregate_cases, aggregate_key, record_cases
@@ -41,6 +42,7 @@ from transforms.checkpoints import (
     materialize_freeing,
     release,
     small_run,
+    step,
 )
 from transforms.corrections import correction_requests
 from transforms.engine.aggregate import aggregate_variance
@@ -219,6 +221,8 @@ def execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str,
     instant (a reproduction: what the original run saw); by default its latest version, at the run's start.
     Intermediate results written as files (spark.telcora.materialize.dir) live only as long as the run.
     """
+    LOG.info("%s, cycle %s: checking the rules, pinning and checking the inputs", ruleset.name, cycle_id)
+    progress_seconds(spark)          # a bad spark.telcora.progress.seconds exits 2 before any job, not mid-run
     with _named_by_ruleset(ruleset):
         # Every rule's SQL against the shape its records will have: refused before a job reads a row.
         check_rules(spark, ruleset.inputs, ruleset.checks, ruleset.control_points,
@@ -342,6 +346,7 @@ def record_outcomes(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, D
             rows = apply_ignores(rows, ignores, cp.id, gaps)
         scopes = [f"_alert{i}" for i, a in enumerate(cp.alerts) if a.side == side]
         if scopes:
+            step(rows.sparkSession, f"alerts, {side.lower()} side")
             rows = materialize(rows)
             _alerts(cp, side, rows, params, alerts)
             rows = rows.drop(*scopes)
@@ -374,6 +379,7 @@ def _decided_sides(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, Da
                                               [t for other in cp.lookups.values() if other.input == inp.name
                                                for t in lookup_texts(other)])
     scopes = {side: {f"_alert{i}": a.scope for i, a in enumerate(cp.alerts) if a.side == side} for side in cp.sides}
+    step(left.sparkSession, "deciding, left side")
     left_out = decide(matched.left, cp, "LEFT", left_inp, right_inp, lookup_tables, params, extra=scopes["LEFT"])
     if matched.right is None or right_inp is None:
         return {"LEFT": left_out}
@@ -381,6 +387,7 @@ def _decided_sides(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, Da
     if decided:
         left_out = materialize(left_out)
         right_m = with_decided(right_m, left_out, decided)
+    step(left.sparkSession, "deciding, right side")
     right_out = decide(right_m, cp, "RIGHT", right_inp, left_inp, lookup_tables, params, extra=scopes["RIGHT"])
     return {"LEFT": left_out, "RIGHT": right_out}
 
@@ -458,6 +465,10 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         result.already_committed = True
         return result
 
+    run_mode.enter_context(following(spark, run_id))      # progress lines until the run ends (jobs/progress.py)
+    LOG.info("%s: ruleset %s %s, cycle %s%s, control points %s; inputs %s", run_id, ruleset.name, ruleset.version,
+             cycle_id, "" if bucket is None else f", {scope}", ", ".join(ruleset.control_points),
+             ", ".join(f"{name}@v{version}" for name, version in sorted(input_versions.items())))
     tags = {"run_id": run_id, "ruleset_version": ruleset.version, "cycle_id": cycle_id}
     run_params = _run_params(conf, ruleset)
     cps = ruleset.control_points
@@ -476,6 +487,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         observed_keys: dict[str, Observation] = {}
         prepared = {}
         for name, df in candidates_of.items():
+            step(spark, name)
             observed_totals[name] = Observation(f"telco-ra:totals:{name}:{run_id}")
             observed_keys[name] = Observation(f"telco-ra:keys:{name}:{run_id}")
             read = df.observe(observed_totals[name], *_input_totals(ruleset.inputs[name]))
@@ -483,6 +495,10 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                            phone_values=df.where(F.col(IN_SIDE)).drop(IN_SIDE), params=run_params)
             prepared[name] = materialize(side.observe(observed_keys[name],
                                                       key_fingerprint(F.col("_key")).alias("keys")), observed=True)
+        for name in candidates_of:       # observed as they were cut: no job of their own
+            row = observed_totals[name].get
+            LOG.info("prepare: %s: %s rows read (%s out of this run's scope)", name, f"{int(row['n_read']):,}",
+                     f"{int(row['n_out']):,}")
 
     buckets = ruleset.account_buckets
     counters: dict[str, dict[str, int]] = {cp_id: dict(reference_counters) for cp_id in cps}
@@ -562,6 +578,13 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                         for r in agg_metrics]
         _check_conservation(ruleset, metrics, totals)
         figures = {cp.id: _figures(cp, outcomes) for cp in ruleset.record_points() if cp.figures}
+        for cp_id in cps:
+            decided: dict[str, int] = {}
+            for m in metrics:
+                if m["control_point_id"] == cp_id:
+                    decided[m["side"]] = decided.get(m["side"], 0) + int(m["count"])
+            LOG.info("%s: %s decided", cp_id, ", ".join(f"{n:,} {side.lower()} rows"
+                                                          for side, n in sorted(decided.items())))
 
     systems = {inp.table: inp.system for inp in ruleset.inputs.values()}
     with phase(spark, "cases", run_id):
@@ -679,6 +702,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     spark.catalog.clearCache()
     result.committed, result.metrics, result.watermark = True, metrics, watermark
     result.alerts = alert_rows
+    LOG.info("%s: committed in %.1f s", run_id, (completed_at - started_at).total_seconds())
     return result
 
 
@@ -708,7 +732,9 @@ def _aggregate_input(cps: Mapping[str, ControlPoint], side: AggregateSide) -> st
 
 
 def _finalized(build: Callable[[], DataFrame], finalize: Callable[[DataFrame], DataFrame]) -> DataFrame:
-    return build().transform(finalize)
+    rows = build()
+    step(rows.sparkSession, "outcome rows")
+    return rows.transform(finalize)
 
 
 def _input_totals(inp: Input) -> list[Column]:

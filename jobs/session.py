@@ -18,6 +18,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs import jars
+from jobs.config import ConfigError
 
 LOG = logging.getLogger(__name__)
 
@@ -58,6 +59,63 @@ LOCAL_DEFAULTS: dict[str, str] = {
     # on the socket). Rule SQL errors are named by the engine (transforms/engine/analyse.py), not by call sites.
     "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
+
+
+# Spark's warnings that say nothing a person running telco-ra can act on, kept off the console (set_spark_log):
+# (logger, the message's start). Each is a filter on that one logger's one message: its other warnings and every
+# error still show. Set TELCO_RA_SPARK_LOG=WARN (or `telco-ra --verbose ...`) to see them.
+SPARK_NOISE: tuple[tuple[str, str], ...] = (
+    # unpersisting a local checkpoint (a cut released: transforms/checkpoints.py)
+    ("org.apache.spark.rdd", "RDD \\d+ was locally checkpointed, its lineage has been truncated"),
+    ("org.apache.spark.sql.catalyst.util.SparkStringUtils", "Truncated the string representation of a plan"),
+    ("org.apache.spark.sql.execution.window", "No Partition Defined for Window operation"),
+    ("org.apache.spark.scheduler.DAGScheduler", "Broadcasting large task binary"),
+    # the engine's broadcast hints on a side Catalyst then plans without a join (transforms/sizing.py)
+    ("org.apache.spark.sql.catalyst.analysis.HintErrorLogger", "A join hint \\(strategy=broadcast\\) is specified"),
+    ("org.apache.spark.sql.classic.SparkSession", "Using an existing Spark session"),
+)
+SPARK_LOG_ENV = "TELCO_RA_SPARK_LOG"
+SPARK_LOG_LEVELS = ("OFF", "FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE", "ALL")
+
+
+def spark_log_level(asked: str | None = None) -> str | None:
+    """The Spark log level asked for: `asked` (e.g. 'WARN' from --verbose), else TELCO_RA_SPARK_LOG, else None (WARN
+    with SPARK_NOISE kept out). A level log4j does not know exits 2 before Spark starts."""
+    value = asked if asked is not None else os.environ.get(SPARK_LOG_ENV)
+    if value is None or not value.strip():
+        return None
+    level = value.strip().upper()
+    if level not in SPARK_LOG_LEVELS:
+        raise ConfigError(SPARK_LOG_ENV, "level", f"{value!r} is not a log level ({', '.join(SPARK_LOG_LEVELS)})")
+    return level
+
+
+def set_spark_log(spark: SparkSession, level: str | None) -> None:
+    """Spark's console at WARN without SPARK_NOISE (level None), or at `level` with everything.
+
+    Done on log4j2's own configuration of this JVM (the logger configs named in SPARK_NOISE are telco-ra's: replaced
+    on each call, removed when asked for everything), so it holds whatever log4j2 file the JVM was started with, and
+    applies again to a running session (getOrCreate). Errors are never filtered.
+    """
+    spark.sparkContext.setLogLevel(level or "WARN")
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    core = jvm.org.apache.logging.log4j.core
+    context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
+    config = context.getConfiguration()
+    for logger, message in SPARK_NOISE:
+        config.removeLogger(logger)
+        if level is None:
+            result = core.Filter.Result
+            errors = core.filter.ThresholdFilter.createFilter(jvm.org.apache.logging.log4j.Level.ERROR, result.ACCEPT,
+                                                              result.NEUTRAL)     # an error shows, whatever it says
+            noise = core.filter.RegexFilter.createFilter(f"(?s){message}.*", None, False, result.DENY,
+                                                         result.NEUTRAL)
+            quiet = core.config.LoggerConfig(logger, None, True)        # level: its parent's
+            quiet.addFilter(errors)
+            quiet.addFilter(noise)
+            config.addLogger(logger, quiet)
+    context.updateLoggers()
 
 
 def _as_str(value: Any) -> str:
@@ -101,8 +159,12 @@ def session_settings(spark_conf: Mapping[str, Any] | None,
     return master, settings, bool(block.get("delta_provided", False))
 
 
-def build_session(spark_conf: Mapping[str, Any] | None = None, app_name: str = "telco-ra") -> SparkSession:
+def build_session(spark_conf: Mapping[str, Any] | None = None, app_name: str = "telco-ra",
+                  spark_log: str | None = None) -> SparkSession:
     """Build (or return the running) SparkSession for telco-ra.
+
+    `spark_log`: Spark's console log level ('WARN' for `--verbose`); default TELCO_RA_SPARK_LOG, else WARN without
+    the warnings in SPARK_NOISE (`set_spark_log`).
 
     Example::
 
@@ -111,6 +173,7 @@ def build_session(spark_conf: Mapping[str, Any] | None = None, app_name: str = "
     # Python workers must run this interpreter (the venv's), not the system python3 without pandas/pyarrow.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    log_level = spark_log_level(spark_log)
     # No TZ is set for the process: a host's TZ must not change a run (jobs/utc.py; the JVM runs in UTC).
     master, settings, delta_provided = session_settings(spark_conf, launcher_settings())
     builder = SparkSession.builder.master(master).appName(app_name)
@@ -121,7 +184,7 @@ def build_session(spark_conf: Mapping[str, Any] | None = None, app_name: str = "
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    set_spark_log(spark, log_level)
     # getOrCreate may hand back a running session: re-assert the settings that results depend on.
     for key, value in PINNED.items():
         if not key.startswith("spark.sql.extensions") and not key.startswith("spark.sql.catalog"):

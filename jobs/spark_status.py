@@ -116,6 +116,49 @@ def _stage(store: Any, stage_id: int) -> StageFigures:
         memory_spilled_bytes=int(stage.memoryBytesSpilled()), disk_spilled_bytes=int(stage.diskBytesSpilled()))
 
 
+@dataclass(frozen=True)
+class ActiveJob:
+    """A running Spark job as the status store has it now, with the sums over its running stages."""
+
+    job_id: int
+    group: str | None
+    description: str | None
+    stages: tuple[int, ...]     # its running stages (none between two stages)
+    records: int                # records its running stages have read so far: input plus shuffle records
+    tasks_done: int
+    tasks: int
+
+
+def active_jobs(spark: SparkSession) -> list[ActiveJob]:
+    """The running jobs, oldest first (a few status-store calls per running job, never a Spark job). Stage figures
+    reach the store as tasks end and with each executor heartbeat (`spark.executor.heartbeatInterval`)."""
+    sc = spark.sparkContext
+    store = sc._jsc.sc().statusStore()  # type: ignore[union-attr]
+    out = []
+    for job_id in sorted(sc.statusTracker().getActiveJobsIds()):
+        try:
+            job = store.job(int(job_id))
+        except Exception:  # noqa: BLE001 - ended and evicted between the two calls: nothing to show
+            continue
+        stages, records, done, tasks = [], 0, 0, 0
+        for stage_id in _seq(job.stageIds()):
+            try:
+                stage = store.lastStageAttempt(int(stage_id))
+            except Exception:  # noqa: BLE001 - not in the store (yet, or any more)
+                continue
+            if str(stage.status()) != "ACTIVE":
+                continue
+            stages.append(int(stage_id))
+            records += int(stage.inputRecords()) + int(stage.shuffleReadRecords())
+            done += int(stage.numCompleteTasks())
+            tasks += int(stage.numTasks())
+        group, description = _option(job.jobGroup()), _option(job.description())
+        out.append(ActiveJob(int(job_id), None if group is None else str(group),
+                             None if description is None else str(description), tuple(sorted(stages)), records,
+                             done, tasks))
+    return out
+
+
 def last_execution_id(spark: SparkSession) -> int:
     """Id of the newest SQL execution so far (-1 if none): pass it to `sql_executions` to see only later ones."""
     store = spark._jsparkSession.sharedState().statusStore()  # type: ignore[attr-defined]

@@ -168,3 +168,9 @@ def ingest_again(spark: SparkSession, root: Path, table: str, copied: Path) -> s
     assert spark.read.format("delta").load(ref).count() == count
     assert spark.sql(f"DESCRIBE HISTORY delta.`{ref}`").count() == before
     return done.out
+
+
+def jobs_started(spark: SparkSession) -> int:
+    """How many Spark jobs this context has started: the DAG scheduler's next job id, exact whatever ran (a run's
+    job count is the difference before and after it)."""
+    return int(spark.sparkContext._jsc.sc().dagScheduler().nextJobId())  # type: ignore[union-attr]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pyspark.sql import SparkSession
 
-from factories import CYCLE_BOUNDS, RULESET, write_inputs
+from factories import CYCLE_BOUNDS, RULESET, jobs_started, write_inputs
 from jobs.cli import main
 from jobs.config import ConfigError, load_conf
 from jobs.ruleset import load_ruleset
@@ -235,28 +235,23 @@ def month(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path
                                       "bill_charge": [{"charge_id": "B1", "source_rated_event_id": "R1"}]})
 
 
-def _jobs_started(spark: SparkSession) -> int:
-    """How many Spark jobs this context has started: the DAG scheduler's next job id, exact whatever ran."""
-    return int(spark.sparkContext._jsc.sc().dagScheduler().nextJobId())  # type: ignore[union-attr]
-
-
 def _exits_2_before_spark(spark: SparkSession, capsys: pytest.CaptureFixture[str], argv: list[str],
                           output: Path) -> str:
     capsys.readouterr()
-    before = _jobs_started(spark)
+    before = jobs_started(spark)
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
-    assert _jobs_started(spark) == before, "a Spark job ran before the bad configuration was reported"
+    assert jobs_started(spark) == before, "a Spark job ran before the bad configuration was reported"
     assert not output.exists()
     return err
 
 
 def test_job_counter_sees_a_spark_job(spark: SparkSession) -> None:
     """The counter the tests below rely on moves when a job runs (else they would prove nothing)."""
-    before = _jobs_started(spark)
+    before = jobs_started(spark)
     spark.range(3).count()
-    assert _jobs_started(spark) > before
+    assert jobs_started(spark) > before
 
 
 # What the engine needs of a control point, missing: the loader refuses it, so no Spark job reads a table for it.
@@ -308,11 +303,11 @@ def misspelt_rule(spark: SparkSession, month: Path, tmp_path_factory: pytest.Tem
     jobs started before the refusal)."""
     path = _ruleset_with(tmp_path_factory.mktemp("misspelt"), lambda d: _rule(d, R2B, "LEFT", "matched").update(
         when="amout > 0"))
-    before = _jobs_started(spark)
+    before = jobs_started(spark)
     err = io.StringIO()
     with redirect_stderr(err):
         code = main(["run", "--conf", str(month), "--ruleset", str(path), "--cycle", "2026-06"])
-    return path, code, err.getvalue(), _jobs_started(spark) - before
+    return path, code, err.getvalue(), jobs_started(spark) - before
 
 
 def test_a_rule_naming_an_unknown_column_exits_2_naming_rule_and_column(

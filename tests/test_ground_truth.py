@@ -15,7 +15,7 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from factories import CYCLE_BOUNDS, RULESET
+from factories import CYCLE_BOUNDS, RULESET, jobs_started
 from jobs.config import load_conf
 from jobs.generate import generate
 from jobs.outputs import content_hash, read_output
@@ -47,11 +47,6 @@ def priced_outcomes(ruleset: Ruleset, cp_id: str) -> set[str]:
     return {rule.outcome for rule in ruleset.control_points[cp_id].decide["LEFT"] if rule.priced_by}
 
 
-def _jobs_started(spark: SparkSession) -> int:
-    """How many Spark jobs this context has started (the DAG scheduler's next job id)."""
-    return int(spark.sparkContext._jsc.sc().dagScheduler().nextJobId())  # type: ignore[union-attr]
-
-
 def _conf(tmp_path: Path, paths: dict[str, str]) -> Path:
     """A conf over a generated month's inputs (as `paths` names them), outputs under `tmp_path`."""
     conf_path = tmp_path / "conf.yaml"
@@ -66,11 +61,11 @@ def test_generated_month_scores_precision_and_recall_one(spark: SparkSession, tm
     paths = generate(spark, str(tmp_path / "input"), GeneratorParams(rows=6_000, seed=7))
     conf_path = _conf(tmp_path, paths)
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
-    before = _jobs_started(spark)
+    before = jobs_started(spark)
     result = execute(spark, conf, ruleset, "2026-06")
     # A small run's Spark jobs are its actions (issue "One control engine", point 6: at most 80), not one per
     # intermediate and adaptive stage (a big run of this month starts some 300).
-    assert _jobs_started(spark) - before <= 80, f"{_jobs_started(spark) - before} Spark jobs"
+    assert jobs_started(spark) - before <= 80, f"{jobs_started(spark) - before} Spark jobs"
     scores = score(spark, conf, ruleset, result.run_id, spark.read.format("delta").load(paths["ground_truth"]))
     table = render(scores)
     imperfect = [s for s in scores if s.precision != 1.0 or s.recall != 1.0]

@@ -37,8 +37,11 @@ RELEASE_SHUFFLES_KEY = "spark.telcora.materialize.releaseShuffles"
 # deletes that folder when it ends.
 CUT_DIR_KEY = "spark.telcora.materialize.dir"
 _CUT_NUMBERS = itertools.count()
-# A cut's jobs are described '<phase description> | cut at <file>:<line> (<function>)'.
+# A cut's jobs are described '<phase description> | <step> | cut at <file>:<line> (<function>)' (no step outside one).
+STEP_MARK = " | "
 _CUT_MARK = " | cut at "
+# Local property jobs.phases.phase sets to the phase's name (a control point id, "prepare", ...): what `step` logs under.
+PHASE_PROPERTY = "telcora.phase"
 
 
 class _Runs(threading.local):
@@ -145,6 +148,25 @@ def _described(spark: SparkSession, site: str) -> Iterator[None]:
         yield
     finally:
         sc.setLocalProperty("spark.job.description", previous)  # type: ignore[arg-type]
+
+
+def step(spark: SparkSession, label: str) -> None:
+    """Name what the run does next within its phase, e.g. 'matching, fuzzy stage': logged at INFO under the phase
+    ('usage-to-rating: matching, fuzzy stage'), and the Spark jobs started from here are described '<phase
+    description> | <label>' (a cut's ' | cut at ...' after it), so the Spark UI, the bench's profile and the run's
+    progress lines (jobs/progress.py) name the step a job belongs to. It lasts until the next step or the end of the
+    phase (which puts the phase's own description back). Outside a phase (a test calling the engine) it does nothing.
+
+    A label, not a job: jobs run when an action or a cut asks for rows, so in a small run (lazy cuts) a job may
+    compute several steps and carries the label of the step that asked for it.
+    """
+    sc = spark.sparkContext
+    phase = sc.getLocalProperty(PHASE_PROPERTY)
+    if not phase:
+        return
+    head = (sc.getLocalProperty("spark.job.description") or "telco-ra").split(STEP_MARK)[0]
+    sc.setJobDescription(f"{head}{STEP_MARK}{label}")
+    LOG.info("%s: %s", phase, label)
 
 
 def _other_jobs_running(spark: SparkSession) -> bool:

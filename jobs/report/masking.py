@@ -54,10 +54,13 @@ def mask_phones_in_text(col: Column) -> Column:
     return out
 
 
-def mask_phones_in_text_str(text: str | None) -> str | None:
-    """`mask_phones_in_text` in plain Python: 'call +15552000008' -> 'call +1555***0008'; None stays None."""
+def mask_phones_in_text_str(text: str | None, bare_digits: bool = True) -> str | None:
+    """`mask_phones_in_text` in plain Python: 'call +15552000008' -> 'call +1555***0008'; None stays None.
+
+    `bare_digits=False` leaves bare digit runs alone (log lines: there a run of 10 to 15 digits is a count, a size or
+    an id far more often than a number, and a run id's hex hash can be all digits)."""
     if text is None:
         return None
-    for pattern, replacement in PATTERNS:
+    for pattern, replacement in PATTERNS if bare_digits else tuple(p for p in PATTERNS if p is not _BARE):
         text = re.sub(pattern, replacement.replace("{", "\\g<").replace("}", ">"), text)
     return text

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from transforms.checkpoints import materialize
+from transforms.checkpoints import materialize, step
 from transforms.engine.spec import Duplicates, ExactStage, FuzzyStage, Stages
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
 from transforms.sizing import broadcast_hint, is_small, small_side
@@ -270,6 +270,7 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     valid_left = left.where(F.col(Q).isNull())
     if stages.duplicates is not None:
         assert left_id is not None
+        step(left.sparkSession, "matching, duplicates")
         valid_left = materialize(with_roots(valid_left, left_id, stages.duplicates))
     else:
         valid_left = _no_dup(valid_left, left_id)
@@ -297,6 +298,7 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     cp_type = valid_left.schema["_lcp"].dataType.simpleString()
     originals = valid_left.where(~F.col("_is_dup"))
     if stages.exact:
+        step(left.sparkSession, "matching, exact stage")
         # A first record of an id may be a copy: its original's columns are joined to the lineage index, but only
         # where the right side reads any (else every record carries the same empty placeholder).
         roots_cp = (None if stages.duplicates is None or not right_wants
@@ -318,6 +320,7 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     amb_left = amb_right = probe_best = further_probe = None
     fz = stages.fuzzy
     if fz is not None:
+        step(left.sparkSession, "matching, fuzzy stage")
         tolerances = _tolerances(fz)
         fuzzy_left = _staged(originals.join(exact_matched.select("_key"), "_key", "left_anti"), fz, fz.quantity_left)
         fuzzy_right = _staged(exact.where(F.col("_lroot").isNull()), fz, fz.quantity_right)
@@ -352,6 +355,7 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
                                         F.col("_r_hash").alias("_lf_hash"), F.col("r_key").alias("_lf_key"),
                                         F.col("_conf").alias("_lf_conf"), F.col("_r_cp").alias("_lf_cp"))
         if fz.further:
+            step(left.sparkSession, "matching, further matches")
             probe_best = _probe(originals, fuzzy_right, fuzzy_matched, amb_right, exact_matched, fz, tolerances)
             further_probe = probe_best.where(F.col("_probe_n") == 1).groupBy(
                 F.col("_probe_root").alias("_fk")).agg(F.count(F.lit(1)).alias("_n"))
@@ -399,6 +403,7 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         *right_columns, "match", *(["counterpart"] if right_wants else []))
 
     # ----------------------------------------------------------------------------------------------- left side
+    step(left.sparkSession, "matching, joining matches to records")
     further = exact_further if further_probe is None else exact_further.unionByName(further_probe)
     further = small_side(materialize(further.groupBy("_fk").agg(F.sum("_n").alias("_further"))))
     decided = originals.join(exact_matched, "_key", "left")
