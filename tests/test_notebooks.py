@@ -116,7 +116,7 @@ def test_explore_run_executes(small_lakehouse: SmallLakehouse) -> None:
 
 
 def test_tune_fuzzy_window_executes(small_lakehouse: SmallLakehouse) -> None:
-    shown = _run("tune_fuzzy_window.ipynb", _parameters(small_lakehouse, WINDOWS=[2, 60]))
+    shown = _run("tune_fuzzy_window.ipynb", _parameters(small_lakehouse, WINDOWS=[60]))
     assert "usage-to-rating matches within 10 s" in shown
     assert "records by fuzzy window" in shown and "<polyline" in shown
 

@@ -40,12 +40,15 @@ D = Decimal
 
 # What the page shows, read in the browser: each figure cell's visible text and its row's exact data-* values.
 READ_FIGURES = """(() => {
+  const data = (el) => Object.fromEntries([...el.attributes].filter(a => a.name.startsWith('data-'))
+      .map(a => [a.name.slice(5), a.value]));
   const cells = (row) => Object.fromEntries([...row.querySelectorAll('td[data-figure]')]
       .map(td => [td.dataset.figure, td.innerText.trim()]));
   return {
-    metrics: [...document.querySelectorAll('tr.metric')].map(r => ({data: {...r.dataset}, shown: cells(r)})),
-    sections: [...document.querySelectorAll('section.control-point')].map(s => ({data: {...s.dataset}})),
-    classes: [...document.querySelectorAll('tr.exposure-class')].map(r => ({data: {...r.dataset}, shown: cells(r)})),
+    metrics: [...document.querySelectorAll('tr.metric')].map(r => ({data: data(r), shown: cells(r)})),
+    sections: [...document.querySelectorAll('section.control-point')].map(s => ({data: data(s),
+        badges: [...s.querySelectorAll('.badge.side')].map(b => ({side: b.dataset.side, text: b.innerText.trim()}))})),
+    classes: [...document.querySelectorAll('tr.exposure-class')].map(r => ({data: data(r), shown: cells(r)})),
     text: document.body.innerText,
   };
 })()"""
@@ -130,15 +133,16 @@ def test_every_outcome_figure_shown_is_control_runs(spark: SparkSession, small_l
     assert set(cps) == {"usage-to-rating", "rating-accuracy", "rating-to-billing", "usage-aggregate"}
     assert len(opened.figures["metrics"]) == sum(len(r["metrics"]) for r in cps.values()) > 20
     assert metric_mismatches(opened.figures, cps) == []
-    sections = {s["data"]["cp"]: s["data"] for s in opened.figures["sections"]}
+    sections = {s["data"]["cp"]: s for s in opened.figures["sections"]}
     for cp_id, r in cps.items():
-        s = sections[cp_id]
-        assert (_exact(s.get("left-amount")), _exact(s.get("right-amount"))) == (r["left_amount"], r["right_amount"])
-        assert (s.get("left-count"), s.get("right-count"), s["cases-opened"]) == (
-            None if r["left_count"] is None else str(r["left_count"]),
-            None if r["right_count"] is None else str(r["right_count"]), str(r["cases_opened"]))
-        if r["left_count"] is not None:           # the side badge a person reads
-            assert f"{r['left_count']:,} records" in opened.figures["text"]
+        shown = {b["side"]: b["text"] for b in sections[cp_id]["badges"]}      # "left cdr: 1,999 records, ..."
+        counted = {side: r[f"{side.lower()}_count"] for side in ("LEFT", "RIGHT")}
+        for side, n in counted.items():
+            if n is not None:
+                amount = r[f"{side.lower()}_amount"]
+                assert shown[side].endswith(f": {n:,} records, amount {shown_money(amount)}"), (cp_id, shown)
+                assert _exact(sections[cp_id]["data"].get(f"{side.lower()}-amount")) == amount, cp_id
+        assert sections[cp_id]["data"]["cases-opened"] == str(r["cases_opened"]), cp_id
 
 
 def test_the_check_fails_on_a_page_with_one_figure_wrong(spark: SparkSession, small_lakehouse: SmallLakehouse,

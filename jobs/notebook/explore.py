@@ -22,6 +22,7 @@ from jobs.report import figures
 from jobs.report.masking import mask_phones_in_text
 from jobs.report.masking import mask_phones_in_text_str as masked_text
 from jobs.report.page import CLASS_CSS, money
+from transforms.lifecycle import AUTO_CLEARED
 from transforms.phone import mask_phone
 
 OUTCOME_COLUMNS = ["control_point_id", "side", "outcome", "exposure_class", "count", "amount", "exposure",
@@ -81,7 +82,7 @@ def largest_account(spark: SparkSession, output: str, run_id: str) -> str:
     exposure; ties by account id."""
     run, _ = figures.run_rows(spark, output, run_id)
     account = F.col("business_key.account_id")
-    row = (figures.run_cases(spark, output, run).where((F.col("status") != "AUTO_CLEARED") & account.isNotNull())
+    row = (figures.run_cases(spark, output, run).where((F.col("status") != AUTO_CLEARED) & account.isNotNull())
            .groupBy(account.alias("account_id")).agg(F.sum(F.abs("exposure_amount")).alias("gross"))
            .orderBy(F.desc("gross"), "account_id").first())
     if row is None:
