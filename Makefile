@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export TZ := UTC
 
-.PHONY: setup jars demo test cluster-test lint typecheck clean bench explain
+.PHONY: setup jars demo test cluster-test lint typecheck clean bench explain strip-notebooks
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test: setup lint typecheck
 # user would (wheel via --py-files, Delta via --jars) must write exactly the local run's rows. Also part of `test`.
 cluster-test: setup
 	$(PY) -m pytest -q -m cluster tests
+
+# Notebooks are committed without outputs (tests/test_notebooks.py fails otherwise): strip them before a commit.
+strip-notebooks: $(STAMP)
+	$(PY) -m jobs.notebook.strip notebooks/*.ipynb
 
 clean:
 	rm -rf lakehouse spark-warehouse metastore_db derby.log .pytest_cache

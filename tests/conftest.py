@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from jobs.session import build_session
+from small_lakehouse import SmallLakehouse, build
 
 # Spark's own console layout, plus every ERROR the driver logs copied to a file: when something stops the
 # SparkContext (an Error in the DAG scheduler, the listener bus or the cleaner), each later test fails on "Cannot
@@ -35,6 +36,19 @@ logger.parquet.level = error
 """
 
 
+MASTER = "local[2]"
+# The suite's Spark settings for tiny data; a notebook kernel (tests/test_notebooks.py) starts its own Spark with them.
+SETTINGS = {
+    "spark.sql.shuffle.partitions": 2,
+    "spark.default.parallelism": 2,
+    "spark.databricks.delta.snapshotPartitions": 1,
+    # The suite runs the same job some thirty times on tiny inputs, where compiling each plan's
+    # generated code is much of a run's time: a codegen cache big enough to keep a run's classes
+    # (Spark's default keeps 100) took a repeated run from 43 to 33 s here. Same code paths as a job.
+    "spark.sql.codegen.cache.maxEntries": 5000,
+}
+
+
 @pytest.fixture(scope="session")
 def spark_error_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("spark-logs") / "errors.log"
@@ -47,27 +61,30 @@ def spark(tmp_path_factory: pytest.TempPathFactory, spark_error_log: Path) -> It
     log4j.write_text(LOG4J2.format(errors=spark_error_log))
     session = build_session(
         {
-            "master": "local[2]",
+            "master": MASTER,
             "settings": {
-                "spark.sql.shuffle.partitions": 2,
-                "spark.default.parallelism": 2,
+                **SETTINGS,
                 "spark.sql.warehouse.dir": str(warehouse),
                 # 4g, the product's local default. At 2g the suite's driver ran with G1 preventive collections
                 # and up to ~1 GB live after mixed GCs through test_generate (GC log of a local run); the tests
                 # check results, not a small heap.
                 "spark.driver.memory": "4g",
                 "spark.driver.extraJavaOptions": f"-Duser.timezone=UTC -Dlog4j2.configurationFile=file:{log4j}",
-                "spark.databricks.delta.snapshotPartitions": 1,
-                # The suite runs the same job some thirty times on tiny inputs, where compiling each plan's
-                # generated code is much of a run's time: a codegen cache big enough to keep a run's classes
-                # (Spark's default keeps 100) took a repeated run from 43 to 33 s here. Same code paths as a job.
-                "spark.sql.codegen.cache.maxEntries": 5000,
             },
         },
         app_name="telco-ra-tests",
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def small_lakehouse(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> SmallLakehouse:
+    """The demo's usage month at 2,000 rows, run twice (tests/small_lakehouse.py): built once for the notebooks and
+    the browser test."""
+    lakehouse = build(spark, tmp_path_factory.mktemp("small-lakehouse"))
+    print(f"small lakehouse built in {lakehouse.seconds:.0f} s ({lakehouse.timings})")
+    return lakehouse
 
 
 def _stop_if_context_died(session: SparkSession, error_log: Path, test: str) -> None:

@@ -97,8 +97,11 @@ def _table(head: Sequence[str], rows: Iterable[str], numeric: Sequence[bool] | N
     return f'<table class="{css}"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _td(text: str, css: str = "") -> str:
-    return f'<td class="{css}">{escape(text)}</td>' if css else f"<td>{escape(text)}</td>"
+def _td(text: str, css: str = "", figure: str | None = None) -> str:
+    """A cell; `figure` names the figure it shows (`data-figure`), for a reader of the rendered page (the browser
+    test reads what a person sees in these cells)."""
+    attrs = (f' class="{css}"' if css else "") + _attrs(figure=figure)
+    return f"<td{attrs}>{escape(text)}</td>"
 
 
 def _identity(d: Mapping[str, Any], report: Mapping[str, Any]) -> str:
@@ -158,8 +161,8 @@ def _exposure(rows: Sequence[Mapping[str, Any]]) -> str:
     for r in rows:
         cls = r["exposure_class"] or "(none)"
         body.append(f'<tr class="exposure-class"{_attrs(exposure_class=cls, currency=r["currency"], cases=r["cases"], exposure=r["exposure"], positive=r["positive"], negative=r["negative"])}>'
-                    f'{_td(cls)}{_td(r["currency"] or "?")}{_td(count(r["cases"]), "num")}'
-                    f'{_td(money(r["exposure"]), _sign_css(r["exposure"]))}</tr>')
+                    f'{_td(cls)}{_td(r["currency"] or "?")}{_td(count(r["cases"]), "num", "cases")}'
+                    f'{_td(money(r["exposure"]), _sign_css(r["exposure"]), "exposure")}</tr>')
         bars.append(svg.Bar(f"{cls} ({r['currency'] or '?'})", abs(Decimal(r["exposure"] or "0")),
                             f"{money(r['exposure'])} · {r['cases']:,} cases", CLASS_CSS.get(cls, "other")))
     chart = svg.bars(bars, "exposure by class, each class its own bar") if bars else ""
@@ -220,8 +223,8 @@ def _control_point(cp: Mapping[str, Any]) -> str:
         rows.append(
             f'<tr class="metric"{_attrs(cp=cp["control_point_id"], side=m["side"], outcome=m["outcome"], count=m["count"], amount=m["amount"], exposure=m["exposure"], unpriced=m["unpriced"])}>'
             f'{_td(m["side"])}{_td(m["outcome"])}{_td(m["exposure_class"] or "–", "muted" if not m["exposure_class"] else "")}'
-            f'{_td(count(m["count"]), "num")}{_td(money(m["amount"]), "num")}'
-            f'{_td(money(m["exposure"]), _sign_css(m["exposure"]))}{_td(money(m["exposure_positive"]), "num pos")}'
+            f'{_td(count(m["count"]), "num", "count")}{_td(money(m["amount"]), "num", "amount")}'
+            f'{_td(money(m["exposure"]), _sign_css(m["exposure"]), "exposure")}{_td(money(m["exposure_positive"]), "num pos")}'
             f'{_td(money(m["exposure_negative"]), "num neg")}{_td(money(m["exposure_exempt"]), "num")}'
             f'{_td(count(m["unpriced"]), "num")}</tr>')
     sides = []
