@@ -152,7 +152,7 @@ DESCRIBED: dict[type, frozenset[str]] = {
                       "columns", "amount", "currency", "lineage", "layouts", "within"}),
     ControlPoint: frozenset({"id", "kind", "sides", "lookups", "stages", "let", "decide", "record", "tolerance",
                              "outcomes", "exemptions", "reports", "alerts", "aggregate_sides", "group_by", "measure",
-                             "count", "price", "beyond", "within"}),
+                             "count", "price", "beyond", "within", "figures"}),
 }
 
 

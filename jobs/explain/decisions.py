@@ -159,6 +159,17 @@ def reports(cp: ControlPoint) -> list[Block]:
     return [Heading(3, ("Reports this control point feeds",), anchor("cp", cp.id, "reports")), Items(items)]
 
 
+def figures(cp: ControlPoint) -> list[Block]:
+    """The summary figures a control point declares (`figures`): what a run counts and sums beside the outcomes."""
+    if not cp.figures:
+        return []
+    items = tuple(Item(inline(Code(f.name), ": per ", codes(f.by), " of the ", f.side,
+                              " outcome rows, their count and the sum of ", Code(f.sum),
+                              " (in control_run's figures and the run summary)."))
+                  for f in cp.figures)
+    return [Heading(3, ("Figures in the summary",), anchor("cp", cp.id, "figures")), Items(items)]
+
+
 def alerts(rs: Ruleset, cp: ControlPoint) -> list[Block]:
     if not cp.alerts:
         return []

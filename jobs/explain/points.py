@@ -29,7 +29,7 @@ from jobs.explain.common import (
     sql_with_words,
     undescribed,
 )
-from jobs.explain.decisions import alerts, decisions, exemptions, outcomes, record_columns, reports
+from jobs.explain.decisions import alerts, decisions, exemptions, figures, outcomes, record_columns, reports
 from jobs.explain.inputs import input_facts, quarantine_order
 from jobs.explain.words import percent
 from jobs.ruleset import Ruleset
@@ -67,6 +67,7 @@ def _record(rs: Ruleset, cp: ControlPoint) -> list[Block]:
     out += exemptions(cp)
     out += reports(cp)
     out += alerts(rs, cp)
+    out += figures(cp)
     return out
 
 
