@@ -160,24 +160,48 @@ def _unlinked(df: DataFrame, cp_type: str) -> DataFrame:
             .withColumn("_xstage", F.lit(None).cast("int")).withColumn("_exact_rank", F.lit(None).cast("int")))
 
 
-def _exact_on_key(valid_left: DataFrame, valid_right: DataFrame, stage: ExactStage, cp_type: str) -> DataFrame:
-    """One exact stage where every record is its own original (no duplicates stage): a right key value links to
-    at most one original, so the right records of one original are those of one key value, ranked on the join's
-    own partitioning (no second shuffle). Right records with a null key link to nothing and stay out of the join
-    (they would all hash to one task)."""
+def _exact_on_key(valid_left: DataFrame, valid_right: DataFrame, stage: ExactStage, cp_type: str,
+                  roots_cp: DataFrame | None = None, first_in: tuple[str, ...] | None = None,
+                  copies: bool = False) -> DataFrame:
+    """One exact stage with no `right_where`: the right records of one original are, but for a few, those of one
+    key value, so they are ranked on the join's own partitioning (no second shuffle of the right side).
+
+    The few: where a duplicates stage made a copy the first record of its own key value (a resend under a new
+    id), two key values lead to one original, and that original's right records are ranked together, by the
+    original (a shuffle of those records only). Every root some record other than itself leads to is in that set
+    (a superset of the roots two values share: ranking one of those by its root gives the same ranks). Right
+    records with a null key link to nothing and stay out of the join (they would all hash to one task)."""
     keyed = valid_right
     for c in stage.right:
         keyed = keyed.where(F.col(c).isNotNull())
     unkeyed = valid_right.where(F.greatest(*[F.col(c).isNull() for c in stage.right]) if len(stage.right) > 1
                                 else F.col(stage.right[0]).isNull())
-    joined = keyed.join(_lineage(valid_left, stage, None), _eq(stage.left, stage.right), "left").drop(
-        *[f"_xk{j}" for j in range(len(stage.left))])
-    rank_w = Window.partitionBy(*stage.right).orderBy(
-        F.col("_own").desc_nulls_last(), *[F.col(c).asc_nulls_last() for c in stage.order], F.col("_key"))
+    lineage = _lineage(valid_left, stage, roots_cp, first_in)
+    if not copies:      # no duplicates stage: every record is its own original, no two key values share one
+        lineage = lineage.withColumn("_shared", F.lit(False))
+        return _ranked(keyed.join(lineage, _eq(stage.left, stage.right), "left"), stage).unionByName(
+            _unlinked(unkeyed, cp_type))
+    shared = (lineage.where(~F.col("_own")).select(F.col("_lroot._key").alias("_sk")).distinct()
+              .withColumn("_shared", F.lit(True)))
+    lineage = (lineage.join(broadcast_hint(shared), F.col("_lroot._key") == F.col("_sk"), "left")
+               .withColumn("_shared", F.coalesce(F.col("_shared"), F.lit(False))).drop("_sk"))
+    return _ranked(keyed.join(lineage, _eq(stage.left, stage.right), "left"), stage).unionByName(
+        _unlinked(unkeyed, cp_type))
+
+
+def _ranked(joined: DataFrame, stage: ExactStage) -> DataFrame:
+    """`_exact_rank` and `_xstage` of the right records of one exact stage joined to its lineage (see
+    _exact_on_key): by key value, or by original where `_shared`."""
+    joined = joined.drop(*[f"_xk{j}" for j in range(len(stage.left))])
+    order = (F.col("_own").desc_nulls_last(), *[F.col(c).asc_nulls_last() for c in stage.order], F.col("_key"))
     linked = F.col("_lroot").isNotNull()
-    ranked = (joined.withColumn("_xstage", F.when(linked, F.lit(0)))
-              .withColumn("_exact_rank", F.when(linked, F.row_number().over(rank_w))))
-    return ranked.unionByName(_unlinked(unkeyed, cp_type))
+    by_key = joined.where(~F.coalesce(F.col("_shared"), F.lit(False)))
+    by_root = joined.where(F.coalesce(F.col("_shared"), F.lit(False)))
+    ranked = (by_key.withColumn("_exact_rank", F.when(linked, F.row_number().over(
+        Window.partitionBy(*stage.right).orderBy(*order))))
+        .unionByName(by_root.withColumn("_exact_rank", F.row_number().over(
+            Window.partitionBy(F.col("_lroot._key")).orderBy(*order)))))
+    return ranked.withColumn("_xstage", F.when(linked, F.lit(0))).drop("_shared")
 
 
 def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[ExactStage], roots_cp: DataFrame | None,
@@ -185,8 +209,12 @@ def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[Exact
            ) -> DataFrame:
     """Valid right records with `_lroot`/`_own`/`_lcp` where an exact stage links them, and their `_exact_rank`.
     `own_originals`: every left record is its own original (no duplicates stage)."""
-    if len(stages) == 1 and stages[0].right_where is None and own_originals:
-        return _exact_on_key(valid_left, valid_right, stages[0], cp_type)
+    if len(stages) == 1 and stages[0].right_where is None:
+        stage = stages[0]
+        by_id = left_id is not None and stage.left == (left_id,)
+        return _exact_on_key(valid_left, valid_right, stage, cp_type, roots_cp,
+                             None if own_originals or by_id or stage.unique else left_order,
+                             copies=not own_originals)
     linked_parts: list[DataFrame] = []
     rest = valid_right
     order_of: list[tuple[str, ...]] = []
