@@ -89,6 +89,9 @@ def flag(spark: SparkSession, conf: EnvConf, run_id: str, record_id: str, why: s
     run = committed_run(spark, conf, run_id)
     row = outcome_row(spark, conf, run, record_id, control_point, side, record_key)
     cycle = conf.cycle(run.cycle_id)
+    if conf.fingerprint != run.conf_fingerprint:
+        LOG.warning("the conf is not the one run %s ran with: the fixture takes the cycle's bounds, phone_region and "
+                    "suspense_sla_days from this one (its replay checks the outcome still follows)", run.run_id)
     at = datetime.now(UTC)
     flag_id = "FLAG-" + hashlib.sha256(
         f"{run.run_id}|{row['control_point_id']}|{row['side']}|{row['record_key']}|{at.isoformat()}|{by}".encode()
