@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
 from jobs.config import ConfigError, load_conf
-from jobs.flag.context import ContextTooLarge
+from jobs.flag.context import ContextError
 from jobs.flag.source import FlagError
 from jobs.ignore import IgnoreError
 from jobs.ingest.write import ConcurrentIngestError
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             FlagError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
-    except (ConservationError, ConcurrentRunError, ConcurrentIngestError, ContextTooLarge) as exc:
+    except (ConservationError, ConcurrentRunError, ConcurrentIngestError, ContextError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 1
 

@@ -129,6 +129,7 @@ def test_flagged_row_names_the_rule_its_outcome_and_evidence(spark: SparkSession
         story.run.run_id, "rating-accuracy", "LEFT", CYCLE)
     assert (got["outcome"], got["rule"], got["rule_when"], got["rule_source"]) == (
         "TARIFF_MISMATCH", "mismatch", mismatch.when, "recorded")
+    assert (got["severity"], got["owner_team"], got["correction_action"]) == ("HIGH", "charging-operations", "re-rate")
     assert (got["amount"], got["expected_amount"], got["exposure_amount"]) == (
         Decimal("0.900000"), Decimal("0.600000"), Decimal("-0.300000"))
     assert (got["ruleset_name"], got["ruleset_version"], got["ruleset_hash"]) == (
