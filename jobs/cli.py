@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from jobs.cases import CaseError, approve, list_cases, render_list, transition
 from jobs.config import ConfigError, EnvConf, load_conf
 from jobs.console import console_logging
-from jobs.flag.context import ContextTooLarge
+from jobs.flag.context import ContextError
 from jobs.flag.source import FlagError
 from jobs.ignore import IgnoreError
 from jobs.ingest.write import ConcurrentIngestError
@@ -352,7 +352,7 @@ def _main(argv: list[str]) -> int:
             FlagError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 2
-    except (ConservationError, ConcurrentRunError, ConcurrentIngestError, ContextTooLarge) as exc:
+    except (ConservationError, ConcurrentRunError, ConcurrentIngestError, ContextError) as exc:
         sys.stderr.write(f"telco-ra: {exc}\n")
         return 1
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from test_flagged_fixtures import replay_fixture
@@ -28,6 +29,7 @@ from factories import CYCLE, DEFAULTS, RULESET, TARIFFS, Cli, frame, run_cli, wr
 from jobs.config import load_conf
 from jobs.flag.fixture import Replayed, load_fixture, problems
 from jobs.outputs import read_output, table_ref
+from jobs.rerun import rerun
 from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
 from scenario import CDR, CHARGES, CLOSE, RATED, SUSPENSE
@@ -127,6 +129,7 @@ def test_flagged_row_names_the_rule_its_outcome_and_evidence(spark: SparkSession
         story.run.run_id, "rating-accuracy", "LEFT", CYCLE)
     assert (got["outcome"], got["rule"], got["rule_when"], got["rule_source"]) == (
         "TARIFF_MISMATCH", "mismatch", mismatch.when, "recorded")
+    assert (got["severity"], got["owner_team"], got["correction_action"]) == ("HIGH", "charging-operations", "re-rate")
     assert (got["amount"], got["expected_amount"], got["exposure_amount"]) == (
         Decimal("0.900000"), Decimal("0.600000"), Decimal("-0.300000"))
     assert (got["ruleset_name"], got["ruleset_version"], got["ruleset_hash"]) == (
@@ -231,3 +234,22 @@ def test_an_ambiguous_match_needs_the_records_neighbourhood(spark: SparkSession,
     assert sorted(json.loads(line)["record_id"] for line in fixture.tables["cdr"][1]) == ["C-T1", "C-T2"]
     assert yaml.safe_load((folder / "fixture.yaml").read_text())["flagged"]["context_level"] == 1
     assert fixture.expected["outcome"] == "AMBIGUOUS_MATCH"      # the command replayed it to that before writing
+
+
+def test_a_run_written_before_outcome_rows_named_their_rule(spark: SparkSession, story: Story,
+                                                            tmp_path: Path) -> None:
+    """A copy of the story's output whose record_outcome rows carry no rule (as a run written before the column
+    existed): the flag names the rule its replay fired, and `telco-ra rerun` still finds the run reproduced."""
+    output = tmp_path / "output"
+    shutil.copytree(story.output, output)
+    DeltaTable.forPath(spark, str(output / "record_outcome")).update(set={"rule": F.lit(None).cast("string")})
+    data = yaml.safe_load(story.conf.read_text())
+    conf_path = tmp_path / "conf.yaml"
+    conf_path.write_text(yaml.safe_dump({**data, "output": str(output)}))
+    cli = _flag(spark, conf_path, story.run.run_id, tmp_path / "fixtures", "--record-id", "R-M", "--control-point",
+                "rating-accuracy", "--why", "written before rules were named")
+    assert cli.code == 0, cli.err
+    got = (read_output(spark, str(output / "flagged_row")).where(F.col("why") == "written before rules were named")
+           .select("rule", "rule_source", "fixture_reproduced").collect())
+    assert [tuple(r) for r in got] == [("mismatch", "replayed", True)]
+    assert rerun(spark, load_conf(conf_path), story.run.run_id).identical

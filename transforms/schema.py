@@ -237,6 +237,8 @@ FLAGGED_ROW = _schema(
     # the decide rule that gave the outcome, its condition (SQL) and where the name comes from: `recorded` in
     # record_outcome, or `replayed` (a run written before record_outcome carried it: the fixture's replay names it)
     ("rule", S), ("rule_when", S), ("rule_source", S),
+    # what the run recommended for the outcome (its policy in the ruleset; none for an outcome that raises no case)
+    ("severity", S), ("owner_team", S), ("correction_action", S),
     ("outcome_row", S),                       # the record_outcome row, every column, as JSON
     ("record_table", S), ("record_version", L), ("record", S),
     ("counterpart_table", S), ("counterpart_version", L), ("counterpart", S),

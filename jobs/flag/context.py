@@ -41,6 +41,7 @@ from pyspark.sql import functions as F
 from jobs.config import EnvConf
 from jobs.flag.source import HASH, RAW, FlaggedRun, as_json
 from jobs.outputs import read_output, table_ref
+from jobs.report.masking import mask_phones_in_text_str
 from jobs.utc import instant_micros
 from transforms.engine.decide import lookups_used
 from transforms.engine.lookups import apply_lookup
@@ -53,8 +54,9 @@ MAX_PART_ROWS = 500           # rows one step may add: beyond it the context is 
 PRICE_KINDS = ("price", "price_list")
 
 
-class ContextTooLarge(RuntimeError):
-    """A step of the context found more rows than a fixture holds: exit 1, the flag is not recorded."""
+class ContextError(RuntimeError):
+    """The context cannot be gathered (more rows than a fixture holds, or the flagged row is not in its table at the
+    run's version): exit 1, the flag is not recorded."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class _Gather:
         """Keep the rows of `selected` (rows of `table`, with `_ph`) under `role`; returns their hashes."""
         found = [r[HASH] for r in selected.select(HASH).distinct().limit(MAX_PART_ROWS + 1).collect()]
         if len(found) > MAX_PART_ROWS:
-            raise ContextTooLarge(f"table {table}: more than {MAX_PART_ROWS} rows are {role} rows of the flagged "
+            raise ContextError(f"table {table}: more than {MAX_PART_ROWS} rows are {role} rows of the flagged "
                                   "record: too many for a fixture")
         self.parts.setdefault(table, {}).setdefault(role, set()).update(found)
         return set(found)
@@ -138,7 +140,10 @@ def gather(spark: SparkSession, conf: EnvConf, run: FlaggedRun, row: Mapping[str
     assert own.id is not None
     record = g.table(own.table).where((F.col(own.id).cast("string") == row["record_id"])
                                       & (F.col(HASH) == row["payload_hash"]))
-    g.add("record", own.table, record)
+    if not g.add("record", own.table, record):
+        raise ContextError(mask_phones_in_text_str(
+            f"record {row['record_id']}: no row of table {own.table} at version {run.input_versions[own.table]} has "
+            "the payload hash the run recorded for it") or "")
     g.ids(own, "record-id", [row["record_id"]])
     _counterpart(g, own, other)
     _siblings(g)
@@ -176,7 +181,7 @@ def _siblings(g: _Gather) -> None:
     rows = (outcomes.where(sharing | pointing).select("side", "record_id").distinct()
             .limit(MAX_PART_ROWS + 1).collect())
     if len(rows) > MAX_PART_ROWS:
-        raise ContextTooLarge(f"more than {MAX_PART_ROWS} records of {g.cp.id} share the flagged record's "
+        raise ContextError(f"more than {MAX_PART_ROWS} records of {g.cp.id} share the flagged record's "
                               "counterpart: too many for a fixture")
     for s, inp in _side_inputs(g).items():
         g.ids(inp, "sibling", [r["record_id"] for r in rows if r["side"] == s])

@@ -89,6 +89,9 @@ def flag(spark: SparkSession, conf: EnvConf, run_id: str, record_id: str, why: s
     run = committed_run(spark, conf, run_id)
     row = outcome_row(spark, conf, run, record_id, control_point, side, record_key)
     cycle = conf.cycle(run.cycle_id)
+    if conf.fingerprint != run.conf_fingerprint:
+        LOG.warning("the conf is not the one run %s ran with: the fixture takes the cycle's bounds, phone_region and "
+                    "suspense_sla_days from this one (its replay checks the outcome still follows)", run.run_id)
     at = datetime.now(UTC)
     flag_id = "FLAG-" + hashlib.sha256(
         f"{run.run_id}|{row['control_point_id']}|{row['side']}|{row['record_key']}|{at.isoformat()}|{by}".encode()
@@ -136,6 +139,14 @@ def _rule_when(run: FlaggedRun, row: Mapping[str, Any], rule: str | None) -> str
     return None
 
 
+def _recommendation(run: FlaggedRun, row: Mapping[str, Any]) -> dict[str, str | None]:
+    """The outcome's policy: the severity, owner team and correction the run's case carries (none without a case)."""
+    policy = run.ruleset.control_points[row["control_point_id"]].outcomes.get(row["outcome"])
+    if policy is None or not policy.case:
+        return {"severity": None, "owner_team": None, "correction_action": None}
+    return {"severity": policy.severity, "owner_team": policy.owner, "correction_action": policy.correction}
+
+
 def _evidence(run: FlaggedRun, r: ContextRow | None) -> dict[str, Any] | None:
     if r is None:
         return None
@@ -158,6 +169,7 @@ def _append(spark: SparkSession, f: Flagged, why: str, by: str, fid: str) -> Non
                                    "reason_code", "reason", "match_stage", "counterpart_id", "amount",
                                    "expected_amount", "exposure_amount")},
         "rule": f.rule, "rule_when": _rule_when(run, row, f.rule), "rule_source": f.rule_source,
+        **_recommendation(run, row),
         "record_table": record.table if record else None, "record_version": record.version if record else None,
         "record": record.json if record else None,
         "counterpart_table": counterpart.table if counterpart else None,
