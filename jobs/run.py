@@ -578,13 +578,7 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                         for r in agg_metrics]
         _check_conservation(ruleset, metrics, totals)
         figures = {cp.id: _figures(cp, outcomes) for cp in ruleset.record_points() if cp.figures}
-        for cp_id in cps:
-            decided: dict[str, int] = {}
-            for m in metrics:
-                if m["control_point_id"] == cp_id:
-                    decided[m["side"]] = decided.get(m["side"], 0) + int(m["count"])
-            LOG.info("%s: %s decided", cp_id, ", ".join(f"{n:,} {side.lower()} rows"
-                                                          for side, n in sorted(decided.items())))
+        _log_decided(cps, metrics)
 
     systems = {inp.table: inp.system for inp in ruleset.inputs.values()}
     with phase(spark, "cases", run_id):
@@ -729,6 +723,16 @@ def _aggregate_input(cps: Mapping[str, ControlPoint], side: AggregateSide) -> st
         return side.input
     assert side.of is not None and side.side is not None
     return cps[side.of].sides[side.side].input
+
+
+def _log_decided(cps: Mapping[str, ControlPoint], metrics: list[dict[str, Any]]) -> None:
+    """'usage-to-rating: 3,031 left rows, 2,916 right rows decided': per control point, from the metrics collected."""
+    for cp_id in cps:
+        decided: dict[str, int] = {}
+        for m in metrics:
+            if m["control_point_id"] == cp_id:
+                decided[m["side"]] = decided.get(m["side"], 0) + int(m["count"])
+        LOG.info("%s: %s decided", cp_id, ", ".join(f"{n:,} {side.lower()} rows" for side, n in sorted(decided.items())))
 
 
 def _finalized(build: Callable[[], DataFrame], finalize: Callable[[DataFrame], DataFrame]) -> DataFrame:

@@ -338,3 +338,35 @@ def test_console_lines_mask_phone_numbers() -> None:
     assert E164.findall(text) == [] and "(555) 200-0009" not in text, text
     log.info("after the block: %s", "+15552000020")
     assert "+15552000020" not in stream.getvalue()        # the handler left with the block
+
+
+# ------------------------------------------------------------------------------------------------- the command line
+def test_the_report_switches_and_verbose_parse_where_documented() -> None:
+    from jobs.cli import build_parser
+
+    parser = build_parser()
+    common = ["--conf", "c.yaml"]
+    run = ["run", *common, "--ruleset", "r.yaml", "--cycle", "2026-06"]
+    close = ["close", *common, "--ruleset", "r.yaml", "--cycle", "2026-06"]
+    for argv, report in ((run, None), ([*run, "--report"], True), ([*run, "--no-report"], False),
+                         ([*close, "--no-report"], False), (["demo", "--report"], True), (["demo"], None)):
+        assert parser.parse_args(argv).report is report, argv
+    for argv in (run, close, ["demo"], ["rerun", *common, "--run-id", "R"], ["report", *common, "--run-id", "R"],
+                 ["cases", "list", *common], ["ignore", "list", *common], ["ingest", *common, "f.csv"]):
+        assert parser.parse_args([*argv, "--verbose"]).verbose is True, argv
+        assert parser.parse_args(argv).verbose is False, argv
+    with pytest.raises(SystemExit):
+        parser.parse_args(["report", *common, "--run-id", "R", "--no-report"])    # a report command is the report
+
+
+def test_the_conf_can_turn_the_report_after_a_run_off(tmp_path: Path) -> None:
+    base = "tables: {cdr: x}\noutput: out\ncycles: {\"2026-06\": {start: 2026-06-01T00:00:00Z, " \
+           "end: 2026-07-01T00:00:00Z, close: 2026-07-03T00:00:00Z}}\n"
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(base)
+    assert load_conf(conf).report_after_run is True
+    conf.write_text(base + "report: {after_run: false}\n")
+    assert load_conf(conf).report_after_run is False
+    conf.write_text(base + "report: {after_run: sometimes}\n")
+    with pytest.raises(ConfigError, match="report.after_run: 'sometimes' is not true or false"):
+        load_conf(conf)
