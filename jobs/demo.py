@@ -16,6 +16,7 @@ The embedded default a newcomer sees first; it uses exactly the code paths of `t
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -179,17 +180,27 @@ def _line_audit(spark: SparkSession, base: dict[str, Any], lakehouse: Path, rows
     (the ICCID carriers, fallback amount and leakage buckets of the shipped ruleset), then line-audit; its summary
     shows per bucket and confidence band the lines and their leakage."""
     from jobs.generate import line_params
+    from jobs.ingest.cli import run as ingest_run
     from jobs.run import execute
-    from jobs.synthetic.line_inventory_audit import write_line_month
+    from jobs.synthetic.line_inventory_audit import bill_files, write_line_month
 
     slots = max(400, rows // 100)
-    LOG.info("generating a line month of %d slots into %s", slots, lakehouse / "lines")
-    paths = write_line_month(spark, lakehouse / "lines", line_params(str(LINE_RULESET), rows=slots, seed=seed,
-                                                                     cycle_id=cycle_id))
+    folder = lakehouse / "lines"
+    bills = folder / "bills"
+    LOG.info("generating a line month of %d slots into %s (bills as carrier files in %s)", slots, folder, bills)
+    shutil.rmtree(bills, ignore_errors=True)
+    paths = write_line_month(spark, folder, line_params(str(LINE_RULESET), rows=slots, seed=seed, cycle_id=cycle_id),
+                             write_bills=bill_files(bills, CARRIERS, seed))
     conf = dict(base)
-    conf["tables"] = {name: paths[name] for name in ("carrier_bill_line", "crm_asset", "device_status")}
+    conf["tables"] = {"carrier_bill_line": str(folder / "carrier_bill_line"),
+                      **{name: paths[name] for name in ("crm_asset", "device_status")}}
+    conf["carriers"] = str(CARRIERS)
     conf_path = lakehouse / "demo_lines.yaml"
     conf_path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    shutil.rmtree(folder / "carrier_bill_line", ignore_errors=True)
+    if ingest_run(str(conf_path), [str(bills)]) != 0:
+        raise RuntimeError(f"the demo's bill files in {bills} did not ingest (telco-ra ingest --conf {conf_path} {bills})")
+    sys.stdout.write(f"ingest again: telco-ra ingest --conf {conf_path} {bills}\n")
     env = load_conf(conf_path)
     result = execute(spark, env, load_ruleset(LINE_RULESET), cycle_id)
     done = _summary(spark, env, result, report)

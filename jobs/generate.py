@@ -16,8 +16,9 @@ usage-to-bill month.
         # invoice files billing them, one per carrier layout, under <out>/invoices (then: telco-ra ingest), and
         # <out>/ground_truth (the calls the plants need are appended to <out>/usage/cdr)
     python -m jobs.generate --ruleset rulesets/line_inventory_audit.yaml --rows 400 --out lakehouse/lines
-        # crm_asset, device_status, the carriers' bill lines (carrier_bill_line) and ground_truth; the carriers
-        # matched by ICCID, the fallback amount and the leakage buckets are the ruleset's
+        # crm_asset, device_status and ground_truth, and the carriers' bills as files in the shipped line_bill
+        # layouts under <out>/bills (then: telco-ra ingest, into carrier_bill_line); the carriers matched by ICCID,
+        # the fallback amount and the leakage buckets are the ruleset's
 """
 
 from __future__ import annotations
@@ -308,7 +309,7 @@ def line_params(ruleset: str | None, **options: Any) -> Any:
 def _line_month(args: argparse.Namespace) -> int:
     """CRM assets, device status, the carriers' bill lines and the ground truth of a line month under --out."""
     from jobs.session import build_session
-    from jobs.synthetic.line_inventory_audit import write_line_month
+    from jobs.synthetic.line_inventory_audit import bill_files, write_line_month
 
     try:
         for option in ("skew_share", "cutoff", "scenario", "accounts"):
@@ -322,9 +323,11 @@ def _line_month(args: argparse.Namespace) -> int:
         sys.stderr.write(f"telco-ra generate: {exc}\n")
         return 2
     spark = build_session({"master": args.master})
-    paths = write_line_month(spark, args.out, params)
-    LOG.info("line month %s (%s slots): %s", params.cycle_id, params.rows,
-             ", ".join(f"{name} {path}" for name, path in sorted(paths.items())))
+    bills = Path(args.out) / "bills"
+    paths = write_line_month(spark, args.out, params, write_bills=bill_files(bills, Path(args.carriers), params.seed))
+    LOG.info("line month %s (%s slots): %s; the carriers' bill files in %s (then: telco-ra ingest --conf C %s)",
+             params.cycle_id, params.rows, ", ".join(f"{name} {path}" for name, path in sorted(paths.items())),
+             bills, bills)
     return 0
 
 

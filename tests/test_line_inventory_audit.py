@@ -26,6 +26,7 @@ from jobs.run import RunResult, execute
 from transforms.schema import INPUT_SCHEMAS
 
 RULESET = Path(__file__).resolve().parent.parent / "rulesets" / "line_inventory_audit.yaml"
+CARRIERS = RULESET.parent.parent / "conf" / "carriers"
 JUNE = {"start": "2026-06-01T00:00:00Z", "end": "2026-07-01T00:00:00Z", "close": "2026-07-03T00:00:00Z"}
 END = datetime(2026, 7, 1, tzinfo=UTC)
 D = Decimal
@@ -382,10 +383,15 @@ def test_every_outcome_of_both_sides_at_precision_and_recall_one(spark: SparkSes
     out = tmp_path / "lines"
     cli = run_cli(spark, "generate", "--ruleset", str(RULESET), "--rows", "260", "--seed", "7", "--out", str(out))
     assert cli.code == 0, cli.err
+    # the bills come as carrier files in the shipped line_bill layouts: telco-ra ingest makes carrier_bill_line
+    files = sorted(p.name for p in (out / "bills").iterdir())
+    assert {name.split("_")[0] for name in files} == {"tidewater-csv", "cobalt-xlsx", "frontera-csv", "relay2go-csv"}
     tables = {t: str(out / t) for t in TABLES}
     conf_path = tmp_path / "conf.yaml"
     conf_path.write_text(yaml.safe_dump({"tables": tables, "output": str(tmp_path / "output"),
-                                         "cycles": {"2026-06": JUNE}}))
+                                         "cycles": {"2026-06": JUNE}, "carriers": str(CARRIERS)}))
+    ingested = run_cli(spark, "ingest", "--conf", str(conf_path), str(out / "bills"))
+    assert ingested.code == 0, ingested.err
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
     result = execute(spark, conf, ruleset, "2026-06")
     truth = spark.read.format("delta").load(str(out / "ground_truth"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -213,3 +213,38 @@ def write_bill_file(folder: Path, layout: Layout, lines: Sequence[BillLine], rng
     stem = f"{layout.name}_{first.bill_period}_{''.join(ch for ch in first.bill_id if ch.isalnum())[:24]}_{digest}"
     return write_grid(folder, stem, form, [h for _, h in header], rows, title=title, summary=summary, sheet="Lines",
                       bom=form == "csv" and rng.random() < 0.5, line_end=rng.choice(("\r\n", "\n")))
+
+
+def files_writer(folder: Path, layouts: Sequence[Layout], seed: int,
+                 via: dict[str, str] | None = None) -> Callable[[Sequence[Any]], list[str]]:
+    """A writer of a line month's bills as files (`jobs.synthetic.line_inventory_audit.WriteBills`): each
+    (carrier, bill id)'s lines, in order, as one file in that carrier's own layout, or in the layout `via` names for
+    it (a reseller's, whose rows name the provider); returns the line_id `telco-ra ingest` will give each line.
+    Lines come as any object with BillLine's fields (the generator has its own copy of the type). A carrier with no
+    layout is refused naming the layouts there are: a month written here must ingest whole."""
+    by_name = {layout.name: layout for layout in layouts}
+    own = {layout.carrier: layout for layout in layouts if not layout.carrier_column and layout.carrier}
+    rng = random.Random(seed)
+
+    def layout_of(carrier: str) -> Layout:
+        name = (via or {}).get(carrier)
+        layout = by_name.get(name) if name else own.get(carrier)
+        if layout is None:
+            raise ValueError(f"no line_bill layout for carrier {carrier!r}"
+                             f"{f' (via {name!r})' if name else ''}: layouts {sorted(by_name)}")
+        return layout
+
+    def write(lines: Sequence[Any]) -> list[str]:
+        folder.mkdir(parents=True, exist_ok=True)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, line in enumerate(lines):
+            groups.setdefault((line.carrier, line.bill_id), []).append(i)
+        ids = [""] * len(lines)
+        for (carrier, _), members in sorted(groups.items()):
+            bill = [BillLine(**{f: getattr(lines[i], f) for f in BillLine.__dataclass_fields__}) for i in members]
+            _, sha = write_bill_file(folder, layout_of(carrier), bill, rng)
+            for row, i in enumerate(members, start=1):
+                ids[i] = bill_line_id(sha, row)
+        return ids
+
+    return write

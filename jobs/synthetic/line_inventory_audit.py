@@ -336,3 +336,16 @@ def write_line_month(spark: SparkSession, out_dir: str | Path, params: LineParam
     (spark.createDataFrame(truth, TRUTH_SCHEMA).write.format("delta").mode("overwrite")
      .option("overwriteSchema", "true").save(paths["ground_truth"]))
     return paths
+
+
+# Lines of these carriers are billed through a reseller's layout (its rows name the provider): the month's bills then
+# come in every shipped shape (CSV, XLSX, a reseller's CSV, ICCIDs in Service_TN).
+VIA_RESELLER = {"Harbor Telecom": "relay2go-csv"}
+
+
+def bill_files(folder: Path, carriers: Path, seed: int) -> WriteBills:
+    """A WriteBills that writes the lines as carrier files in the shipped `kind: line_bill` layouts of `carriers`
+    under `folder` (then `telco-ra ingest` makes carrier_bill_line of them, with the ids returned here)."""
+    from jobs.synthetic.bill_files import files_writer, line_bill_layouts
+
+    return files_writer(folder, line_bill_layouts(carriers), seed, via=VIA_RESELLER)
