@@ -131,6 +131,7 @@ def chromium(profile: Path) -> Iterator[Page]:
     if exe is None:
         raise DevToolsError("no chromium on PATH (Debian: apt-get install chromium)")
     profile.mkdir(parents=True, exist_ok=True)
+    (profile / "DevToolsActivePort").unlink(missing_ok=True)       # a reused profile's is an old browser's port
     log = profile / "chromium.log"
     with log.open("w") as err:
         proc = subprocess.Popen([exe, *FLAGS, f"--user-data-dir={profile}", "about:blank"],

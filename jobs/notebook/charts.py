@@ -20,6 +20,8 @@ from functools import cache
 from jobs.report import svg
 from jobs.report.page import STYLE
 
+LINE_STROKES = {"ok": "ok", "timing": "timing", "cost": "cost", "inventory": "inventory", "other": "muted"}
+
 
 @cache
 def _css() -> str:
@@ -28,7 +30,9 @@ def _css() -> str:
     kept = [r.replace(":root", "svg.chart", 1) if r.startswith(":root") else r
             for r in rules if r.startswith((":root", "svg"))]
     font = "svg.chart { font-family: system-ui, 'DejaVu Sans', sans-serif; background: #fff; }"
-    return " ".join([font, *kept]).replace("  ", " ")
+    # The page strokes only the lines its trend draws (under, over, open); a notebook's lines may be any class.
+    lines = " ".join(f"svg polyline.{c} {{ stroke: var(--{v}); }}" for c, v in LINE_STROKES.items())
+    return " ".join([font, *kept, lines]).replace("  ", " ")
 
 
 def standalone(chart: str) -> str:
