@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DecimalType, LongType, StringType, StructField, StructType, TimestampType
+from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
 from jobs.ingest.layouts import USAGE_UNITS, Layout
 from jobs.ingest.normalize import (
@@ -52,17 +52,12 @@ from jobs.ingest.normalize import (
 )
 from jobs.ingest.readers import MALFORMED, SOURCE_ROW
 from transforms.phone import mask_phone
+from transforms.schema import INPUT_SCHEMAS
 
-S, T, L = StringType(), TimestampType(), LongType()
-# CONTRACT section 9, in its order (with `layout`, `currency` and `ingested_at` as carrier_invoice_line has them),
-# then the column this ingest adds (allowed: columns beyond the contract's).
-CARRIER_BILL_LINE = StructType([StructField(n, t, True) for n, t in (
-    ("line_id", S), ("carrier", S), ("layout", S), ("bill_id", S), ("bill_period", S), ("phone", S), ("iccid", S),
-    ("usage_mb", MONEY), ("amount", MONEY), ("currency", S), ("source_file", S), ("source_sha256", S),
-    ("source_row", L), ("parse_error", S), ("ingested_at", T),
-    # Cells read as null that leave the line readable: a phone that is no possible number, an ICCID that is none.
-    ("parse_warning", S),
-)])
+S = StringType()
+# The contract's carrier_bill_line (transforms/schema.py, which the audit reads it by) plus what ingest adds: cells
+# read as null that leave the line readable (a phone that is no possible number, an ICCID that is none).
+CARRIER_BILL_LINE = StructType([*INPUT_SCHEMAS["carrier_bill_line"].fields, StructField("parse_warning", S, True)])
 ICCID_DIGITS = (18, 22)
 # Parsed with up to 9 decimal places (a GB cell's 6 places of a MB), multiplied exactly, then held as decimal(18,6).
 _USAGE_PARSE = DecimalType(30, 12)
