@@ -253,6 +253,26 @@ def test_the_summary_shows_buckets_confidence_and_leakage_summed_by_hand(
     assert reverse[("total",)][0] == len(EXPECTED_RIGHT)
 
 
+def test_the_report_shows_the_buckets_by_confidence_with_their_leakage(
+        spark: SparkSession, hand_run: tuple[Path, RunResult, dict[Any, Any]]) -> None:
+    """The run report's per-ruleset view: each bucket and confidence band with its lines and leakage, as the
+    hand-written month says, and no clear phone number on the page."""
+    from jobs.report import write_report
+
+    root, result, _ = hand_run
+    conf = load_conf(root / "conf.yaml")
+    html = write_report(spark, conf, result.run_id, str(root / "report")).html.read_text()
+    shown = {tuple(m.group(1).split("|")): (int(m.group(2)), D(m.group(3))) for m in re.finditer(
+        r'data-cp="line-audit" data-figure="leakage" data-group="([^"]*)" data-count="(\d+)" data-sum="([^"]+)"', html)}
+    by_hand: dict[tuple[str, ...], tuple[int, Decimal]] = {}
+    for outcome, _, band, _, leak in EXPECTED_LEFT.values():
+        n, total = by_hand.get((outcome, band), (0, D(0)))
+        by_hand[(outcome, band)] = (n + 1, total + leak)
+    assert shown == by_hand
+    assert f'data-figure="leakage" data-count="{len(EXPECTED_LEFT)}" data-sum="149.490000"' in html
+    assert not re.search(r"\+1\d{10}", html)
+
+
 def ruleset_copy(root: Path, edit: Any) -> Path:
     """The shipped ruleset, changed by `edit` (a function of its YAML document), written under root."""
     document = yaml.safe_load(RULESET.read_text())

@@ -496,3 +496,40 @@ def funnel(cps: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
                        "amount": r2b["right_amount"]})
     edges = [_edge(cp) for cp in (u2r, r2b) if cp is not None]
     return {"stages": stages, "edges": edges}
+
+
+def declared_figures(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Per control point of the run, the figures its ruleset declares (control_run `figures`, e.g. the line audit's
+    lines and leakage per bucket and confidence band), copied from control_run as they are: one entry per figure with
+    its group columns, its rows (group values, count, sum) and the totals."""
+    out = []
+    for r in rows:
+        data = r.asDict()
+        by_name: dict[str, dict[str, Any]] = {}
+        for f in data.get("figures") or []:
+            fig = by_name.setdefault(f["figure"], {
+                "control_point_id": data["control_point_id"], "figure": f["figure"], "side": f["side"],
+                "columns": [g["column"] for g in f["group"]], "summed": f["summed"], "rows": [],
+                "count": 0, "sum": Decimal(0)})
+            fig["rows"].append({"values": [g["value"] for g in f["group"]], "count": int(f["count"]),
+                                "sum": money(f["sum"])})
+            fig["count"] += int(f["count"])
+            fig["sum"] += Decimal(f["sum"] or 0)
+        for fig in by_name.values():
+            fig["sum"] = money(fig["sum"])
+            fig["rows"].sort(key=lambda g: [v or "" for v in g["values"]])
+            out.append(fig)
+    return out
+
+
+def run_alerts(spark: SparkSession, output: str, run: Run) -> list[dict[str, Any]]:
+    """The run's run_alert rows (bounded: one per control point and scope above its threshold), messages masked."""
+    ref = table_ref(output, "run_alert")
+    if not exists(spark, ref):
+        return []
+    rows = (read_output(spark, ref).where(F.col("run_id") == run.run_id)
+            .select("control_point_id", mask_phones_in_text(F.col("scope")).alias("scope"), "metric", "value",
+                    "threshold", mask_phones_in_text(F.col("message")).alias("message"))
+            .orderBy("control_point_id", "scope", "metric").collect())
+    return [{"control_point_id": a["control_point_id"], "scope": a["scope"], "metric": a["metric"],
+             "value": str(a["value"]), "threshold": str(a["threshold"]), "message": a["message"]} for a in rows]

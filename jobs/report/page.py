@@ -358,6 +358,36 @@ def _accounts(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _declared(figures: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]]) -> str:
+    """Each ruleset's own view: the figures its control points declare (control_run `figures`, e.g. the line audit's
+    buckets by confidence band with their leakage) and the run's alerts (run_alert, e.g. a carrier's share of lines
+    not matched)."""
+    if not figures and not alerts:
+        return ""
+    parts = ['<section id="rulesets"><h2>Per ruleset: declared figures and alerts</h2><p class="sub">What each '
+             "control point's ruleset declares beside its outcomes (control_run figures), and the run's alerts "
+             "(run_alert).</p>"]
+    for f in figures:
+        parts.append(f'<h3{_attrs(cp=f["control_point_id"], figure=f["figure"], count=f["count"], sum=f["sum"])} '
+                     f'class="figure">{escape(f["control_point_id"])}: {escape(f["figure"])} ({escape(f["side"])}, '
+                     f'{f["count"]:,} rows, {escape(f["summed"])} {money(f["sum"])})</h3>')
+        body = [f'<tr{_attrs(cp=f["control_point_id"], figure=f["figure"], group="|".join(v or "" for v in g["values"]), count=g["count"], sum=g["sum"])}>'
+                + "".join(_td(v or "–") for v in g["values"])
+                + f'{_td(count(g["count"]), "num")}{_td(money(g["sum"]), "num")}</tr>' for g in f["rows"]]
+        body.append("<tr>" + "".join(_td("total" if i == 0 else "") for i in range(len(f["columns"])))
+                    + f'{_td(count(f["count"]), "num")}{_td(money(f["sum"]), "num")}</tr>')
+        parts.append(_table([*f["columns"], "rows", f["summed"]], body,
+                            [False] * len(f["columns"]) + [True, True]))
+    if alerts:
+        body = [f'<tr class="alert"{_attrs(cp=a["control_point_id"], metric=a["metric"])}>{_td(a["control_point_id"])}'
+                f'{_td(a["scope"])}{_td(a["metric"])}{_td(a["value"], "num")}{_td(a["threshold"], "num")}'
+                f'{_td(a["message"])}</tr>' for a in alerts]
+        parts.append("<h3>Alerts</h3>" + _table(["control point", "scope", "metric", "value", "threshold", "message"],
+                                                body, [False, False, False, True, True, False]))
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def _exports(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return ""
@@ -383,12 +413,13 @@ def render(data: Mapping[str, Any]) -> str:
     nav = "".join(f'<a href="#{k}">{escape(v)}</a>' for k, v in (
         ("identity", "identity"), ("scorecard", "scorecard"), ("exposure", "exposure"), ("funnel", "funnel"),
         ("control-points", "control points"), ("top", "top"), ("owners", "owners"), ("trend", "trend"),
-        ("accounts", "accounts"), ("exports", "exports")))
+        ("accounts", "accounts"), ("rulesets", "per ruleset"), ("exports", "exports")))
     body = "".join([
         _identity(ident, report), _scorecard(data["scorecard"]), _exposure(data["exposure_by_class"]),
         _funnel(data["funnel"]), _control_points(data["control_points"]),
         _top(data["top_accounts"], data["top_case_types"]), _owners(data["owners"], report), _trend(data["trend"]),
-        _accounts(data["account_variance"]), _exports(data["exports"]),
+        _accounts(data["account_variance"]), _declared(data.get("declared_figures", []), data.get("alerts", [])),
+        _exports(data["exports"]),
     ])
     title = f"telco-ra run report: {ident['run_id']} (cycle {ident['cycle_id']})"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
