@@ -718,7 +718,8 @@ def _lets_before_their_lookups(r: _Reader, key: str, let: Mapping[str, Mapping[s
 
 
 def _figures(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec]) -> tuple[Figure, ...]:
-    """`figures: {name: {side, by: [outcome-row columns], sum: an amount column}}` (spec.Figure)."""
+    """`figures: {name: {side, by: [outcome-row columns], sum: an amount column (optional: without it the figure
+    counts rows)}}` (spec.Figure)."""
     out = []
     for name, spec in r.mapping(key, value or {}).items():
         fkey = f"{key}.{name}"
@@ -732,10 +733,10 @@ def _figures(r: _Reader, key: str, value: Any, sides: Mapping[str, SideSpec]) ->
                 raise r.fail(f"{fkey}.by", f"{column!r}: a figure groups outcome rows by columns of a small "
                              f"vocabulary ({', '.join(FIGURE_GROUPS)})")
         total = f.get("sum")
-        if total not in FIGURE_SUMS:
+        if total is not None and total not in FIGURE_SUMS:
             raise r.fail(f"{fkey}.sum", f"{total!r} is not an amount column of the outcome rows "
                          f"({', '.join(FIGURE_SUMS)})")
-        out.append(Figure(str(name), str(side), by, str(total)))
+        out.append(Figure(str(name), str(side), by, None if total is None else str(total)))
     return tuple(out)
 
 

@@ -702,18 +702,20 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
 
 def _figures(cp: ControlPoint, outcomes: DataFrame) -> list[dict[str, Any]]:
     """The control point's declared figures (spec.Figure) over its outcome rows as the run writes them (after the
-    ignore list): per group, the rows and the sum of the figure's column (collected: one row per group of a small
-    vocabulary)."""
+    ignore list): per group, the rows and the sum of the figure's column where it names one (null where it counts
+    only), collected: one row per group of a small vocabulary."""
     out: list[dict[str, Any]] = []
     for fig in cp.figures:
-        column = "exposure" if fig.sum == "exposure_amount" else fig.sum      # its name before the write
+        measures = [F.count(F.lit(1)).alias("_n")]
+        if fig.sum is not None:
+            column = "exposure" if fig.sum == "exposure_amount" else fig.sum      # its name before the write
+            measures.append(F.sum(column).cast(MONEY_SUM).alias("_sum"))
         rows = (outcomes.where((F.col("control_point_id") == cp.id) & (F.col("side") == fig.side))
-                .groupBy(*fig.by).agg(F.count(F.lit(1)).alias("_n"), F.sum(column).cast(MONEY_SUM).alias("_sum"))
-                .collect())
+                .groupBy(*fig.by).agg(*measures).collect())
         for r in sorted(rows, key=lambda r: [(r[c] is None, r[c] or "") for c in fig.by]):
+            total = None if fig.sum is None else r["_sum"] if r["_sum"] is not None else Decimal(0)
             out.append({"figure": fig.name, "side": fig.side, "group": [{"column": c, "value": r[c]} for c in fig.by],
-                        "count": int(r["_n"]), "summed": fig.sum,
-                        "sum": r["_sum"] if r["_sum"] is not None else Decimal(0)})
+                        "count": int(r["_n"]), "summed": fig.sum, "sum": total})
     return out
 
 

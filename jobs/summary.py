@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cases import case_history
+from jobs.figure_totals import figure_totals
 from jobs.outputs import exists, read_output
 from jobs.run import RunResult
 from jobs.utc import utc_text
@@ -74,22 +75,26 @@ def _counter_notes(counters: dict[str, int]) -> list[str]:
 
 def _figures(figures: list[Any] | None) -> list[str]:
     """A control point's declared figures (control_run `figures`): per figure a table of its groups, the rows and
-    the sum of each, and the total (the sum of the rows shown: figures are computed from the outcome rows)."""
+    the sum of each (where the figure sums a column), and the totals (jobs/figure_totals.py: the rows shown, one
+    total per currency where the figure is grouped by currency)."""
     lines: list[str] = []
     by_name: dict[str, list[Any]] = {}
     for f in figures or []:
         by_name.setdefault(f["figure"], []).append(f)
     for name, rows in by_name.items():
         columns = [g["column"] for g in rows[0]["group"]]
-        lines.append(f"  {name} ({rows[0]['side']} rows by {', '.join(columns)}: their count and "
-                     f"{rows[0]['summed']})")
-        lines.append("    " + " ".join(f"{c:<22}" for c in columns) + f" {'count':>10} {rows[0]['summed']:>16}")
+        summed = rows[0]["summed"]
+        lines.append(f"  {name} ({rows[0]['side']} rows by {', '.join(columns)}: their count"
+                     + (f" and {summed})" if summed else ")"))
+        lines.append("    " + " ".join(f"{c:<22}" for c in columns) + f" {'count':>10}"
+                     + (f" {summed:>16}" if summed else ""))
         for r in rows:
             lines.append("    " + " ".join(f"{g['value'] or '-':<22}" for g in r["group"])
-                         + f" {r['count']:>10,} {_money(r['sum']):>16}")
-        total_sum = sum((r["sum"] or Decimal(0) for r in rows), Decimal(0))
-        lines.append("    " + " ".join(f"{'total' if i == 0 else '':<22}" for i in range(len(columns)))
-                     + f" {sum(r['count'] for r in rows):>10,} {_money(total_sum):>16}")
+                         + f" {r['count']:>10,}" + (f" {_money(r['sum']):>16}" if summed else ""))
+        for t in figure_totals(rows):
+            cells = ["total" if i == 0 else t.currency if c == "currency" else "" for i, c in enumerate(columns)]
+            lines.append("    " + " ".join(f"{v or '':<22}" for v in cells) + f" {t.count:>10,}"
+                         + (f" {_money(t.sum):>16}" if summed else ""))
     return lines
 
 

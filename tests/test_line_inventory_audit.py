@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from factories import session_conf
@@ -223,7 +223,8 @@ def test_evidence_of_the_hand_written_month(hand_run: tuple[Path, RunResult, dic
 
 
 def figure_lines(text: str, figure: str) -> dict[tuple[str, ...], tuple[int, Decimal]]:
-    """The rows of a figure as the summary prints them: group values -> (count, sum)."""
+    """The rows of a figure as the summary prints them, its totals last (one per currency where it is grouped by
+    currency): group values -> (count, sum)."""
     out: dict[tuple[str, ...], tuple[int, Decimal]] = {}
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{figure} ("))
@@ -232,6 +233,20 @@ def figure_lines(text: str, figure: str) -> dict[tuple[str, ...], tuple[int, Dec
         if not line.startswith("    ") or len(parts) < 3:
             break
         out[tuple(parts[:-2])] = (int(parts[-2].replace(",", "")), D(parts[-1].replace(",", "")))
+    return out
+
+
+def count_lines(text: str, figure: str) -> dict[tuple[str, ...], int]:
+    """The rows of a figure that counts only, as the summary prints them: group values -> count."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{figure} ("))
+    assert "count" in lines[start + 1] and lines[start + 1].split()[-1] == "count", lines[start + 1]
+    out: dict[tuple[str, ...], int] = {}
+    for line in lines[start + 2:]:
+        parts = line.split()
+        if not line.startswith("    ") or len(parts) < 2:
+            break
+        out[tuple(parts[:-1])] = int(parts[-1].replace(",", ""))
         if parts[0] == "total":
             break
     return out
@@ -243,14 +258,15 @@ def test_the_summary_shows_buckets_confidence_and_leakage_summed_by_hand(
     text = summary.render(spark, result)
     by_hand: dict[tuple[str, ...], tuple[int, Decimal]] = {}
     for outcome, _, band, _, leak in EXPECTED_LEFT.values():
-        n, total = by_hand.get((outcome, band), (0, D(0)))
-        by_hand[(outcome, band)] = (n + 1, total + leak)
-    by_hand[("total",)] = (len(EXPECTED_LEFT), sum((v[4] for v in EXPECTED_LEFT.values()), D(0)))
+        n, total = by_hand.get((outcome, band, "USD"), (0, D(0)))
+        by_hand[(outcome, band, "USD")] = (n + 1, total + leak)
+    by_hand[("total", "USD")] = (len(EXPECTED_LEFT), sum((v[4] for v in EXPECTED_LEFT.values()), D(0)))
     assert figure_lines(text, "leakage") == by_hand
-    assert by_hand[("total",)][1] == D("149.490000")      # 25 + 22.50 + 30 + 18 + 25 + 9 + 19.99
-    reverse = figure_lines(text, "reverse")
-    assert reverse[("UNBILLED_ASSET", "medium")] == (4, D(0))
-    assert reverse[("total",)][0] == len(EXPECTED_RIGHT)
+    assert by_hand[("total", "USD")][1] == D("149.490000")      # 25 + 22.50 + 30 + 18 + 25 + 9 + 19.99
+    # the inventory side has no cost of its own: its figure counts assets per bucket, no sum
+    reverse = count_lines(text, "reverse")
+    assert reverse[("UNBILLED_ASSET", "medium")] == 4
+    assert reverse[("total",)] == len(EXPECTED_RIGHT)
 
 
 def test_the_report_shows_the_buckets_by_confidence_with_their_leakage(
@@ -266,11 +282,34 @@ def test_the_report_shows_the_buckets_by_confidence_with_their_leakage(
         r'data-cp="line-audit" data-figure="leakage" data-group="([^"]*)" data-count="(\d+)" data-sum="([^"]+)"', html)}
     by_hand: dict[tuple[str, ...], tuple[int, Decimal]] = {}
     for outcome, _, band, _, leak in EXPECTED_LEFT.values():
-        n, total = by_hand.get((outcome, band), (0, D(0)))
-        by_hand[(outcome, band)] = (n + 1, total + leak)
+        n, total = by_hand.get((outcome, band, "USD"), (0, D(0)))
+        by_hand[(outcome, band, "USD")] = (n + 1, total + leak)
     assert shown == by_hand
-    assert f'data-figure="leakage" data-count="{len(EXPECTED_LEFT)}" data-sum="149.490000"' in html
+    assert f'data-figure="leakage" data-total="USD" data-count="{len(EXPECTED_LEFT)}" data-sum="149.490000"' in html
     assert not re.search(r"\+1\d{10}", html)
+
+
+def test_leakage_in_two_currencies_has_a_total_per_currency_never_added() -> None:
+    """A GBP carrier bill's leakage beside a USD one's: the summary and the report total each currency apart."""
+    from jobs.report.figures import declared_figures
+    from jobs.report.page import _declared
+
+    def row(outcome: str, currency: str, n: int, leak: str) -> dict[str, Any]:
+        return {"figure": "leakage", "side": "LEFT", "count": n, "summed": "leakage", "sum": D(leak).quantize(D("0.000001")),
+                "group": [{"column": "outcome", "value": outcome}, {"column": "confidence_band", "value": "high"},
+                          {"column": "currency", "value": currency}]}
+
+    rows = [row("GHOST_DEVICE", "GBP", 2, "30.00"), row("GHOST_DEVICE", "USD", 3, "75.00"),
+            row("NOT_IN_CRM", "USD", 1, "22.50")]
+    printed = figure_lines("\n".join(summary._figures(rows)), "leakage")
+    assert printed[("total", "GBP")] == (2, D("30.00")) and printed[("total", "USD")] == (4, D("97.50"))
+    assert not any(v[1] == D("127.50") for v in printed.values())
+    control_run = Row(control_point_id="line-audit", figures=[Row(**{**r, "group": [Row(**g) for g in r["group"]]})
+                                                               for r in rows])
+    html = _declared(declared_figures([control_run]), [])
+    assert 'data-total="GBP" data-count="2" data-sum="30.000000"' in html
+    assert 'data-total="USD" data-count="4" data-sum="97.500000"' in html
+    assert "127.5" not in html
 
 
 def ruleset_copy(root: Path, edit: Any) -> Path:

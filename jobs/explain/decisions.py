@@ -163,9 +163,11 @@ def figures(cp: ControlPoint) -> list[Block]:
     """The summary figures a control point declares (`figures`): what a run counts and sums beside the outcomes."""
     if not cp.figures:
         return []
-    items = tuple(Item(inline(Code(f.name), ": per ", codes(f.by), " of the ", f.side,
-                              " outcome rows, their count and the sum of ", Code(f.sum),
-                              " (in control_run's figures and the run summary)."))
+    items = tuple(Item(inline(Code(f.name), ": per ", codes(f.by), " of the ", f.side, " outcome rows, their count",
+                              *((" and the sum of ", Code(f.sum)) if f.sum is not None else ()),
+                              *((" (totals per currency: amounts in two currencies are never added)",)
+                                if f.sum is not None and "currency" in f.by else ()),
+                              " (in control_run's figures, the run summary and the report)."))
                   for f in cp.figures)
     return [Heading(3, ("Figures in the summary",), anchor("cp", cp.id, "figures")), Items(items)]
 

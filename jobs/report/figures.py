@@ -27,6 +27,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.cases import REPRODUCTION_MARK, case_history
+from jobs.figure_totals import figure_totals
 from jobs.outputs import exists, read_output, table_ref
 from jobs.report.masking import mask_phones_in_text
 from jobs.utc import as_utc, utc_text
@@ -498,27 +499,31 @@ def funnel(cps: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     return {"stages": stages, "edges": edges}
 
 
+def _figure_row(f: Mapping[str, Any], summed: str | None) -> dict[str, Any]:
+    values: list[str | None] = [g["value"] for g in f["group"]]
+    return {"values": values, "count": int(f["count"]), "sum": money(f["sum"]) if summed else None}
+
+
 def declared_figures(rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Per control point of the run, the figures its ruleset declares (control_run `figures`, e.g. the line audit's
     lines and leakage per bucket and confidence band), copied from control_run as they are: one entry per figure with
-    its group columns, its rows (group values, count, sum) and the totals."""
-    out = []
+    its group columns, its rows (group values, count, sum: None where the figure counts only) and its totals
+    (jobs/figure_totals.py: one per currency where the figure is grouped by currency)."""
+    out: list[dict[str, Any]] = []
     for r in rows:
-        data = r.asDict()
-        by_name: dict[str, dict[str, Any]] = {}
+        data = r.asDict(recursive=True)
+        by_name: dict[str, list[dict[str, Any]]] = {}
         for f in data.get("figures") or []:
-            fig = by_name.setdefault(f["figure"], {
-                "control_point_id": data["control_point_id"], "figure": f["figure"], "side": f["side"],
-                "columns": [g["column"] for g in f["group"]], "summed": f["summed"], "rows": [],
-                "count": 0, "sum": Decimal(0)})
-            fig["rows"].append({"values": [g["value"] for g in f["group"]], "count": int(f["count"]),
-                                "sum": money(f["sum"])})
-            fig["count"] += int(f["count"])
-            fig["sum"] += Decimal(f["sum"] or 0)
-        for fig in by_name.values():
-            fig["sum"] = money(fig["sum"])
-            fig["rows"].sort(key=lambda g: [v or "" for v in g["values"]])
-            out.append(fig)
+            by_name.setdefault(f["figure"], []).append(f)
+        for name, figs in by_name.items():
+            summed = figs[0]["summed"]
+            out.append({
+                "control_point_id": data["control_point_id"], "figure": name, "side": figs[0]["side"],
+                "columns": [g["column"] for g in figs[0]["group"]], "summed": summed,
+                "rows": sorted((_figure_row(f, summed) for f in figs), key=lambda g: [v or "" for v in g["values"]]),
+                "count": sum(int(f["count"]) for f in figs),
+                "totals": [{"currency": t.currency, "count": t.count,
+                            "sum": money(t.sum) if t.sum is not None else None} for t in figure_totals(figs)]})
     return out
 
 

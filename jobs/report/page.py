@@ -368,16 +368,26 @@ def _declared(figures: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str
              "control point's ruleset declares beside its outcomes (control_run figures), and the run's alerts "
              "(run_alert).</p>"]
     for f in figures:
-        parts.append(f'<h3{_attrs(cp=f["control_point_id"], figure=f["figure"], count=f["count"], sum=f["sum"])} '
-                     f'class="figure">{escape(f["control_point_id"])}: {escape(f["figure"])} ({escape(f["side"])}, '
-                     f'{f["count"]:,} rows, {escape(f["summed"])} {money(f["sum"])})</h3>')
+        summed = f["summed"]
+        totals = "; ".join(f'{escape(summed)} {money(t["sum"])}' + (f' {escape(t["currency"])}' if t["currency"] else "")
+                           for t in f["totals"]) if summed else ""
+        parts.append(f'<h3{_attrs(cp=f["control_point_id"], figure=f["figure"], count=f["count"])} class="figure">'
+                     f'{escape(f["control_point_id"])}: {escape(f["figure"])} ({escape(f["side"])}, '
+                     f'{f["count"]:,} rows{", " + totals if totals else ""})</h3>')
+        def amount(value: str | None, summed: str | None = summed) -> str:
+            return _td(money(value), "num") if summed else ""
+
         body = [f'<tr{_attrs(cp=f["control_point_id"], figure=f["figure"], group="|".join(v or "" for v in g["values"]), count=g["count"], sum=g["sum"])}>'
-                + "".join(_td(v or "–") for v in g["values"])
-                + f'{_td(count(g["count"]), "num")}{_td(money(g["sum"]), "num")}</tr>' for g in f["rows"]]
-        body.append("<tr>" + "".join(_td("total" if i == 0 else "") for i in range(len(f["columns"])))
-                    + f'{_td(count(f["count"]), "num")}{_td(money(f["sum"]), "num")}</tr>')
-        parts.append(_table([*f["columns"], "rows", f["summed"]], body,
-                            [False] * len(f["columns"]) + [True, True]))
+                + "".join(_td(v or "–") for v in g["values"]) + _td(count(g["count"]), "num") + amount(g["sum"])
+                + "</tr>" for g in f["rows"]]
+        for t in f["totals"]:      # one per currency where the figure is grouped by currency: never added up
+            cells = ["total" if i == 0 else t["currency"] if c == "currency" else ""
+                     for i, c in enumerate(f["columns"])]
+            body.append(f'<tr{_attrs(cp=f["control_point_id"], figure=f["figure"], total=t["currency"] or "all", count=t["count"], sum=t["sum"])}>'
+                        + "".join(_td(v or "") for v in cells) + _td(count(t["count"]), "num") + amount(t["sum"])
+                        + "</tr>")
+        parts.append(_table([*f["columns"], "rows", *([summed] if summed else [])], body,
+                            [False] * len(f["columns"]) + [True] + ([True] if summed else [])))
     if alerts:
         body = [f'<tr class="alert"{_attrs(cp=a["control_point_id"], metric=a["metric"])}>{_td(a["control_point_id"])}'
                 f'{_td(a["scope"])}{_td(a["metric"])}{_td(a["value"], "num")}{_td(a["threshold"], "num")}'

@@ -213,13 +213,15 @@ class Alert:
 @dataclass(frozen=True)
 class Figure:
     """A figure the run summary shows beside the outcome counts: per group of a side's outcome rows (`by`: outcome-
-    row columns of a small vocabulary), the rows and the sum of `sum` (an outcome-row amount column), computed from
-    the outcome rows the run writes and kept in control_run (`figures`)."""
+    row columns of a small vocabulary), the rows and, where the figure names one, the sum of `sum` (an outcome-row
+    amount column; a figure of a side whose amounts say nothing, e.g. the line audit's inventory side, counts only),
+    computed from the outcome rows the run writes and kept in control_run (`figures`). Totals of a figure grouped by
+    `currency` are per currency: amounts in two currencies are never added."""
 
     name: str
     side: str
     by: tuple[str, ...]
-    sum: str
+    sum: str | None = None
 
 
 @dataclass(frozen=True)
