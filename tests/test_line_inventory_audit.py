@@ -374,7 +374,7 @@ def test_a_ninth_bucket_with_yaml_only(spark: SparkSession, tmp_path: Path) -> N
              .where((F.col("run_id") == result.run_id) & (F.col("case_type") == "STALE_DEVICE")).collect())
     assert [(c["severity"], c["owner_team"], c["exposure_amount"]) for c in cases] == [
         ("MEDIUM", "asset-management", D("19.990000"))]
-    assert figure_lines(summary.render(spark, result), "leakage")[("STALE_DEVICE", "medium")] == (1, D("19.99"))
+    assert figure_lines(summary.render(spark, result), "leakage")[("STALE_DEVICE", "medium", "USD")] == (1, D("19.99"))
 
 
 def test_output_tables_written_before_the_new_columns_still_take_appends(spark: SparkSession, tmp_path: Path) -> None:
