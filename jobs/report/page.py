@@ -358,6 +358,11 @@ def _accounts(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _amount_cell(value: str | None, summed: str | None) -> str:
+    """A declared figure's amount cell: none at all where the figure counts only."""
+    return _td(money(value), "num") if summed else ""
+
+
 def _declared(figures: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]]) -> str:
     """Each ruleset's own view: the figures its control points declare (control_run `figures`, e.g. the line audit's
     buckets by confidence band with their leakage) and the run's alerts (run_alert, e.g. a carrier's share of lines
@@ -374,17 +379,14 @@ def _declared(figures: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str
         parts.append(f'<h3{_attrs(cp=f["control_point_id"], figure=f["figure"], count=f["count"])} class="figure">'
                      f'{escape(f["control_point_id"])}: {escape(f["figure"])} ({escape(f["side"])}, '
                      f'{f["count"]:,} rows{", " + totals if totals else ""})</h3>')
-        def amount(value: str | None, summed: str | None = summed) -> str:
-            return _td(money(value), "num") if summed else ""
-
         body = [f'<tr{_attrs(cp=f["control_point_id"], figure=f["figure"], group="|".join(v or "" for v in g["values"]), count=g["count"], sum=g["sum"])}>'
-                + "".join(_td(v or "–") for v in g["values"]) + _td(count(g["count"]), "num") + amount(g["sum"])
+                + "".join(_td(v or "–") for v in g["values"]) + _td(count(g["count"]), "num") + _amount_cell(g["sum"], summed)
                 + "</tr>" for g in f["rows"]]
         for t in f["totals"]:      # one per currency where the figure is grouped by currency: never added up
             cells = ["total" if i == 0 else t["currency"] if c == "currency" else ""
                      for i, c in enumerate(f["columns"])]
             body.append(f'<tr{_attrs(cp=f["control_point_id"], figure=f["figure"], total=t["currency"] or "all", count=t["count"], sum=t["sum"])}>'
-                        + "".join(_td(v or "") for v in cells) + _td(count(t["count"]), "num") + amount(t["sum"])
+                        + "".join(_td(v or "") for v in cells) + _td(count(t["count"]), "num") + _amount_cell(t["sum"], summed)
                         + "</tr>")
         parts.append(_table([*f["columns"], "rows", *([summed] if summed else [])], body,
                             [False] * len(f["columns"]) + [True] + ([True] if summed else [])))
