@@ -7,7 +7,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export TZ := UTC
 
-.PHONY: setup jars demo test cluster-test lint typecheck clean bench explain strip-notebooks
+.PHONY: setup jars browser demo test cluster-test lint typecheck clean bench explain strip-notebooks
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+# The browser test (tests/test_report_browser.py) drives Debian's chromium: installed here when it is missing and
+# apt-get can (root), else the test fails naming the package. Not part of `setup`: `make demo` needs no browser.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "no chromium and no root apt-get: the browser test will fail (Debian: apt-get install chromium)"
+
+test: setup browser lint typecheck
 	$(PY) -m pytest -q tests
 
 # A standalone master and two workers on 127.0.0.1 from the pyspark install; the job spark-submitted to them as a
