@@ -257,6 +257,16 @@ def test_exposure_by_class_keeps_under_and_overbilling_apart(story: Story) -> No
     assert all(_dec(r.get("exposure")) != net for r in rows.values())      # no figure nets the two
 
 
+def test_cases_without_a_currency_are_named_as_not_valued_never_as_a_question_mark(story: Story) -> None:
+    """The 3 quarantined usage records carry no amount and are not priced: their cases have no currency. The page
+    says what that means (exposure unknown, not zero) instead of a bare "?"."""
+    rows = story.page.having("exposure-class")
+    unvalued = sum(int(r["cases"]) for r in rows if r.get("currency") is None)
+    assert unvalued == 3
+    assert f"{unvalued:,} cases have no currency" in story.page.html
+    assert "(?)" not in story.page.html and "<td>?</td>" not in story.page.html
+
+
 def test_the_funnel_follows_usage_to_billing_with_the_leak_at_each_edge(spark: SparkSession, story: Story) -> None:
     cps = control_run_rows(spark, story)
     f = story.page.data["funnel"]
