@@ -92,7 +92,10 @@ def _rerun(args: argparse.Namespace) -> int:
         sys.stdout.write(f"{table:<19} {'identical' if original == again else 'DIFFERENT'}  {original}  {again}\n")
     verdict = "reproduced exactly" if repro.identical else "NOT reproduced"
     sys.stdout.write(f"run {repro.original} {verdict} by {repro.rerun.run_id}\n")
-    return 0 if repro.identical else 1
+    # The reproduction is a committed run of its own: its report, like any run's (an auditor compares the two
+    # pages); a report failure never hides the verdict, which decides the exit code first.
+    report_code = _report_after(spark, conf, repro.rerun.run_id, args)
+    return report_code if repro.identical else 1
 
 
 def _close(args: argparse.Namespace) -> int:
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=200_000)
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--lakehouse", default="lakehouse")
-    for command in (run, close, demo):
+    for command in (run, close, rerun, demo):
         command.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
                              help="write the run's HTML report and team exports when it commits (default: the "
                              "conf's report.after_run, true); a report asked for with --report that fails exits 1, "

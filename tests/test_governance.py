@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import RULESET, frame, write_inputs
+from factories import RULESET, frame, run_cli, write_inputs
 from jobs.config import load_conf
 from jobs.inputs import InputError
 from jobs.outputs import content_hash, read_output
@@ -49,10 +50,20 @@ def test_rerun_reproduces_an_old_run_after_inputs_changed(spark: SparkSession, c
     # Late usage lands after the run: today's cdr table is not the one the run saw.
     frame(spark, "cdr", [{"record_id": "C-LATE-1", "msisdn": "+15552009999"}]).write.format("delta").mode(
         "append").save(cdr_path)
-    repro = rerun(spark, load_conf(conf_path), original.run_id)
-    assert repro.rerun.input_versions["cdr"] == original.input_versions["cdr"]
-    assert repro.identical, repro.hashes
-    assert _hashes(spark, original, repro.rerun.run_id) == _hashes(spark, original, original.run_id)
+    # As an operator types it: the verdict, then the reproduction's own report (a committed run like any other).
+    code, out, err = run_cli(spark, "rerun", "--conf", str(conf_path), "--run-id", original.run_id, "--report")
+    assert code == 0, err
+    verdict = re.search(rf"run {re.escape(original.run_id)} reproduced exactly by (\S+)", out)
+    assert verdict is not None, out
+    again = verdict.group(1)
+    report = re.search(r"^report: (.+)$", out, re.M)
+    assert report is not None and Path(report.group(1)).name == f"report-{again}.html", out
+    assert again in Path(report.group(1)).read_text(encoding="utf-8")
+    seen = (read_output(spark, original.output_refs["control_run"]).where(F.col("run_id") == again)
+            .select("input_versions", "reproduction_of").first())
+    assert seen is not None and seen["reproduction_of"] == original.run_id
+    assert seen["input_versions"]["cdr"] == original.input_versions["cdr"]
+    assert _hashes(spark, original, again) == _hashes(spark, original, original.run_id)
 
 
 @pytest.mark.slow

@@ -349,7 +349,9 @@ def test_the_report_switches_and_verbose_parse_where_documented() -> None:
     run = ["run", *common, "--ruleset", "r.yaml", "--cycle", "2026-06"]
     close = ["close", *common, "--ruleset", "r.yaml", "--cycle", "2026-06"]
     for argv, report in ((run, None), ([*run, "--report"], True), ([*run, "--no-report"], False),
-                         ([*close, "--no-report"], False), (["demo", "--report"], True), (["demo"], None)):
+                         ([*close, "--no-report"], False), (["demo", "--report"], True), (["demo"], None),
+                         (["rerun", *common, "--run-id", "R"], None),
+                         (["rerun", *common, "--run-id", "R", "--no-report"], False)):
         assert parser.parse_args(argv).report is report, argv
     for argv in (run, close, ["demo"], ["rerun", *common, "--run-id", "R"], ["report", *common, "--run-id", "R"],
                  ["cases", "list", *common], ["ignore", "list", *common], ["ingest", *common, "f.csv"]):

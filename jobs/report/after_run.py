@@ -1,4 +1,4 @@
-"""The report at the end of a run: `telco-ra run`, `close` and `demo` write the committed run's report and say where.
+"""The report at the end of a run: `telco-ra run`, `close`, `rerun` and `demo` write the committed run's report and say where.
 
 A report is a view of a committed run, never part of it: a run whose report fails keeps its committed outputs, and
 the error names the command that writes the report again (`telco-ra report --conf C --run-id R`). Whether the
