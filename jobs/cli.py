@@ -176,8 +176,9 @@ def _ignore(args: argparse.Namespace) -> int:
 
     spark = _session(conf, args)
     if args.action == "add":
+        known = ignore.known_control_points(spark, conf.output, args.ruleset)
         entry = ignore.add(spark, conf.output, args.control_point, args.scope, args.key, args.reason, args.actor,
-                           expires)
+                           expires, known=known)
         sys.stdout.write(f"ignore entry {entry} added: {args.control_point} {args.scope} {args.key}\n")
     elif args.action == "remove":
         ignore.remove(spark, conf.output, args.entry_id, args.actor, args.why)
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     ign_add.add_argument("--reason", required=True)
     ign_add.add_argument("--actor", required=True)
     ign_add.add_argument("--expires", help="an ISO 8601 instant with a zone; the entry no longer applies from it")
+    ign_add.add_argument("--ruleset", action="append", default=[], metavar="FILE",
+                         help="a ruleset of your own whose control points the entry may name (besides the shipped "
+                         "rulesets' and those of the runs under the conf's output); may be repeated")
     ign_ls = ign_actions.add_parser("list", help="every entry with its state and removal")
     ign_rm = ign_actions.add_parser("remove", help="remove an entry (its gap comes back, same case id)")
     ign_rm.add_argument("--entry-id", required=True)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -26,7 +27,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import ConfigError
 from jobs.inputs import is_path
-from jobs.outputs import exists, table_ref
+from jobs.outputs import exists, read_output, table_ref
 from jobs.utc import utc_text
 from transforms.checkpoints import materialize
 from transforms.ignore import ADD, REMOVE, SCOPES, fingerprint, in_force
@@ -34,6 +35,8 @@ from transforms.schema import IGNORE_LIST
 
 LOG = logging.getLogger(__name__)
 TABLE = "ignore_list"
+# The rulesets shipped with telco-ra (absent from a wheel installed without the repository: then none).
+SHIPPED_RULESETS = Path(__file__).resolve().parent.parent / "rulesets"
 
 
 class IgnoreError(ValueError):
@@ -87,6 +90,24 @@ def read_ignores(spark: SparkSession, output: str, version: int | None, as_of: d
     return Ignores(pinned, as_of, entries if int(row["n"]) else None, str(row["fp"] or ""))
 
 
+def known_control_points(spark: SparkSession, output: str, rulesets: Sequence[str | Path] = (),
+                         shipped: Path = SHIPPED_RULESETS) -> set[str]:
+    """The control point ids an entry may name: those of the shipped rulesets, of the `rulesets` files given
+    (`--ruleset`, for a ruleset of one's own) and of every run committed under `output` (control_run). An entry
+    naming none of them would never apply: a typo would leave the gap raising cases while the operator believes it
+    ignored."""
+    from jobs.ruleset import load_ruleset
+
+    known: set[str] = set()
+    for path in [*sorted(shipped.glob("*.yaml")), *rulesets]:
+        known.update(load_ruleset(path).control_points)
+    ref = table_ref(output, "control_run")
+    if exists(spark, ref):
+        rows = read_output(spark, ref).select("control_point_id").distinct().collect()   # bounded: ids ever run here
+        known.update(str(r["control_point_id"]) for r in rows)
+    return known
+
+
 def _append(spark: SparkSession, output: str, rows: list[dict[str, Any]]) -> None:
     df = spark.createDataFrame(rows, IGNORE_LIST)
     ref = table_ref(output, TABLE)
@@ -98,12 +119,19 @@ def _append(spark: SparkSession, output: str, rows: list[dict[str, Any]]) -> Non
 
 
 def add(spark: SparkSession, output: str, control_point_id: str, scope: str, key: str, reason: str, actor: str,
-        expires_at: datetime | None = None, now: datetime | None = None) -> str:
-    """Append an entry; returns its id (`IGN-` + 16 hex of sha256 of what it says, who and when)."""
+        expires_at: datetime | None = None, now: datetime | None = None,
+        known: Collection[str] | None = None) -> str:
+    """Append an entry; returns its id (`IGN-` + 16 hex of sha256 of what it says, who and when). With `known`
+    (`known_control_points`, what the command line passes), a control point outside it is refused."""
     for name, value in (("--control-point", control_point_id), ("--key", key), ("--reason", reason),
                         ("--actor", actor)):
         if not value or not value.strip():
             raise IgnoreError(f"{name} is empty")
+    if known is not None and control_point_id not in known:
+        raise IgnoreError(
+            f"--control-point {control_point_id!r} is not a control point of the shipped rulesets, of a --ruleset "
+            f"given or of a run under {output}: the entry would never apply. Known: {', '.join(sorted(known))}. "
+            "For a ruleset of your own, name its file with --ruleset")
     if scope not in SCOPES:
         raise IgnoreError(f"--scope {scope!r} is not one of {', '.join(SCOPES)}")
     created = now or datetime.now(UTC)

@@ -317,7 +317,21 @@ def test_the_ignore_command_line_appends_every_change_and_refuses_bad_ones(spark
     code, _, err = run_cli(spark, "ignore", "remove", "--conf", c, "--entry-id", "no-such-entry", "--actor", "ben",
                         "--why", "typo")
     assert code == 2 and "no ignore entry 'no-such-entry'" in err, err
+    # A control point no ruleset declares would make an entry that never applies: refused, naming the known ones.
+    typo = [a if a != "item-audit" else "item-audti" for a in add]
+    code, _, err = run_cli(spark, *typo)
+    assert code == 2 and "--control-point 'item-audti' is not a control point" in err, err
+    assert "item-audit" in err and "seat-audit" in err and "--ruleset" in err, err
     assert commits() == 1                                       # refusals wrote nothing
+    # A ruleset of one's own names its control points with --ruleset.
+    own = tmp_path / "own.yaml"
+    own.write_text(RULESET.read_text(encoding="utf-8").replace("item-audit:", "lobby-audit:"), encoding="utf-8")
+    lobby = [a if a != "item-audit" else "lobby-audit" for a in add]
+    code, _, err = run_cli(spark, *lobby)
+    assert code == 2 and "'lobby-audit' is not a control point" in err, err
+    code, out, err = run_cli(spark, *lobby, "--ruleset", str(own))
+    assert code == 0 and "added: lobby-audit ITEM z2" in out, err
+    assert commits() == 2
 
     code, out, _ = run_cli(spark, "ignore", "remove", "--conf", c, "--entry-id", entry, "--actor", "ben",
                         "--why", "billed from July")
@@ -325,7 +339,7 @@ def test_the_ignore_command_line_appends_every_change_and_refuses_bad_ones(spark
     code, _, err = run_cli(spark, "ignore", "remove", "--conf", c, "--entry-id", entry, "--actor", "ben",
                         "--why", "again")
     assert code == 2 and "already removed" in err, err
-    assert commits() == 2
+    assert commits() == 3
     ops = {r["operation"] for r in spark.sql(f"DESCRIBE HISTORY delta.`{table}`").collect()}
     assert ops == {"WRITE"}                                      # appends only: no MERGE, UPDATE or DELETE
     rows = spark.read.format("delta").load(table).where(F.col("entry_id") == entry).collect()
