@@ -265,6 +265,7 @@ def test_cases_without_a_currency_are_named_as_not_valued_never_as_a_question_ma
     assert unvalued == 3
     assert f"{unvalued:,} cases have no currency" in story.page.html
     assert "(?)" not in story.page.html and "<td>?</td>" not in story.page.html
+    assert f"unknown · {unvalued:,} cases" in story.page.html      # the bar's label: not "0.00 · 3 cases"
 
 
 def test_the_funnel_follows_usage_to_billing_with_the_leak_at_each_edge(spark: SparkSession, story: Story) -> None:

@@ -27,6 +27,8 @@ CLASS_CSS = {"UNDERBILLING": "under", "OVERBILLING": "over", "TIMING": "timing",
              "INVENTORY": "inventory"}
 # How a page shows a null currency: cases whose records carry no amount and were not priced (not "zero").
 NO_CURRENCY = "no currency"
+# Their exposure: ra_case holds 0 for them, which is not a measured zero.
+UNKNOWN_EXPOSURE = "unknown"
 SLA_CSS = {"open": "ok", "due": "due", "overdue": "overdue", "resolved": "resolved", "closed": "closed"}
 
 STYLE = """
@@ -74,6 +76,11 @@ def money(text: str | None) -> str:
     if text is None:
         return "–"
     return f"{Decimal(text).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+
+
+def _currency(code: str | None) -> str:
+    """A currency code as the page shows it; a null one (records never priced) named as such."""
+    return code or NO_CURRENCY
 
 
 def count(value: int | None) -> str:
@@ -136,7 +143,7 @@ def _scorecard(rows: Sequence[Mapping[str, Any]]) -> str:
              "cycle as of this run: cases found by the committed runs of this ruleset up to this one, at their current "
              "status; percentages of the billed revenue the controls covered.</p>"]
     for r in rows:
-        cur = r["currency"] or NO_CURRENCY
+        cur = _currency(r["currency"])
         tiles = []
         for key in ("revenue_covered", "leakage_underbilling", "leakage_overbilling", "recoverable", "recovered",
                     "pct_revenue_recovered", "pct_recoverable", "days_per_recovery_case"):
@@ -162,11 +169,12 @@ def _exposure(rows: Sequence[Mapping[str, Any]]) -> str:
     bars = []
     for r in rows:
         cls = r["exposure_class"] or "(none)"
+        shown = money(r["exposure"]) if r["currency"] is not None else UNKNOWN_EXPOSURE
         body.append(f'<tr class="exposure-class"{_attrs(exposure_class=cls, currency=r["currency"], cases=r["cases"], exposure=r["exposure"], positive=r["positive"], negative=r["negative"])}>'
-                    f'{_td(cls)}{_td(r["currency"] or NO_CURRENCY)}{_td(count(r["cases"]), "num", "cases")}'
-                    f'{_td(money(r["exposure"]), _sign_css(r["exposure"]), "exposure")}</tr>')
-        bars.append(svg.Bar(f"{cls} ({r['currency'] or NO_CURRENCY})", abs(Decimal(r["exposure"] or "0")),
-                            f"{money(r['exposure'])} · {r['cases']:,} cases", CLASS_CSS.get(cls, "other")))
+                    f'{_td(cls)}{_td(_currency(r["currency"]))}{_td(count(r["cases"]), "num", "cases")}'
+                    f'{_td(shown, _sign_css(r["exposure"]), "exposure")}</tr>')
+        bars.append(svg.Bar(f"{cls} ({_currency(r['currency'])})", abs(Decimal(r["exposure"] or "0")),
+                            f"{shown} · {r['cases']:,} cases", CLASS_CSS.get(cls, "other")))
     chart = svg.bars(bars, "exposure by class, each class its own bar") if bars else ""
     table = (_table(["class", "currency", "cases", "exposure"], body, [False, False, True, True])
              if body else '<p class="muted">This run found no case.</p>')
@@ -269,9 +277,9 @@ def _top(accounts: Sequence[Mapping[str, Any]], types: Sequence[Mapping[str, Any
                 f'{_td(money(r["negative"]), "num neg")}{_td(money(r["gross"]), "num")}')
 
     acc = [f'<tr class="top-account"{_attrs(account=r["account_id"], gross=r["gross"])}>{_td(r["account_id"] or "(none)")}'
-           f'{_td(r["currency"] or NO_CURRENCY)}{cells(r)}</tr>' for r in accounts]
+           f'{_td(_currency(r["currency"]))}{cells(r)}</tr>' for r in accounts]
     typ = [f'<tr class="top-case-type"{_attrs(cp=r["control_point_id"], case_type=r["case_type"], gross=r["gross"])}>'
-           f'{_td(r["control_point_id"])}{_td(r["case_type"])}{_td(r["currency"] or NO_CURRENCY)}{cells(r)}</tr>' for r in types]
+           f'{_td(r["control_point_id"])}{_td(r["case_type"])}{_td(_currency(r["currency"]))}{cells(r)}</tr>' for r in types]
     bars = [svg.Bar(r["account_id"] or "(none)", Decimal(r["gross"] or "0"), money(r["gross"]),
                     "under" if Decimal(r["positive"] or "0") >= -Decimal(r["negative"] or "0") else "over")
             for r in accounts]
@@ -311,9 +319,9 @@ def _trend(rows: Sequence[Mapping[str, Any]]) -> str:
              "(underbilling and |overbilling| apart) per currency.</p>",
              svg.lines(labels, [svg.Series("open cases", "open", [Decimal(r["open_cases"]) for r in rows])],
                        "open cases per run")]
-    currencies = sorted({x["currency"] or NO_CURRENCY for r in rows for x in r["exposure"]})
+    currencies = sorted({_currency(x["currency"]) for r in rows for x in r["exposure"]})
     for currency in currencies:
-        per_run = [next((x for x in r["exposure"] if (x["currency"] or NO_CURRENCY) == currency), None) for r in rows]
+        per_run = [next((x for x in r["exposure"] if _currency(x["currency"]) == currency), None) for r in rows]
         parts.append(f"<h3>exposure, {escape(currency)}</h3>" + svg.lines(labels, [
             svg.Series("underbilling", "under", [Decimal(x["underbilling"]) if x and x["underbilling"] else None
                                                  for x in per_run]),
@@ -329,7 +337,7 @@ def _trend(rows: Sequence[Mapping[str, Any]]) -> str:
                          f'{_td(count(r["open_cases"]), "num")}{_td(count(r["cleared"]), "num")}'
                          if first else '<td colspan="6"></td>')
             body.append(f'<tr class="trend-run"{_attrs(run_id=r["run_id"], currency=x["currency"], open_cases=r["open_cases"], underbilling=x["underbilling"], overbilling=x["overbilling"])}>'
-                        f'{run_cells}{_td(x["currency"] or NO_CURRENCY)}{_td(money(x["underbilling"]), "num pos")}'
+                        f'{run_cells}{_td(_currency(x["currency"]))}{_td(money(x["underbilling"]), "num pos")}'
                         f'{_td(money(x["overbilling"]), "num neg")}{_td(money(x["other"]), "num")}</tr>')
             first = False
     parts.append(_table(["#", "run", "completed", "scope", "open cases", "auto-cleared", "currency", "underbilling",
@@ -351,7 +359,7 @@ def _accounts(rows: Sequence[Mapping[str, Any]]) -> str:
                      f'<span class="badge">VARIANCE {r["variance"]:,}</span></h3>')
         parts.append(svg.stacked([("GOOD", r["good"], "ok"), ("VARIANCE", r["variance"], "under")],
                                  f"{r['control_point_id']} accounts GOOD and VARIANCE", width=480))
-        body = [f'<tr>{_td(t["account_id"] or "(none)")}{_td(t["service_type"] or "–")}{_td(t["currency"] or NO_CURRENCY)}'
+        body = [f'<tr>{_td(t["account_id"] or "(none)")}{_td(t["service_type"] or "–")}{_td(_currency(t["currency"]))}'
                 f'{_td(count(t["left_count"]), "num")}{_td(money(t["left_amount"]), "num")}'
                 f'{_td(count(t["right_count"]), "num")}{_td(money(t["right_amount"]), "num")}'
                 f'{_td(money(t["difference"]), _sign_css(t["difference"]))}{_td(money(t["tolerance"]), "num")}</tr>'
