@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from transforms.checkpoints import materialize, step
+from transforms.checkpoints import materialize, small_mode, step
 from transforms.engine.spec import Duplicates, ExactStage, FuzzyStage, Stages
 from transforms.fuzzy import QuantityTolerance, candidate_pairs, confidence, quantity_tolerance, resolve_one_to_one
 from transforms.sizing import broadcast_hint, is_small, small_side
@@ -434,45 +434,77 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     step(left.sparkSession, "matching, joining matches to records")
     further = exact_further if further_probe is None else exact_further.unionByName(further_probe)
     further = small_side(materialize(further.groupBy("_fk").agg(F.sum("_n").alias("_further"))))
-    decided = originals.join(exact_matched, "_key", "left")
-    if left_fuzzy is not None:
-        decided = decided.join(left_fuzzy, "_key", "left")
-    else:
-        decided = (decided.withColumn("_lf_id", F.lit(None).cast("string"))
-                   .withColumn("_lf_hash", F.lit(None).cast("string")).withColumn("_lf_key", F.lit(None).cast("string"))
-                   .withColumn("_lf_conf", F.lit(None).cast("decimal(5,4)"))
-                   .withColumn("_lf_cp", F.lit(None).cast(exact_matched.schema["_re_cp"].dataType)))
-    decided = decided.join(amb_left, "_key", "left") if amb_left is not None else decided.withColumn(
-        "_amb_reason", F.lit(None).cast("string"))
-    decided = decided.join(further.withColumnRenamed("_fk", "_key"), "_key", "left")
-    re_in, lf_in = F.col("_re_id").isNotNull(), F.col("_lf_id").isNotNull()
-    l_match = F.struct(
-        F.when(re_in, F.lit("EXACT")).when(lf_in, F.lit("FUZZY")).alias("stage"),
-        F.when(re_in | lf_in, F.lit(1)).cast("int").alias("rank"),
-        F.coalesce(F.col("_re_id"), F.col("_lf_id")).alias("id"),
-        F.coalesce(F.col("_re_key"), F.col("_lf_key")).alias("key"),
-        F.coalesce(F.col("_re_hash"), F.col("_lf_hash")).alias("hash"),
-        F.when(re_in, F.lit(1)).when(lf_in, F.col("_lf_conf")).otherwise(F.lit(0)).cast("decimal(5,4)")
-        .alias("confidence"),
-        F.col("_amb_reason").alias("ambiguous"),
-        F.coalesce(F.col("_further"), F.lit(0)).cast("bigint").alias("further"),
-        F.lit(None).cast("bigint").alias("further_ties"),
-    ).cast(MATCH_TYPE)
-    l_cp = F.when(re_in, F.col("_re_cp")).when(lf_in, F.col("_lf_cp"))
-    originals_m = materialize(decided.withColumn("match", l_match).withColumn("dup", dup)
-                              .withColumn("counterpart", l_cp).select(*left_columns, "dup", "match", "counterpart"))
-    root_match = originals_m.select(F.col("_key").alias("_mk"), F.col("match").alias("_root_match"),
-                                    F.col("counterpart").alias("_root_cp"))
-    copies = (valid_left.where(F.col("_is_dup")).withColumn("dup", dup)
-              .join(root_match, F.col("_root._key") == F.col("_mk"), "left")
-              .withColumn("match", F.col("_root_match")).withColumn("counterpart", F.col("_root_cp")))
+    found = _Findings(exact_matched, left_fuzzy, amb_left, further.withColumnRenamed("_fk", "_key"))
+    # At scale the originals' matches are attached lazily: the join moves the left side once, inside the cut that
+    # decides it (a cut of its own here wrote and read the whole left side once more: 19-30 task seconds a control
+    # point at 1M), and a copy's original's match is found for the copies' roots alone (a few keys: the exact
+    # matches are filtered to them before any shuffle). A small run cuts here: its cost is planning, and the cut
+    # (lazy, no job of its own) keeps the plans of both uses short.
+    originals_m = found.attach(originals).withColumn("dup", dup).select(*left_columns, "dup", "match", "counterpart")
     kept = [*left_columns, "dup", "match", *(["counterpart"] if left_wants else [])]
-    out_left = (originals_m.select(*kept)
-                .unionByName(copies.select(*kept))
+    if small_mode():
+        originals_m = materialize(originals_m)
+    out_left = originals_m.select(*kept)
+    if stages.duplicates is not None:
+        if small_mode():
+            roots = originals_m
+        else:
+            roots = found.attach(small_side(materialize(valid_left.where(F.col("_is_dup")).select(
+                F.col("_root._key").alias("_key")).distinct())), roots_only=True)
+        root_match = roots.select(F.col("_key").alias("_mk"), F.col("match").alias("_root_match"),
+                                  F.col("counterpart").alias("_root_cp"))
+        copies = (valid_left.where(F.col("_is_dup")).withColumn("dup", dup)
+                  .join(root_match, F.col("_root._key") == F.col("_mk"), "left")
+                  .withColumn("match", F.col("_root_match")).withColumn("counterpart", F.col("_root_cp")))
+        out_left = out_left.unionByName(copies.select(*kept))
+    out_left = (out_left
                 .unionByName(quarantined_left.withColumn("dup", dup).withColumn("match", F.lit(None).cast(MATCH_TYPE))
                              .withColumn("counterpart", F.lit(None).cast(originals_m.schema["counterpart"].dataType))
                              .select(*kept)))
     return Matched(out_left, out_right, counters)
+
+
+@dataclass
+class _Findings:
+    """What the stages found for left originals, by original (`_key`): the exact stage's first right record
+    (`_re_*`), the fuzzy stage's (`_lf_*`; None without a fuzzy stage), why the best candidates tie (`_amb_reason`)
+    and how many further right records it has (`_further`)."""
+
+    exact: DataFrame
+    fuzzy: DataFrame | None
+    ambiguous: DataFrame | None
+    further: DataFrame
+
+    def attach(self, df: DataFrame, roots_only: bool = False) -> DataFrame:
+        """`df` (rows with `_key`) with its `match` and `counterpart`. `roots_only`: `df` is a small set of keys
+        (a broadcast cut), and the exact matches are filtered to it before they are joined."""
+        exact = self.exact.join(df.select("_key"), "_key", "left_semi") if roots_only else self.exact
+        out = df.join(exact, "_key", "left")
+        if self.fuzzy is not None:
+            out = out.join(self.fuzzy, "_key", "left")
+        else:
+            out = (out.withColumn("_lf_id", F.lit(None).cast("string"))
+                   .withColumn("_lf_hash", F.lit(None).cast("string")).withColumn("_lf_key", F.lit(None).cast("string"))
+                   .withColumn("_lf_conf", F.lit(None).cast("decimal(5,4)"))
+                   .withColumn("_lf_cp", F.lit(None).cast(self.exact.schema["_re_cp"].dataType)))
+        out = out.join(self.ambiguous, "_key", "left") if self.ambiguous is not None else out.withColumn(
+            "_amb_reason", F.lit(None).cast("string"))
+        out = out.join(self.further, "_key", "left")
+        re_in, lf_in = F.col("_re_id").isNotNull(), F.col("_lf_id").isNotNull()
+        found = F.struct(
+            F.when(re_in, F.lit("EXACT")).when(lf_in, F.lit("FUZZY")).alias("stage"),
+            F.when(re_in | lf_in, F.lit(1)).cast("int").alias("rank"),
+            F.coalesce(F.col("_re_id"), F.col("_lf_id")).alias("id"),
+            F.coalesce(F.col("_re_key"), F.col("_lf_key")).alias("key"),
+            F.coalesce(F.col("_re_hash"), F.col("_lf_hash")).alias("hash"),
+            F.when(re_in, F.lit(1)).when(lf_in, F.col("_lf_conf")).otherwise(F.lit(0)).cast("decimal(5,4)")
+            .alias("confidence"),
+            F.col("_amb_reason").alias("ambiguous"),
+            F.coalesce(F.col("_further"), F.lit(0)).cast("bigint").alias("further"),
+            F.lit(None).cast("bigint").alias("further_ties"),
+        ).cast(MATCH_TYPE)
+        return (out.withColumn("match", found)
+                .withColumn("counterpart", F.when(re_in, F.col("_re_cp")).when(lf_in, F.col("_lf_cp"))))
 
 
 MATCH_TYPE = ("struct<stage:string,rank:int,id:string,key:string,hash:string,confidence:decimal(5,4),"
