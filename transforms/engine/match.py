@@ -442,11 +442,12 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     # (lazy, no job of its own) keeps the plans of both uses short.
     originals_m = found.attach(originals).withColumn("dup", dup).select(*left_columns, "dup", "match", "counterpart")
     kept = [*left_columns, "dup", "match", *(["counterpart"] if left_wants else [])]
-    if small_mode():
+    small = small_mode()
+    if small:
         originals_m = materialize(originals_m)
     out_left = originals_m.select(*kept)
     if stages.duplicates is not None:
-        if small_mode():
+        if small:
             roots = originals_m
         else:
             roots = found.attach(small_side(materialize(valid_left.where(F.col("_is_dup")).select(
