@@ -389,12 +389,14 @@ def outcome_counts_by_bucket(spark: SparkSession, output: str) -> dict[str, int]
 
 def top_descriptions(spark: SparkSession, run_id: str, top: int = 15) -> list[dict[str, Any]]:
     """The job's most expensive pieces by task time: each cut (named by where the code asks for it) and the
-    phases' other jobs. This is the profile the ratios are explained from."""
+    phases' other jobs. This is the profile the ratios are explained from. `cpu_s` against `task_s` says whether a
+    piece computes or waits (a cut written while executor storage is full waits on eviction)."""
     parts = figures_by_description(spark, lambda g: g.endswith(f":{run_id}"))
     ranked = sorted(parts.items(), key=lambda kv: -kv[1].run_time_ms)[:top]
     return [{"what": d.replace(f" ({run_id})", ""), "task_s": round(f.run_time_ms / 1000, 1),
-             "shuffle_write_mb": round(f.shuffle_write_bytes / MIB, 1), "input_mb": round(f.input_bytes / MIB, 1),
-             "output_mb": round(f.output_bytes / MIB, 1), "jobs": f.jobs} for d, f in ranked]
+             "cpu_s": round(f.cpu_time_ms / 1000, 1), "shuffle_write_mb": round(f.shuffle_write_bytes / MIB, 1),
+             "input_mb": round(f.input_bytes / MIB, 1), "output_mb": round(f.output_bytes / MIB, 1), "jobs": f.jobs}
+            for d, f in ranked]
 
 
 def outcome_counts(spark: SparkSession, output: str, run_id: str) -> dict[str, int]:
@@ -452,10 +454,10 @@ def render(results: list[SizeResult], cores: int, cross: dict[str, float | None]
             lines.append(f"{name:<44}{'n/a' if value is None else value}")
         if r.checks.get("hotspots"):
             lines.append("where the job's task time goes (top pieces; a cut is named by the line that asks for it):")
-            lines.append(f"  {'task s':>8}{'shuffle MB':>12}{'read MB':>10}{'written MB':>12}  what")
+            lines.append(f"  {'task s':>8}{'CPU s':>8}{'shuffle MB':>12}{'read MB':>10}{'written MB':>12}  what")
             for h in r.checks["hotspots"]:
-                lines.append(f"  {h['task_s']:>8.1f}{h['shuffle_write_mb']:>12.1f}{h['input_mb']:>10.1f}"
-                             f"{h['output_mb']:>12.1f}  {h['what']}")
+                lines.append(f"  {h['task_s']:>8.1f}{h['cpu_s']:>8.1f}{h['shuffle_write_mb']:>12.1f}"
+                             f"{h['input_mb']:>10.1f}{h['output_mb']:>12.1f}  {h['what']}")
         if "seed004" in r.checks:
             lines.append("seed-004 counts reported (planted): " + ", ".join(
                 f"{k} {v['reported']:,} ({v['planted']:,})" for k, v in r.checks["seed004"].items()))
