@@ -62,7 +62,7 @@ from transforms.engine.reports import report_rows
 from transforms.engine.spec import AggregateSide, ControlPoint, Input
 from transforms.engine.sql import params_of, render
 from transforms.ignore import IGNORED, apply_ignores, ignored_accounts
-from transforms.keys import account_bucket, case_id, hash_text, key_fingerprint
+from transforms.keys import account_bucket, case_id, key_fingerprint
 from transforms.lifecycle import apply_lifecycle, current_state
 from transforms.outcomes import INTERNAL, finalize_outcomes
 from transforms.schema import AGGREGATE_VARIANCE, CONTROL_RUN, MONEY_SUM, OUTPUT_SCHEMAS, RUN_ALERT
@@ -617,9 +617,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     if hooks.before_write is not None:
         hooks.before_write(run_id)
     with phase(spark, "write", run_id):
-        record_outcome = (outcomes.withColumnRenamed("exposure", "exposure_amount")
-                          .withColumn("payload_hash", hash_text(F.col("payload_hash")))
-                          .drop(*[c for c in INTERNAL if c != "exposure"]))
+        record_outcome = outcomes.withColumnRenamed("exposure", "exposure_amount").drop(
+            *[c for c in INTERNAL if c != "exposure"])
         write_run_slice(record_outcome, refs["record_outcome"], "record_outcome", cycle_id, run_id,
                         f"telco-ra:record_outcome:{run_id}:{digest}", bucket)
         write_run_slice(cases, refs["ra_case"], "ra_case", cycle_id, run_id, f"telco-ra:ra_case:{run_id}:{digest}",

@@ -171,9 +171,9 @@ def test_roots_of_a_long_alternating_chain_reach_its_first_row(spark: SparkSessi
     cannot show for a copy whose parent shares row 0's record_id. The duplicates stage is the shipped ruleset's.
     """
     depth = 9
-    rows = [(f"k{i}", f"h{i}".encode(), f"L-{i // 2}", T0 + (i + 1) // 2 * 100 * S, T0 + i * H) for i in range(depth)]
-    rows.append(("k-alone", b"h-alone", "L-alone", T0 + 5000 * S, T0))
-    valid = (spark.createDataFrame(rows, "_key string, _hash binary, record_id string, start_time timestamp, "
+    rows = [(f"k{i}", f"h{i}", f"L-{i // 2}", T0 + (i + 1) // 2 * 100 * S, T0 + i * H) for i in range(depth)]
+    rows.append(("k-alone", "h-alone", "L-alone", T0 + 5000 * S, T0))
+    valid = (spark.createDataFrame(rows, "_key string, _hash string, record_id string, start_time timestamp, "
                                          "received_at timestamp")
              .select("*", F.lit(_n(9)).alias("msisdn_e164"), F.lit("VOICE").alias("service_type"),
                      F.lit("MO").alias("direction"), F.lit(_n(99)).alias("other_party_key"),

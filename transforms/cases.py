@@ -13,7 +13,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from transforms.keys import case_id, hash_text
+from transforms.keys import case_id
 from transforms.schema import CASE_FINDING, EVIDENCE, MONEY
 
 
@@ -65,11 +65,10 @@ def record_cases(
                                 lambda x: x.isNotNull()))
     key = F.concat_ws("|", F.coalesce(F.col("account_id"), F.lit("")), F.coalesce(F.col("msisdn_e164"), F.lit("")),
                       F.array_join(ids, ","))
-    own = _evidence(F.col("source_table"), F.col("record_id"), hash_text(F.col("payload_hash")), versions,
-                    systems)
+    own = _evidence(F.col("source_table"), F.col("record_id"), F.col("payload_hash"), versions, systems)
     other = F.when(F.col("counterpart_key").isNotNull(),
-                   _evidence(F.col("counterpart_table"), F.col("counterpart_id"), hash_text(F.col("counterpart_hash")),
-                             versions, systems))
+                   _evidence(F.col("counterpart_table"), F.col("counterpart_id"), F.col("counterpart_hash"), versions,
+                             systems))
     rows = raising.select(
         "run_id", "control_point_id", "ruleset_version", "cycle_id", "account_bucket", "account_id", "msisdn_e164",
         "service_type", "currency", "reason", "exposure",

@@ -21,23 +21,8 @@ def payload_hash(columns: Sequence[str]) -> Column:
     return F.sha2(F.to_json(F.struct(*[F.col(c) for c in columns]), {"ignoreNullFields": "false"}), 256)
 
 
-def payload_digest(columns: Sequence[str]) -> Column:
-    """`payload_hash` as its 32 bytes (binary): how a run carries it between reading and writing.
-
-    The hex text is twice the bytes in every shuffle, sort and cut the record goes through (seed-004 1M: the
-    hashes were ~30% of the bytes shuffled); outputs render it with `hash_text`, so what is written is the same
-    lower-case hex sha256. Binary values order byte by byte, unsigned, as their hex text orders.
-    """
-    return F.unhex(payload_hash(columns))
-
-
-def hash_text(digest: Column) -> Column:
-    """A carried digest (`payload_digest`) as the lower-case hex that outputs hold (sha2's own form)."""
-    return F.lower(F.hex(digest))
-
-
 def with_record_identity(id_column: str, order: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
-    """Add `_hash` (payload digest of the input columns, binary) and `_key`, a record key unique within the table.
+    """Add `_hash` (payload hash of the input columns) and `_key`, a record key unique within the table.
 
     `_key` = id, hash prefix and the row's rank among rows sharing that id (ordered by `order`, then hash). Rows
     with the same id and the same hash are identical, so which of them gets which rank cannot change any output.
@@ -46,13 +31,12 @@ def with_record_identity(id_column: str, order: Sequence[str]) -> Callable[[Data
 
     def transform(df: DataFrame) -> DataFrame:
         # The record's own columns only: columns the job added (`_`-prefixed) are not its payload.
-        hashed = df.withColumn("_hash", payload_digest([c for c in df.columns if not c.startswith("_")]))
-        # Rows sharing an id, or (null ids) sharing a hash.
-        groups = [F.col(id_column), F.when(F.col(id_column).isNull(), F.col("_hash"))]
-        window = Window.partitionBy(*groups).orderBy(*[F.col(c).asc_nulls_first() for c in order], F.col("_hash"))
+        hashed = df.withColumn("_hash", payload_hash([c for c in df.columns if not c.startswith("_")]))
+        group = F.coalesce(F.col(id_column), F.concat(F.lit("#"), F.col("_hash")))
+        window = Window.partitionBy(group).orderBy(*[F.col(c).asc_nulls_first() for c in order], F.col("_hash"))
         return hashed.withColumn("_rank", F.row_number().over(window)).withColumn(
             "_key",
-            F.concat_ws(":", F.coalesce(F.col(id_column), F.lit("")), hash_text(F.substring("_hash", 1, 8)),
+            F.concat_ws(":", F.coalesce(F.col(id_column), F.lit("")), F.substring("_hash", 1, 16),
                         F.col("_rank").cast("string")),
         )
 

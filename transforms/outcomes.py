@@ -77,7 +77,7 @@ def outcome_frame(
         _col(start_time, "timestamp").alias("start_time"),
         F.coalesce(_col(exposure, "decimal(18,6)"), F.lit(0).cast(MONEY)).alias("exposure"),
         _col(counterpart_key, "string").alias("counterpart_key"),
-        _col(counterpart_hash, "binary").alias("counterpart_hash"),
+        _col(counterpart_hash, "string").alias("counterpart_hash"),
         _col(counterpart_table, "string").alias("counterpart_table"),
         F.coalesce(_col(unpriced, "boolean"), F.lit(False)).alias("unpriced"),
         bucket_account_of(df).alias("bucket_account"),

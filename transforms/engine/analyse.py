@@ -34,11 +34,11 @@ from transforms.engine.spec import Check, ControlPoint, Input, Lookup
 from transforms.engine.sql import params_of, render
 from transforms.schema import INPUT_SCHEMAS, MONEY, OPTIONAL_INPUT_COLUMNS
 
-DUP_TYPE = "struct<copy:boolean,of_id:string,of_key:string,of_hash:binary,by:string>"
+DUP_TYPE = "struct<copy:boolean,of_id:string,of_key:string,of_hash:string,by:string>"
 # A left record's decision, as a right record's SQL reads it (`counterpart.outcome`, ...).
 DECIDED_TYPES: dict[str, DataType | str] = {"outcome": "string", "reason_code": "string", "reason": "string", "expected_amount": MONEY,
                  "exposure": MONEY}
-ENGINE_COLUMNS = {"_key": "string", "_hash": "binary", "_rank": "int", "_id": "string", "_bucket_account": "string",
+ENGINE_COLUMNS = {"_key": "string", "_hash": "string", "_rank": "int", "_id": "string", "_bucket_account": "string",
                   "quarantine": "string"}
 
 

@@ -226,7 +226,7 @@ def decide(df: DataFrame, cp: ControlPoint, side: str, inp: Input, other: Input 
                                F.lit(0).cast(MONEY)),
         **{col: record(col, F.lit(None), dtype) for col, dtype in RECORD_EXTRAS.items()},
         "counterpart_key": cp_key.cast("string"),
-        "counterpart_hash": cp_hash.cast("binary"),
+        "counterpart_hash": cp_hash.cast("string"),
         "unpriced": F.coalesce(by_rule(unpriced, "boolean"), F.lit(False)),
         "bucket_account": F.col("_bucket_account"),
         "quarantined": F.col("quarantine").isNotNull(),

@@ -155,7 +155,7 @@ def _lineage(valid_left: DataFrame, stage: ExactStage, roots_cp: DataFrame | Non
 
 
 def _unlinked(df: DataFrame, cp_type: str) -> DataFrame:
-    return (df.withColumn("_lroot", F.lit(None).cast("struct<_key:string,_hash:binary,_rid:string>"))
+    return (df.withColumn("_lroot", F.lit(None).cast("struct<_key:string,_hash:string,_rid:string>"))
             .withColumn("_own", F.lit(None).cast("boolean")).withColumn("_lcp", F.lit(None).cast(cp_type))
             .withColumn("_xstage", F.lit(None).cast("int")).withColumn("_exact_rank", F.lit(None).cast("int")))
 
@@ -394,7 +394,7 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         right_all = right_all.join(right_fuzzy.withColumnRenamed("r_key", "_key"), "_key", "left")
     else:
         right_all = (right_all.withColumn("_fz_id", F.lit(None).cast("string"))
-                     .withColumn("_fz_hash", F.lit(None).cast("binary"))
+                     .withColumn("_fz_hash", F.lit(None).cast("string"))
                      .withColumn("_fz_root", F.lit(None).cast("string"))
                      .withColumn("_fz_conf", F.lit(None).cast("decimal(5,4)"))
                      .withColumn("_fz_cp", F.lit(None).cast(cp_type)))
@@ -407,7 +407,7 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     else:
         right_all = (right_all.withColumn("_probe_n", F.lit(None).cast("bigint"))
                      .withColumn("_probe_id", F.lit(None).cast("string"))
-                     .withColumn("_probe_hash", F.lit(None).cast("binary"))
+                     .withColumn("_probe_hash", F.lit(None).cast("string"))
                      .withColumn("_probe_root", F.lit(None).cast("string"))
                      .withColumn("_probe_cp", F.lit(None).cast(cp_type)))
     exact_in = F.col("_exact_rank").isNotNull()
@@ -485,7 +485,7 @@ class _Findings:
             out = out.join(self.fuzzy, "_key", "left")
         else:
             out = (out.withColumn("_lf_id", F.lit(None).cast("string"))
-                   .withColumn("_lf_hash", F.lit(None).cast("binary")).withColumn("_lf_key", F.lit(None).cast("string"))
+                   .withColumn("_lf_hash", F.lit(None).cast("string")).withColumn("_lf_key", F.lit(None).cast("string"))
                    .withColumn("_lf_conf", F.lit(None).cast("decimal(5,4)"))
                    .withColumn("_lf_cp", F.lit(None).cast(self.exact.schema["_re_cp"].dataType)))
         out = out.join(self.ambiguous, "_key", "left") if self.ambiguous is not None else out.withColumn(
@@ -508,7 +508,7 @@ class _Findings:
                 .withColumn("counterpart", F.when(re_in, F.col("_re_cp")).when(lf_in, F.col("_lf_cp"))))
 
 
-MATCH_TYPE = ("struct<stage:string,rank:int,id:string,key:string,hash:binary,confidence:decimal(5,4),"
+MATCH_TYPE = ("struct<stage:string,rank:int,id:string,key:string,hash:string,confidence:decimal(5,4),"
               "ambiguous:string,further:bigint,further_ties:bigint>")
 
 
