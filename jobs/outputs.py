@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.inputs import is_path
+from transforms.checkpoints import few_partitions
 
 LOG = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ def write_run_slice(df: DataFrame, ref: str, table: str, cycle_id: str, run_id: 
     # No repartition by the partition columns: with one cycle and a handful of buckets it would funnel the run
     # into as many tasks as buckets (and shuffle every wide output row once more). Each task writes its own rows
     # to the slices it holds; compact with OPTIMIZE later if file counts matter.
-    writer = (df.write.format("delta")
+    # A small run writes each slice from one task (transforms/checkpoints.few_partitions): one file per partition
+    # value instead of one per task, and no task per empty partition.
+    writer = (few_partitions(df).write.format("delta")
               .option("txnAppId", txn_app_id).option("txnVersion", 1).option("mergeSchema", "true"))
     if exists(spark, ref) and table not in APPEND_ONLY:
         predicate = f"cycle_id = '{cycle_id}'"

@@ -78,6 +78,7 @@ def materialize(df: DataFrame, observed: bool = False) -> DataFrame:
     `DataFrame.observe` metrics, which only an action on the plan itself reports: it is computed here, small or not.
     """
     spark = df.sparkSession
+    df = few_partitions(df)
     if _THREAD.small and not observed:
         with _described(spark, _caller()):
             lazy = df.localCheckpoint(eager=False)
@@ -204,15 +205,28 @@ def _parquet_cut(df: DataFrame, cut_dir: str) -> DataFrame:
 # runs, this 2-core box): 297 Spark jobs / 61 s as a big run, 69 jobs / ~50 s as a small one.
 SMALL_RUN_BYTES_KEY = "spark.telcora.smallRun.maxBytes"
 SMALL_RUN_BYTES_DEFAULT = 16 * 1024 * 1024
+# A small run's rows are few enough for one task per stage: past that, every task is overhead (the driver
+# schedules it, the executor deserialises its plan, a write makes one more file). So a small run shuffles into
+# one partition, and its cuts and writes take their rows into one (`few_partitions`): unions of sides and scans
+# of many small files had made stages of 12 and 32 tasks. Measured on tests/scenario.py's month, warm runs in the
+# suite's settings: ~1,100 tasks and 19.6-23.6 s a run with 4 shuffle partitions and no coalescing; ~280 tasks and
+# 14.5-18.6 s with one.
+SMALL_RUN_PARTITIONS = 1
 # A small run's settings: one Spark job per action (adaptive execution submits every exchange as a job of its own,
-# and every broadcast is one), and few shuffle partitions for few rows.
+# and every broadcast is one), and one shuffle partition (above).
 SMALL_RUN_SETTINGS = {"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1",
-                      "spark.sql.shuffle.partitions": "4"}
+                      "spark.sql.shuffle.partitions": str(SMALL_RUN_PARTITIONS)}
 
 
 def small_mode() -> bool:
     """Whether this thread's run is a small run (see `small_run`)."""
     return _THREAD.small
+
+
+def few_partitions(df: DataFrame) -> DataFrame:
+    """In a small run, `df`'s rows in SMALL_RUN_PARTITIONS partitions (no shuffle: partitions are merged); else
+    `df` as it is. For what a small run computes once and keeps (cuts) or writes."""
+    return df.coalesce(SMALL_RUN_PARTITIONS) if _THREAD.small else df
 
 
 @contextmanager
