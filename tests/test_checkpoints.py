@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from factories import session_conf
+from jobs.outputs import write_run_slice
 from jobs.phases import phase
 from jobs.spark_status import figures_by_description
 from transforms.checkpoints import (
@@ -25,6 +26,7 @@ from transforms.checkpoints import (
     release,
     release_shuffles,
     settled_shuffles,
+    small_run,
 )
 
 
@@ -194,3 +196,27 @@ def test_a_cut_is_described_by_the_line_that_asks_for_it(spark: SparkSession) ->
     assert cut in parts, sorted(parts)
     assert parts[cut].stages >= 2 and parts[cut].shuffle_write_bytes > 0
     assert "telco-ra described (run-x)" in parts          # the count after the cut: the phase's description again
+
+
+def test_a_small_run_cuts_and_writes_its_rows_in_one_partition(spark: SparkSession, tmp_path: Path) -> None:
+    """A union of eight 4-partition sides is 32 tasks a stage; a small run keeps it, and writes it, as one (each task
+    is driver and executor overhead for a few rows), and shuffles into one partition. A big run keeps its plan's
+    partitions."""
+    sides = [spark.range(i * 10, i * 10 + 10, numPartitions=4) for i in range(8)]
+    union = sides[0]
+    for side in sides[1:]:
+        union = union.unionByName(side)
+    rows = union.select(F.col("id"), (F.col("id") % 3).alias("account_bucket"), F.lit("2026-06").alias("cycle_id"),
+                        F.lit("small-1").alias("run_id"))
+    assert materialize(rows).rdd.getNumPartitions() == 32
+    with small_run(spark):
+        cut = materialize(rows)
+        assert cut.rdd.getNumPartitions() == 1
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "1"
+        ref = str(tmp_path / "aggregate_variance")        # partitioned by cycle_id, account_bucket
+        write_run_slice(rows, ref, "aggregate_variance", "2026-06", "small-1", "test:small-1")
+    assert_df_equality(cut, rows, ignore_row_order=True)
+    written = spark.read.format("delta").load(ref)
+    assert written.count() == 80
+    # one file per partition value (cycle_id, account_bucket), not one per task
+    assert len(written.inputFiles()) == 3
