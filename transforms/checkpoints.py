@@ -74,8 +74,9 @@ def materialize(df: DataFrame, observed: bool = False) -> DataFrame:
     else a local checkpoint (executor storage, kept as `spark.telcora.materialize.storageLevel` says). In a small
     run (`small_run`) the cut is lazy: it shortens the plan at once (no job of its own) and keeps its rows when the
     first job that needs them computes them, in one partition (`few_partitions`); its shuffles are not looked for
-    (tiny), and it is never released before the run ends (a release before that first job would lose its blocks). `observed`: the plan carries
-    `DataFrame.observe` metrics, which only an action on the plan itself reports: it is computed here, small or not.
+    (tiny), and it is never released before the run ends (a release before that first job would lose its blocks).
+    `observed`: the plan carries `DataFrame.observe` metrics, which only an action on the plan itself reports: it is
+    computed here, small or not.
     """
     spark = df.sparkSession
     df = few_partitions(df)
