@@ -122,6 +122,7 @@ def _plain_encoded(spark: SparkSession, columns: tuple[str, ...]) -> Iterator[No
                     else:
                         spark.conf.set(key[1], before)
 
+
 def table_ref(output: str, table: str) -> str:
     return f"{output.rstrip('/')}/{table}" if is_path(output) else f"{output}.{table}"
 

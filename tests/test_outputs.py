@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.outputs import PLAIN_COLUMNS, write_run_slice
-from transforms.schema import RECORD_OUTCOME
+from transforms.schema import OUTPUT_SCHEMAS, RECORD_OUTCOME
 
 DICTIONARY_KEY = "parquet.enable.dictionary#record_key"
 
@@ -53,3 +53,10 @@ def test_record_outcome_writes_its_per_row_columns_without_dictionaries(spark: S
         assert name not in dictionary, (name, encodings[name])
     for name in ("outcome", "side", "run_id"):
         assert name in dictionary, (name, encodings[name])
+
+
+def test_every_plain_column_is_a_column_of_its_table() -> None:
+    """A name that is not a column of the table would be written with a dictionary without a word."""
+    for table, columns in PLAIN_COLUMNS.items():
+        missing = set(columns) - set(OUTPUT_SCHEMAS[table].fieldNames())
+        assert not missing, (table, missing)
