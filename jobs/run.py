@@ -53,6 +53,7 @@ from transforms.engine.prepare import (
     BUCKET_ACCOUNT,
     IN_SIDE,
     lookup_rows,
+    phone_mappings,
     prepare,
     quarantine_reason,
     with_bucket_accounts,
@@ -486,13 +487,15 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
         observed_totals: dict[str, Observation] = {}
         observed_keys: dict[str, Observation] = {}
         prepared = {}
+        step(spark, "phone numbers")
+        phones = phone_mappings(candidates_of, ruleset.inputs, conf.phone_region)
         for name, df in candidates_of.items():
             step(spark, name)
             observed_totals[name] = Observation(f"telco-ra:totals:{name}:{run_id}")
             observed_keys[name] = Observation(f"telco-ra:keys:{name}:{run_id}")
             read = df.observe(observed_totals[name], *_input_totals(ruleset.inputs[name]))
             side = prepare(read.where(F.col(IN_SIDE)).drop(IN_SIDE), ruleset.inputs[name], conf.phone_region,
-                           phone_values=df.where(F.col(IN_SIDE)).drop(IN_SIDE), params=run_params)
+                           params=run_params, phones=phones)
             prepared[name] = materialize(side.observe(observed_keys[name],
                                                       key_fingerprint(F.col("_key")).alias("keys")), observed=True)
         for name in candidates_of:       # observed as they were cut: no job of their own

@@ -13,7 +13,14 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from factories import session_conf
 from jobs.spark_status import last_execution_id, metric_count, sql_executions
-from transforms.phone import BROADCAST_LIMIT_KEY, mask_phone, mask_phone_str, normalize_phone_columns, to_e164
+from transforms.phone import (
+    BROADCAST_LIMIT_KEY,
+    mask_phone,
+    mask_phone_str,
+    normalize_phone_columns,
+    phone_mapping,
+    to_e164,
+)
 
 RAW_SCHEMA = StructType(
     [
@@ -218,6 +225,43 @@ def test_rows_sent_to_python_are_the_distinct_raw_values(spark: SparkSession) ->
     sent = [metric_count(node.metrics.get("number of output rows"))
             for e in sql_executions(spark, before) for node in e.nodes if node.name == "ArrowEvalPython"]
     assert sent and all(n == 5 for n in sent), sent
+
+
+def test_one_mapping_parses_each_number_once_for_several_frames(spark: SparkSession) -> None:
+    """A cdr-like frame and a rated-event-like frame carry the same subscriber in other formats: one mapping for
+    both sends their 4 distinct raw values to Python once (per input, the shared number was parsed twice), and each
+    frame comes out as it does with a mapping of its own."""
+    calls = spark.createDataFrame([(1, "+1 555-123-4567", "BANK"), (2, "(555) 123-4567", "+1 555-123-4567")],
+                                  RAW_SCHEMA)
+    rated = spark.createDataFrame([(7, "+1 555-123-4567"), (8, "+44 20 7946 0958")], "id bigint, msisdn string")
+    before = last_execution_id(spark)
+
+    mapping = phone_mapping({"calls": (calls, ["msisdn", "other_party"]), "rated": (rated, ["msisdn"])}, "US")
+
+    sent = [metric_count(node.metrics.get("number of output rows"))
+            for e in sql_executions(spark, before) for node in e.nodes if node.name == "ArrowEvalPython"]
+    assert sent == [4], sent
+    for frame, label, cols in ((calls, "calls", ["msisdn", "other_party"]), (rated, "rated", ["msisdn"])):
+        shared = frame.transform(normalize_phone_columns(cols, "US", mapping=mapping, label=label))
+        own = frame.transform(normalize_phone_columns(cols, "US"))
+        assert_df_equality(shared, own, ignore_row_order=True)
+    with pytest.raises(ValueError, match="made for region US, not GB"):
+        rated.transform(normalize_phone_columns(["msisdn"], "GB", mapping=mapping, label="rated"))
+
+
+def test_a_shared_mapping_too_big_to_broadcast_is_cut_per_column(spark: SparkSession) -> None:
+    """Under a 1 KB limit, the shared mapping (41 numbers) is not broadcast whole: each column takes its own
+    values (other_party's one short code is broadcast, msisdn's 40 numbers are a shuffle join)."""
+    rows = [(i, f"+1 555-200-{i:04d}", "611") for i in range(40)]
+    df = spark.createDataFrame(rows, RAW_SCHEMA)
+    with session_conf(spark, {BROADCAST_LIMIT_KEY: "1k"}):
+        mapping = phone_mapping({"t": (df, ["msisdn", "other_party"])}, "US")
+        out = df.transform(normalize_phone_columns(["msisdn", "other_party"], "US", mapping=mapping, label="t"))
+        plan = _executed_plan(out)
+        got = out.where(F.col("id") == 7).select("msisdn_e164", "other_party_e164").first()
+    assert not mapping.whole_broadcast
+    assert plan.count("BroadcastHashJoin") == 1 and "SortMergeJoin" in plan, plan
+    assert got is not None and tuple(got) == ("+15552000007", None)
 
 
 @pytest.mark.parametrize(("limit", "broadcast"), [("256m", True), ("100", False), ("0", False)])

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
@@ -50,6 +51,8 @@ _LABEL = re.compile(r"^\s*[^\W\d_]+(?:[ ._/-]+[^\W\d_]+)*\s*#?\s*:\s*(?=[\d+\uff
 _DOUBLE_ZERO_PREFIX = re.compile(r"^[\s().\-/]*0[\s().\-/]*0")
 
 _MASK = "***"
+# The mapping's columns: a column's label, a raw value, its E.164 form.
+_COL, _RAW, _E164 = "__phone_col", "__phone_raw", "__phone_e164"
 
 
 def _parse_possible(text: str, region: str) -> phonenumbers.PhoneNumber | None:
@@ -110,8 +113,73 @@ def _e164_pandas_udf(default_region: str) -> Callable[[Column], Column]:
     return F.pandas_udf(to_e164_series, returnType=StringType())  # type: ignore[call-overload]
 
 
+@dataclass(frozen=True)
+class PhoneMapping:
+    """Raw phone values -> E.164 for the columns of one or more frames (a run's inputs), each distinct raw value
+    parsed once: `pairs` (`__phone_col` a column's label, `__phone_raw`) are the distinct values of each column,
+    `parsed` (`__phone_raw`, `__phone_e164`) the distinct values of them all; both are cuts. `whole_broadcast`:
+    the whole of `parsed` weighs at most the broadcast limit, so every column joins it broadcast, as it is."""
+
+    pairs: DataFrame
+    parsed: DataFrame
+    whole_broadcast: bool
+    region: str
+    labels: tuple[str, ...]
+
+
+def _region(default_region: str) -> str:
+    region = default_region.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown default phone region {default_region!r} (expected an ISO 3166 code like 'US')")
+    return region
+
+
+def phone_mapping(sources: Mapping[str, tuple[DataFrame, Sequence[str]]], default_region: str) -> PhoneMapping:
+    """One mapping for the phone columns of several frames: `{label: (frame, columns)}`, a column known afterwards
+    as `label.column` (`normalize_phone_columns(..., mapping=, label=)`).
+
+    Why one: a month's inputs carry the same subscribers (a call's number is on its cdr, its rated event and its
+    charge), and parsing is the slow part (phonenumbers is pure Python). Parsed per input, every number was parsed
+    once per input that carries it, and each input paid its own jobs for it.
+    """
+    region = _region(default_region)
+    raw_values: DataFrame | None = None
+    limit = -1
+    labels: list[str] = []
+    for label, (frame, columns) in sources.items():
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"phone columns listed twice: {list(columns)}")
+        for c in columns:
+            if c not in frame.columns:
+                raise ValueError(f"phone columns not in DataFrame: [{c!r}]; it has {frame.columns}")
+            labels.append(f"{label}.{c}")
+            values = frame.select(F.lit(f"{label}.{c}").alias(_COL), F.col(c).cast("string").alias(_RAW))
+            raw_values = values if raw_values is None else raw_values.unionByName(values)
+            limit = _broadcast_limit(frame.sparkSession)      # a bad setting fails before any job
+    if raw_values is None:
+        raise ValueError("phone_mapping: no phone column given")
+    # (column, raw value) pairs, so that where the whole mapping is too big to broadcast each column gets a mapping
+    # of its own values only: a column with few distinct values (other_party: a few thousand short codes and
+    # trunks) is broadcast even when another (msisdn: millions) is too big to be, and only the big one costs a
+    # shuffle of the wide table.
+    pairs = materialize(raw_values.where(F.col(_RAW).isNotNull()).distinct())
+    to_e164_col = _e164_pandas_udf(region)
+    parsed = materialize(pairs.select(_RAW).distinct()
+                         .select(F.col(_RAW), to_e164_col(F.col(_RAW)).alias(_E164)))
+    # Distinct numbers grow with subscribers, not with usage: a month's mapping is often small enough to
+    # broadcast, which spares one shuffle of the whole (wide) table per phone column. Past the limit (a huge
+    # subscriber base) it is a shuffle join, which scales without the driver holding the mapping.
+    whole = not small_mode() and limit > 0 and _hash_table_bytes(parsed, _RAW, _E164) <= limit
+    return PhoneMapping(pairs, parsed, whole, region, tuple(labels))
+
+
+def _broadcast_limit(spark: SparkSession) -> int:
+    return _byte_size(spark.conf.get(BROADCAST_LIMIT_KEY, BROADCAST_LIMIT_DEFAULT) or "0")
+
+
 def normalize_phone_columns(
-    columns: Sequence[str], default_region: str, suffix: str = "_e164", values_from: DataFrame | None = None
+    columns: Sequence[str], default_region: str, suffix: str = "_e164", values_from: DataFrame | None = None,
+    mapping: PhoneMapping | None = None, label: str = "",
 ) -> Callable[[DataFrame], DataFrame]:
     """Add `<col><suffix>` (nullable string, E.164 or null) for each phone column; use with `DataFrame.transform`.
 
@@ -123,16 +191,15 @@ def normalize_phone_columns(
 
     `values_from`: the frame whose raw values make the mapping, when it is not the transformed frame itself (the
     same rows without `DataFrame.observe` metrics: the mapping is cut before the frame is computed, and a cut of
-    an observed plan would report its metrics first).
+    an observed plan would report its metrics first). `mapping`: one made beforehand by `phone_mapping` for
+    several frames, this one's columns under `label` (then nothing is parsed here).
 
     Example::
 
         cdr.transform(normalize_phone_columns(["msisdn", "other_party"], "US"))
     """
     cols = list(columns)
-    region = default_region.strip().upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"unknown default phone region {default_region!r} (expected an ISO 3166 code like 'US')")
+    region = _region(default_region)
     if len(set(cols)) != len(cols):
         raise ValueError(f"phone columns listed twice: {cols}")
     if not suffix:
@@ -147,38 +214,25 @@ def normalize_phone_columns(
         clashing = [c + suffix for c in cols if c + suffix in df.columns]
         if clashing:
             raise ValueError(f"output columns already exist: {clashing}")
-        raw_key = "__phone_raw"
-        e164_key = "__phone_e164"
         if any(c.startswith("__phone_") for c in df.columns):
             raise ValueError("column names starting with '__phone_' are reserved by normalize_phone_columns")
-
-        col_key = "__phone_col"
-        raw_values: DataFrame | None = None
-        source = df if values_from is None else values_from
-        for i, c in enumerate(cols):
-            values = source.select(F.lit(i).alias(col_key), F.col(c).cast("string").alias(raw_key))
-            raw_values = values if raw_values is None else raw_values.unionByName(values)
-        assert raw_values is not None
-        # (column, raw value) pairs, so each column gets a mapping of its own values only: a column with few
-        # distinct values (other_party: a few thousand short codes and trunks) is broadcast even when another
-        # (msisdn: millions) is too big to be, and only the big one costs a shuffle of the wide table.
-        pairs = materialize(raw_values.where(F.col(raw_key).isNotNull()).distinct())
-        to_e164_col = _e164_pandas_udf(region)
-        parsed = materialize(pairs.select(raw_key).distinct()
-                             .select(F.col(raw_key), to_e164_col(F.col(raw_key)).alias(e164_key)))
-        # Distinct numbers grow with subscribers, not with usage: a month's mapping is often small enough to
-        # broadcast, which spares one shuffle of the whole (wide) table per phone column. Past the limit (a huge
-        # subscriber base) it is a shuffle join, which scales without the driver holding the mapping.
-        limit = _byte_size(df.sparkSession.conf.get(BROADCAST_LIMIT_KEY, BROADCAST_LIMIT_DEFAULT) or "0")
-
+        if mapping is not None and mapping.region != region:
+            raise ValueError(f"the phone mapping was made for region {mapping.region}, not {region}")
+        own = mapping if mapping is not None else phone_mapping({label: (df if values_from is None else values_from,
+                                                                          cols)}, region)
+        limit = _broadcast_limit(df.sparkSession)
         out = df
         for i, c in enumerate(cols):
-            key = f"{raw_key}_{i}"
-            mapping = parsed if len(cols) == 1 else materialize(
-                parsed.join(pairs.where(F.col(col_key) == i).select(raw_key), raw_key, "left_semi"))
-            if not small_mode() and limit > 0 and _hash_table_bytes(mapping, raw_key, e164_key) <= limit:
-                mapping = F.broadcast(mapping)
-            side = mapping.select(F.col(raw_key).alias(key), F.col(e164_key).alias(c + suffix))
+            key = f"{_RAW}_{i}"
+            column_map = own.parsed
+            if own.whole_broadcast:
+                column_map = F.broadcast(column_map)
+            elif not small_mode() and own.labels != (f"{label}.{c}",):    # one column: its values are all of them
+                column_map = materialize(own.parsed.join(
+                    own.pairs.where(F.col(_COL) == f"{label}.{c}").select(_RAW), _RAW, "left_semi"))
+                if limit > 0 and _hash_table_bytes(column_map, _RAW, _E164) <= limit:
+                    column_map = F.broadcast(column_map)
+            side = column_map.select(F.col(_RAW).alias(key), F.col(_E164).alias(c + suffix))
             out = out.join(side, out[c].cast("string") == side[key], "left").drop(key)
         LOG.debug("normalize_phone_columns: %s -> E.164 (region %s)", cols, region)
         return out

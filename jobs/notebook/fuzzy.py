@@ -33,7 +33,7 @@ from jobs.ruleset import Ruleset, load_ruleset
 from jobs.run import _is_small_run, _read_inputs, _run_params, record_outcomes, scope_inputs
 from jobs.utc import as_utc
 from transforms.checkpoints import cut_scope, materialize, small_run
-from transforms.engine.prepare import IN_SIDE, prepare
+from transforms.engine.prepare import IN_SIDE, phone_mappings, prepare
 from transforms.engine.spec import ControlPoint
 from transforms.engine.sql import params_of
 
@@ -96,9 +96,11 @@ def fuzzy_sweep(spark: SparkSession, conf: EnvConf, run_id: str, windows: Sequen
         raw = _read_inputs(spark, ruleset, pinned)
         raw.update(layout_tables(spark, conf, ruleset)[0])
         scoped = scope_inputs(raw, cycle, ruleset, bucket)
+        scoped = {name: df for name, df in scoped.items() if name in sides}
+        phones = phone_mappings(scoped, ruleset.inputs, conf.phone_region)
         prepared = {name: materialize(prepare(df.where(F.col(IN_SIDE)).drop(IN_SIDE), ruleset.inputs[name],
-                                              conf.phone_region, phone_values=df.where(F.col(IN_SIDE)).drop(IN_SIDE)))
-                    for name, df in scoped.items() if name in sides}
+                                              conf.phone_region, phones=phones))
+                    for name, df in scoped.items()}
         started = as_utc(row["started_at"])
         assert started is not None
         ignores = read_ignores(spark, conf.output, row.get("ignore_list_version"),

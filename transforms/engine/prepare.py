@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from transforms.engine.spec import Check, Input, SideSpec
 from transforms.engine.sql import render
 from transforms.keys import with_record_identity
-from transforms.phone import normalize_phone_columns
+from transforms.phone import PhoneMapping, normalize_phone_columns, phone_mapping
 from transforms.quarantine import first_reason
 
 IN_SIDE = "_in_side"
@@ -115,16 +115,28 @@ def with_bucket_accounts(scoped_inputs: Mapping[str, DataFrame], inputs: Mapping
     return out
 
 
-def prepare(df: DataFrame, inp: Input, region: str, phone_values: DataFrame | None = None,
-            params: Mapping[str, object] | None = None) -> DataFrame:
+def prepare(df: DataFrame, inp: Input, region: str, params: Mapping[str, object] | None = None,
+            phones: PhoneMapping | None = None) -> DataFrame:
     """Identity (`_key`, `_hash`, `_rank`), E.164 phones (`<col>_e164`) and derived columns, in that order: the
-    payload hash covers the record's own columns only. `phone_values`: the same rows as `df` without its
-    observed metrics, for the phone mapping (transforms/phone.py)."""
+    payload hash covers the record's own columns only. `phones`: the run's mapping of every input's phone columns
+    (`phone_mappings`), this input's under its name; else one is made here from `df` (which then must not carry
+    `DataFrame.observe` metrics: the mapping is cut first, and a cut of an observed plan reports them)."""
+    if inp.phones and phones is None:
+        phones = phone_mapping({inp.name: (df, list(inp.phones))}, region)
     if inp.id is not None:
         df = df.transform(with_record_identity(inp.id, inp.order))
     if inp.phones:
-        df = df.transform(normalize_phone_columns(list(inp.phones), region, values_from=phone_values))
+        df = df.transform(normalize_phone_columns(list(inp.phones), region, mapping=phones, label=inp.name))
     return _derived(df, inp, params)
+
+
+def phone_mappings(candidates: Mapping[str, DataFrame], inputs: Mapping[str, Input], region: str
+                   ) -> PhoneMapping | None:
+    """One phone mapping for the phone columns of every input (`candidates`: each input's candidates with
+    `_in_side`, by input name; only rows in a side are parsed), or None when no input has one."""
+    sources = {name: (df.where(F.col(IN_SIDE)), list(inputs[name].phones))
+               for name, df in candidates.items() if inputs[name].phones}
+    return phone_mapping(sources, region) if sources else None
 
 
 def _derived(df: DataFrame, inp: Input, params: Mapping[str, object] | None) -> DataFrame:
