@@ -715,8 +715,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
 
 def _figures(cp: ControlPoint, outcomes: DataFrame) -> list[dict[str, Any]]:
     """The control point's declared figures (spec.Figure) over its outcome rows (`outcomes`: its own) as the run
-    writes them (after the ignore list): per group, the rows and the sum of the figure's column where it names one (null where it counts
-    only), collected: one row per group of a small vocabulary."""
+    writes them (after the ignore list): per group, the rows and the sum of the figure's column where it names one
+    (null where it counts only), collected: one row per group of a small vocabulary."""
     out: list[dict[str, Any]] = []
     for fig in cp.figures:
         measures = [F.count(F.lit(1)).alias("_n")]

@@ -247,6 +247,8 @@ def test_one_mapping_parses_each_number_once_for_several_frames(spark: SparkSess
         assert_df_equality(shared, own, ignore_row_order=True)
     with pytest.raises(ValueError, match="made for region US, not GB"):
         rated.transform(normalize_phone_columns(["msisdn"], "GB", mapping=mapping, label="rated"))
+    with pytest.raises(ValueError, match=r"\['charges.msisdn'\] are not in the mapping"):
+        rated.transform(normalize_phone_columns(["msisdn"], "US", mapping=mapping, label="charges"))
 
 
 def test_a_shared_mapping_too_big_to_broadcast_is_cut_per_column(spark: SparkSession) -> None:

@@ -218,6 +218,10 @@ def normalize_phone_columns(
             raise ValueError("column names starting with '__phone_' are reserved by normalize_phone_columns")
         if mapping is not None and mapping.region != region:
             raise ValueError(f"the phone mapping was made for region {mapping.region}, not {region}")
+        if mapping is not None:
+            unmapped = [f"{label}.{c}" for c in cols if f"{label}.{c}" not in mapping.labels]
+            if unmapped:    # else every number of the column would come out null, for no reason a reader could see
+                raise ValueError(f"phone columns {unmapped} are not in the mapping (it has {list(mapping.labels)})")
         own = mapping if mapping is not None else phone_mapping({label: (df if values_from is None else values_from,
                                                                           cols)}, region)
         limit = _broadcast_limit(df.sparkSession)
