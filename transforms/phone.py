@@ -178,8 +178,8 @@ def _broadcast_limit(spark: SparkSession) -> int:
 
 
 def normalize_phone_columns(
-    columns: Sequence[str], default_region: str, suffix: str = "_e164", values_from: DataFrame | None = None,
-    mapping: PhoneMapping | None = None, label: str = "",
+    columns: Sequence[str], default_region: str, suffix: str = "_e164", mapping: PhoneMapping | None = None,
+    label: str = "",
 ) -> Callable[[DataFrame], DataFrame]:
     """Add `<col><suffix>` (nullable string, E.164 or null) for each phone column; use with `DataFrame.transform`.
 
@@ -189,10 +189,8 @@ def normalize_phone_columns(
     one that is not a possible number, gives null. Rows are never dropped or duplicated (the mapping is unique on
     the raw value) but their order is not kept.
 
-    `values_from`: the frame whose raw values make the mapping, when it is not the transformed frame itself (the
-    same rows without `DataFrame.observe` metrics: the mapping is cut before the frame is computed, and a cut of
-    an observed plan would report its metrics first). `mapping`: one made beforehand by `phone_mapping` for
-    several frames, this one's columns under `label` (then nothing is parsed here).
+    `mapping`: one made beforehand by `phone_mapping` for the frame's own rows or for several frames (a run's
+    inputs), this one's columns under `label` (then nothing is parsed here); else one is made from the frame.
 
     Example::
 
@@ -222,8 +220,7 @@ def normalize_phone_columns(
             unmapped = [f"{label}.{c}" for c in cols if f"{label}.{c}" not in mapping.labels]
             if unmapped:    # else every number of the column would come out null, for no reason a reader could see
                 raise ValueError(f"phone columns {unmapped} are not in the mapping (it has {list(mapping.labels)})")
-        own = mapping if mapping is not None else phone_mapping({label: (df if values_from is None else values_from,
-                                                                          cols)}, region)
+        own = mapping if mapping is not None else phone_mapping({label: (df, cols)}, region)
         limit = _broadcast_limit(df.sparkSession)
         out = df
         for i, c in enumerate(cols):
