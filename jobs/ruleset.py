@@ -115,6 +115,20 @@ class Ruleset:
         used = {s.input for cp in self.record_points() for s in cp.sides.values()}
         return [name for name in self.inputs if name in used]
 
+    def done_after(self) -> dict[str, list[str]]:
+        """Record control point id -> the prepared inputs no later control point reads: a run frees them once that
+        point's outcome rows are cut. An input an aggregate control point sums directly is in no list (it is freed
+        after the aggregates)."""
+        last: dict[str, str] = {}
+        for cp in self.record_points():
+            for side in cp.sides.values():
+                last[side.input] = cp.id
+        for cp in self.aggregate_points():
+            for a in cp.aggregate_sides.values():
+                if a.input:
+                    last.pop(a.input, None)
+        return {cp.id: [name for name in self.inputs if last.get(name) == cp.id] for cp in self.record_points()}
+
     def scoped_inputs(self) -> list[str]:
         """Inputs a run scopes to the cycle and prepares: the record sides' and those an aggregate sums directly."""
         used = {*self.side_inputs(), *(a.input for cp in self.aggregate_points()

@@ -507,7 +507,9 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
     counters: dict[str, dict[str, int]] = {cp_id: dict(reference_counters) for cp_id in cps}
     alert_rows: list[dict[str, Any]] = []
     outcome_parts = []
-    last_reader = {name: cp.id for cp in ruleset.record_points() for name in (s.input for s in cp.sides.values())}
+    # A prepared input is freed once the last control point reading it has cut its outcome rows: at 1M usage slots
+    # each is about a million wide rows of executor memory that later control points' cuts would compete with.
+    done_after = ruleset.done_after()
     for cp in ruleset.record_points():
         params = params_of(run_params, cp.tolerance, cycle)
         # Each control point runs in its own phase, so its cost shows under its name in the Spark UI and bench/.
@@ -517,6 +519,8 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                                       alerts=alert_rows, ignores=ignores.entries, region=conf.phone_region)
             with _named_by_ruleset(ruleset):
                 outcome_parts.append(materialize_freeing(functools.partial(_finalized, build, finalize)))
+        for name in done_after[cp.id]:
+            release(prepared[name])
     outcomes = outcome_parts[0]
     for part in outcome_parts[1:]:
         outcomes = outcomes.unionByName(part)
@@ -549,9 +553,10 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
                               case_id(F.col("control_point_id"), F.lit(cp.beyond), aggregate_key())))
         with phase(spark, cp.id, run_id):
             variance_parts.append(materialize(variances.select(*AGGREGATE_VARIANCE.fieldNames())))
-    for name in prepared:
-        release(prepared[name])
-    del last_reader
+    freed = {name for names in done_after.values() for name in names}
+    for name in prepared:          # what the aggregates read directly; nothing reads a prepared input after them
+        if name not in freed:
+            release(prepared[name])
 
     with phase(spark, "totals", run_id):
         # Watermark and input totals, observed over each input's candidates while it was prepared (the conservation

@@ -181,3 +181,15 @@ def test_a_rule_whose_sql_does_not_analyse_is_named(spark: SparkSession, tmp_pat
     with pytest.raises(ConfigError, match=rf"{path}: control_points.rating-accuracy.decide.LEFT.no-tariff.when: "
                                           r".*tarif"):
         execute(spark, load_conf(conf_path), load_ruleset(path), "2026-06")
+
+
+def test_each_prepared_input_is_freed_after_its_last_reader(tmp_path: Path) -> None:
+    """A run frees a prepared input once the last record control point reading it has cut its rows (at 1M a
+    million wide rows each), and keeps to the end of the aggregates one that an aggregate sums directly."""
+    assert load_ruleset(RULESET).done_after() == {
+        "usage-to-rating": ["cdr"], "rating-accuracy": [], "rating-to-billing": ["rated_event", "usage_charge"]}
+    provisioning = Path(RULESET).parent / "provisioning_to_bill.yaml"
+    assert load_ruleset(provisioning).done_after() == {"item-audit": ["provisioned_item", "subscription"]}
+    data = yaml.safe_load(provisioning.read_text())
+    data["control_points"]["seat-audit"]["right"]["input"] = "subscription"     # now also summed directly
+    assert load_ruleset(_write(tmp_path, data)).done_after() == {"item-audit": ["provisioned_item"]}

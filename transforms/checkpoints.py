@@ -262,9 +262,9 @@ def small_run(spark: SparkSession) -> Iterator[None]:
 def release(df: DataFrame) -> None:
     """Free a cut that nothing will read again (its files or kept blocks) before the run ends.
 
-    A run holds its prepared inputs until the last control point that reads them is done; on a long run they are
-    the largest intermediates, so they are freed then rather than at the end. A DataFrame that is not a cut is
-    left alone.
+    A run holds its prepared inputs until the last control point that reads them is done (jobs/ruleset.py
+    `done_after`); on a long run they are the largest intermediates, so they are freed then rather than at the end.
+    A DataFrame that is not a cut is left alone.
     """
     if _THREAD.small:
         return            # a small run's cuts live until it ends (see `materialize`)
