@@ -203,7 +203,12 @@ def test_a_mapping_naming_a_tariff_absent_from_the_table_is_refused(spark: Spark
 def test_expected_amounts_are_exact_to_six_places_half_up(spark: SparkSession) -> None:
     """Point 2: one rounding, half-up, where units x rate once overflowed 38 digits and was rounded twice."""
     cases = [(123_456_745, "0.00000001", 1, "0"), (5, "0.00000010", 1, "0"), (15, "0.00000010", 1, "0"),
-             (9_000_000_000, "99.99999999", 1, "0"), (61, "0.01000000", 60, "0.05"), (1, "0.00000001", 1, "0")]
+             (9_000_000_000, "99.99999999", 1, "0"), (61, "0.01000000", 60, "0.05"), (1, "0.00000001", 1, "0"),
+             # whole increments, one unit over, none, an increment below 1, negative quantities, near the bigint top
+             (120, "0.01000000", 60, "0"), (121, "0.01000000", 60, "0"), (0, "0.01000000", 60, "0"),
+             (7, "0.01000000", 0, "0"), (7, "0.01000000", -5, "0"), (-30, "0.01000000", 60, "-1"),
+             (-90, "0.01000000", 60, "-1"), (-120, "0.01000000", 60, "-1"),
+             (9_223_372_036_854_775_000, "0.00000001", 1000, "0"), (1_048_577, "0.00000001", 1_048_576, "0.01")]
     df = spark.createDataFrame(
         [(q, Decimal(r), inc, Decimal(m)) for q, r, inc, m in cases],
         "quantity bigint, rate decimal(18,8), increment bigint, minimum decimal(18,6)")
@@ -211,7 +216,7 @@ def test_expected_amounts_are_exact_to_six_places_half_up(spark: SparkSession) -
                                                      F.col("minimum")).alias("e")).collect()]
     want = []
     for q, r, inc, m in cases:
-        units = -(-q // inc) * inc
+        units = -(-q // max(inc, 1)) * max(inc, 1)
         want.append(max(Decimal(m), (units * Decimal(r)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)))
     assert got == want
     assert got[0] == Decimal("1.234567")
