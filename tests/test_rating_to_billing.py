@@ -12,8 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import yaml
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -53,11 +55,12 @@ def _cycle() -> Cycle:
     return Cycle(CYCLE, instant(CYCLE_BOUNDS["start"]), instant(CYCLE_BOUNDS["end"]), instant(CYCLE_BOUNDS["close"]))
 
 
-def _prepared(spark: SparkSession, rows: Mapping[str, list[dict[str, Any]]]) -> Callable[[], DataFrame]:
+def _prepared(spark: SparkSession, rows: Mapping[str, list[dict[str, Any]]], ruleset_path: str = RULESET
+              ) -> Callable[[], DataFrame]:
     """A builder of rating-to-billing's outcome rows (before the run's tags) over these input rows, as `jobs.run`
     computes them: each input read (conformed to its contract schema), scoped to the cycle and prepared once (here,
     already), then matched and decided when the builder is called."""
-    ruleset = load_ruleset(RULESET)
+    ruleset = load_ruleset(ruleset_path)
     cycle = _cycle()
     raw = {t: conform(t, frame(spark, t, rows.get(t, TARIFFS if t == "tariff" else []))) for t in DEFAULTS}
     scoped = scope_inputs(raw, cycle, ruleset)
@@ -108,20 +111,25 @@ def _shuffles(plan: str) -> list[tuple[str, str | None, int]]:
     return out
 
 
-# What moves each side's records: each side once (at 10M a version that moved the charges twice and the rated events
-# twice shuffled 7.9 GB). The charges go to their lineage key for the link, and are ranked on that partitioning
-# (match._exact_on_key); the rated events go to their record key once, where the originals meet their exact matches,
-# which carry the charge's columns a rated event reads as its counterpart (no join back per side afterwards).
+# What moves each side's records. The rated events go to their id once, where they meet what they find (the first
+# charge of each lineage key, the further count). The charges go to their lineage key twice on the same partitioning:
+# once with their own rows, linked to the lineage index and ranked (match._exact_in_place), and once narrow (the
+# key, the rank's order, id, key, hash and the figures a rated event reads of its charge) for the rated events'
+# findings. Spark prunes each use's columns below its exchange, so the two uses cannot share one; the narrow one is
+# what replaced a cut that wrote and read every charge once more (at 10M a version that moved the charges twice wide
+# and the rated events twice shuffled 7.9 GB).
 RECORD_SHUFFLES = Counter({
-    ("bill_charge", "source_rated_event_id"): 1,
-    ("rated_event", "_key"): 1,
+    ("bill_charge", "source_rated_event_id"): 2,
+    ("rated_event", "rated_event_id"): 1,
 })
+# The narrow move of the charges: source_rated_event_id, billed_at, charge_id, _id, _key, _hash, amount, currency.
+NARROW_CHARGES = 8
 
 
-def test_each_side_is_shuffled_once(spark: SparkSession) -> None:
-    """How often each side's records cross the network in rating-to-billing, and on which key: each side once; the
-    rated events' side of the link is a narrow key index, every other exchange moves keys and a few figures only,
-    and nothing is gathered into one partition."""
+def test_each_side_is_moved_on_its_link_key(spark: SparkSession) -> None:
+    """How often each side's records cross the network in rating-to-billing, and on which key (RECORD_SHUFFLES): the
+    rated events once, the charges once wide and once narrow; the rated events' side of the link is a narrow key
+    index, every other exchange moves keys and a few figures only, and nothing is gathered into one partition."""
     with session_conf(spark, {"spark.sql.autoBroadcastJoinThreshold": "-1"}):     # the shape of a big month
         build = _prepared(spark, {"rated_event": RATED, "bill_charge": CHARGES})
         before = last_execution_id(spark)
@@ -135,6 +143,51 @@ def test_each_side_is_shuffled_once(spark: SparkSession) -> None:
     # of it as its counterpart, whether its original is shared by a resend under another id: match._exact_on_key
     # ranks those by original), no payload
     assert ("_xk0", None, 5) in shuffles
+    charges = sorted(width for key, side, width in shuffles if side == "bill_charge")
+    assert charges[0] <= NARROW_CHARGES, shuffles
     others = [(key, width) for key, side, width in shuffles if side is None]
     assert all(width <= 5 for _, width in others), others
     assert all(key != "SinglePartition" for key, side, _ in shuffles if side is not None), shuffles
+
+
+def _mixed_month() -> dict[str, list[dict[str, Any]]]:
+    """Rated events and charges in every relation a charge can have to its rated event, made by rule rather than by
+    the generator: one to five charges per event, billed at equal or null instants (the charge id then orders them),
+    amounts off by a cent or a currency, lineage lost or to an unknown or repeated (quarantined) id."""
+    rated, charges = [], []
+    for i in range(40):
+        rid = f"E{i:03d}"
+        rated.append({"rated_event_id": rid, "amount": Decimal(f"{i % 7}.{i:02d}0000"),
+                      "currency": "USD" if i % 9 else "EUR"})
+        for j in range(i % 5 if i % 6 else 0):                       # every sixth event is never billed
+            billed = None if (i + j) % 4 == 0 else T + ((i * j) % 3) * H    # ties and nulls among one event's charges
+            amount = Decimal(f"{i % 7}.{i:02d}0000") + (Decimal("0.010000") if (i + j) % 5 == 0 else 0)
+            charges.append({"charge_id": f"C{(i * 37 + j * 11) % 1000:03d}-{j}", "source_rated_event_id": rid,
+                            "amount": amount, "currency": "USD", "billed_at": billed})
+    rated += [{"rated_event_id": "E001", "amount": Decimal("1.000000")},       # a repeated id: both quarantined
+              {"rated_event_id": "EQ", "amount": None}]                       # quarantined: no amount
+    charges += [{"charge_id": "X1", "source_rated_event_id": None, "amount": Decimal("1.000000"), "billed_at": T},
+                {"charge_id": "X2", "source_rated_event_id": "UNKNOWN", "amount": Decimal("1.000000"), "billed_at": T},
+                {"charge_id": "X3", "source_rated_event_id": "EQ", "amount": Decimal("1.000000"), "billed_at": T},
+                {"charge_id": "X4", "source_rated_event_id": "E002", "amount": None, "billed_at": T},
+                {"charge_id": "X5", "source_rated_event_id": "E001", "amount": Decimal("1.000000"), "billed_at": T}]
+    return {"rated_event": rated, "bill_charge": charges}
+
+
+def test_one_pass_exact_stage_decides_as_the_staged_one(spark: SparkSession, tmp_path: Path) -> None:
+    """rating-to-billing's single exact stage from the rated event's unique id is matched in one pass (match.
+    _exact_in_place: no cut, the rated events meet their findings on their id). A copy of the ruleset whose stage
+    says `right_where: "true"` (every charge) takes the staged path (match._exact, cut, joined back by record key):
+    both give the same outcome rows, every column, on a month of every relation a charge can have to its event."""
+    data = yaml.safe_load(Path(RULESET).read_text())
+    stage = data["control_points"][CP]["stages"]["exact"][0]
+    data["control_points"][CP]["stages"]["exact"][0] = {**stage, "right_where": "true"}
+    staged_path = tmp_path / "usage_to_bill.yaml"
+    staged_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    month = _mixed_month()
+    one_pass = materialize(_prepared(spark, month)())
+    staged = materialize(_prepared(spark, month, str(staged_path))())
+    counts = {r["outcome"]: r["count"] for r in one_pass.groupBy("outcome").count().collect()}
+    assert set(counts) == {"MATCHED", "RATED_NOT_BILLED", "CHARGE_AMOUNT_MISMATCH", "DUPLICATE_CHARGE",
+                           "CHARGE_WITHOUT_RATED_EVENT", "QUARANTINED"}, counts
+    assert_df_equality(one_pass, staged, ignore_row_order=True, ignore_nullable=True)
