@@ -371,7 +371,8 @@ def _decided_sides(ruleset: Ruleset, cp: ControlPoint, prepared: Mapping[str, Da
     decided = [c for c in right_reads if c in DECIDED]
     matched = match(left, right, cp.stages, left_inp.id, left.columns, right.columns if right is not None else [],
                     left_wants=counterpart_columns(cp, "LEFT"),
-                    right_wants=[c for c in right_reads if c not in DECIDED], left_unique=cp.left.unique_id)
+                    right_wants=[c for c in right_reads if c not in DECIDED], left_unique=cp.left.unique_id,
+                    left_order=left_inp.order)
     counters.update(matched.counters)
     lookup_tables = {}
     for lookup in cp.lookups.values():      # each lookup's rows: its input's table, with what its SQL names of it

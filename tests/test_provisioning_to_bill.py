@@ -136,6 +136,26 @@ def test_a_hand_written_snapshot(spark: SparkSession, tmp_path: Path) -> None:
                                       ("GAMMA", "QUANTITY_MISMATCH", D("-90.000000"), "OVERBILLING")]
 
 
+def test_two_items_with_one_reference_are_billed_once(spark: SparkSession, tmp_path: Path) -> None:
+    """Extension 101 provisioned in two domains of one account, and two subscriptions for 101: the subscriptions go
+    to the first item by created_at (the first bills it, the second is a further one), and the other item is
+    audited on its own: UNBILLED_ITEM. Each record has one outcome row (once, each subscription came out once per
+    item and the run refused to commit: conservation law broken)."""
+    items = [_item("acme/e1", "EXTENSION", "ACME", "101", created_at=datetime(2026, 2, 1, tzinfo=UTC)),
+             _item("acme/e9", "EXTENSION", "ACME", "101", domain="branch.pbx",
+                   created_at=datetime(2026, 1, 1, tzinfo=UTC))]
+    subs = [_sub("S-1", "ACME", "EXT-STD", "101"), _sub("S-2", "ACME", "EXT-STD", "101",
+                                                        start_date=datetime(2026, 3, 1, tzinfo=UTC))]
+    conf = load_conf(write_snapshot(spark, tmp_path, items, subs))
+    got = outcomes_of(spark, tmp_path, execute(spark, conf, load_ruleset(RULESET), "2026-06"))
+    assert {k[1:]: (r["outcome"], r["exposure_amount"]) for k, r in got.items() if k[0] == "item-audit"} == {
+        ("LEFT", "acme/e9"): ("MATCHED", D(0)),
+        ("LEFT", "acme/e1"): ("UNBILLED_ITEM", D("20.000000")),
+        ("RIGHT", "S-1"): ("MATCHED", D(0)),
+        ("RIGHT", "S-2"): ("DUPLICATE_SUBSCRIPTION", D("-20.000000")),
+    }
+
+
 def _run_generated(spark: SparkSession, root: Path, params: ProvisioningParams, ruleset_path: Path = RULESET,
                    with_ignores: bool = True) -> tuple[RunResult, list[Any]]:
     paths = generate(spark, str(root / "input"), params)

@@ -172,6 +172,14 @@ def _exact(rs: Ruleset, cp: ControlPoint, i: int, stage: ExactStage) -> Item:
     if stage.unique:
         text.append((" Only a key carried by exactly one LEFT record links (else the RIGHT record is unmatched "
                      "by this stage).",))
+    else:
+        left = rs.inputs[cp.left.input]
+        dups = cp.stages.duplicates
+        if not (stage.left == (left.id,) and (cp.left.unique_id or dups is not None)):
+            order = dups.order if dups is not None else left.order
+            text.append(inline(" A key carried by several LEFT records links to the first of them by ", codes(order),
+                               " (then the record key).") if order else
+                        (" A key carried by several LEFT records links to the first of them by the record key.",))
     children: tuple[Block, ...] = ()
     if stage.right_where:
         children = (Para(("Only RIGHT records where:",)), *sql_with_words(stage.right_where, context(rs, cp)))

@@ -134,9 +134,9 @@ def _lineage(valid_left: DataFrame, stage: ExactStage, roots_cp: DataFrame | Non
              first_in: tuple[str, ...] | None = None) -> DataFrame:
     """(`_xk<i>`, `_lroot`, `_own`, `_lcp`): per left key value, the original its first record leads to, and the
     original's columns a right record reads as its counterpart. `roots_cp` (`_rk`, `_lcp` per original) where a
-    first record may be a copy; None where every record is its own original. `first_in`: where the stage's key is
-    not the left id (several records may carry one value), the order that picks the one record a value leads to
-    (the first; the record key only orders records equal in it)."""
+    first record may be a copy; None where every record is its own original. `first_in`: where several records may
+    carry one key value (`_first_in`), the order that picks the one record a value leads to (the first; the record
+    key only orders records equal in it)."""
     firsts = valid_left.where(F.col("_first_of_id"))
     for c in stage.left:
         firsts = firsts.where(F.col(c).isNotNull())
@@ -242,23 +242,36 @@ def _exact_in_place(valid_left: DataFrame, valid_right: DataFrame, stage: ExactS
     return ranked.unionByName(_unlinked(unkeyed, cp_type)), found
 
 
+def _first_in(stage: ExactStage, left_id: str | None, own_originals: bool, left_unique: bool,
+              left_order: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The order that picks the one left record a key value of `stage` leads to, or None where a value is carried by
+    one valid left record at most: the left id, once copies are marked (a duplicates stage: the first record of an
+    id) or repeats quarantined (`unique_id`), or a stage that links only values one record carries (`unique`). Any
+    other key may be shared (two items provisioned with one number): without the pick, a right record would be
+    linked to each of them and come out once per record, which the conservation law refuses."""
+    by_id = left_id is not None and stage.left == (left_id,)
+    if stage.unique or (by_id and (left_unique or not own_originals)):
+        return None
+    return left_order
+
+
 def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[ExactStage], roots_cp: DataFrame | None,
-           cp_type: str, own_originals: bool, left_id: str | None = None, left_order: tuple[str, ...] = ()
-           ) -> DataFrame:
+           cp_type: str, own_originals: bool, left_id: str | None = None, left_order: tuple[str, ...] = (),
+           left_unique: bool = False) -> DataFrame:
     """Valid right records with `_lroot`/`_own`/`_lcp` where an exact stage links them, and their `_exact_rank`.
-    `own_originals`: every left record is its own original (no duplicates stage)."""
+    `own_originals`: every left record is its own original (no duplicates stage); `left_order`: the order that picks
+    the first of the left records sharing a key value (`_first_in`)."""
     if len(stages) == 1 and stages[0].right_where is None:
         stage = stages[0]
-        by_id = left_id is not None and stage.left == (left_id,)
         return _exact_on_key(valid_left, valid_right, stage, cp_type, roots_cp,
-                             None if own_originals or by_id or stage.unique else left_order,
+                             _first_in(stage, left_id, own_originals, left_unique, left_order),
                              copies=not own_originals)
     linked_parts: list[DataFrame] = []
     rest = valid_right
     order_of: list[tuple[str, ...]] = []
     for i, stage in enumerate(stages):
-        by_id = left_id is not None and stage.left == (left_id,)
-        lineage = _lineage(valid_left, stage, roots_cp, None if by_id or stage.unique else left_order)
+        lineage = _lineage(valid_left, stage, roots_cp, _first_in(stage, left_id, own_originals, left_unique,
+                                                                  left_order))
         eligible = rest if stage.right_where is None else rest.where(F.coalesce(F.expr(stage.right_where),
                                                                                 F.lit(False)))
         held = None if stage.right_where is None else rest.where(~F.coalesce(F.expr(stage.right_where), F.lit(False)))
@@ -323,7 +336,7 @@ def _cp_struct(df: DataFrame, wanted: Sequence[str]) -> Column:
 
 def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str | None,
           left_columns: Sequence[str], right_columns: Sequence[str], left_wants: Sequence[str] = (),
-          right_wants: Sequence[str] = (), left_unique: bool = False) -> Matched:
+          right_wants: Sequence[str] = (), left_unique: bool = False, left_order: Sequence[str] = ()) -> Matched:
     """Both sides with their `match` (and the left's `dup`) columns; see the module docstring.
 
     `left`/`right` carry `_key`, `_hash`, `quarantine` and the columns the stages read. `left_columns` and
@@ -331,7 +344,9 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
     `left_wants` (right columns a left record reads) and `right_wants` (left columns a right record reads) come out
     as each side's `counterpart` struct: the record `match.key` names, carried through the match rather than joined
     back by key afterwards (each join back shuffled a whole side again). `left_unique`: a repeated left id is
-    quarantined (the side's `unique_id`), so a valid left record is the only one of its id.
+    quarantined (the side's `unique_id`), so a valid left record is the only one of its id. `left_order`: the left
+    input's `order`, which picks the first of the left records sharing an exact stage's key value where there is
+    no duplicates stage (its own `order` does where there is).
     """
     counters: dict[str, int] = {}
     valid_left = left.where(F.col(Q).isNull())
@@ -376,7 +391,8 @@ def match(left: DataFrame, right: DataFrame | None, stages: Stages, left_id: str
         else:
             exact = materialize(_exact(valid_left.drop("_lcp") if roots_cp is not None else valid_left, valid_right,
                                        stages.exact, roots_cp, cp_type, stages.duplicates is None, left_id,
-                                       stages.duplicates.order if stages.duplicates is not None else ()))
+                                       stages.duplicates.order if stages.duplicates is not None else tuple(left_order),
+                                       left_unique))
     else:
         exact = _unlinked(valid_right, cp_type)
     exact_matched = exact.where(F.col("_exact_rank") == 1).select(
