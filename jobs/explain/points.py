@@ -33,6 +33,7 @@ from jobs.explain.decisions import alerts, decisions, exemptions, figures, outco
 from jobs.explain.inputs import input_facts, quarantine_order
 from jobs.explain.words import percent
 from jobs.ruleset import Ruleset
+from transforms.engine.match import first_pick
 from transforms.engine.spec import ControlPoint, ExactStage, FuzzyStage, Lookup, Tolerance
 
 
@@ -175,8 +176,9 @@ def _exact(rs: Ruleset, cp: ControlPoint, i: int, stage: ExactStage) -> Item:
     else:
         left = rs.inputs[cp.left.input]
         dups = cp.stages.duplicates
-        if not (stage.left == (left.id,) and (cp.left.unique_id or dups is not None)):
-            order = dups.order if dups is not None else left.order
+        order = first_pick(stage, left.id, dups is None, cp.left.unique_id,
+                           dups.order if dups is not None else left.order)
+        if order is not None:
             text.append(inline(" A key carried by several LEFT records links to the first of them by ", codes(order),
                                " (then the record key).") if order else
                         (" A key carried by several LEFT records links to the first of them by the record key.",))

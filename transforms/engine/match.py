@@ -135,7 +135,7 @@ def _lineage(valid_left: DataFrame, stage: ExactStage, roots_cp: DataFrame | Non
     """(`_xk<i>`, `_lroot`, `_own`, `_lcp`): per left key value, the original its first record leads to, and the
     original's columns a right record reads as its counterpart. `roots_cp` (`_rk`, `_lcp` per original) where a
     first record may be a copy; None where every record is its own original. `first_in`: where several records may
-    carry one key value (`_first_in`), the order that picks the one record a value leads to (the first; the record
+    carry one key value (`first_pick`), the order that picks the one record a value leads to (the first; the record
     key only orders records equal in it)."""
     firsts = valid_left.where(F.col("_first_of_id"))
     for c in stage.left:
@@ -160,6 +160,16 @@ def _unlinked(df: DataFrame, cp_type: str) -> DataFrame:
             .withColumn("_xstage", F.lit(None).cast("int")).withColumn("_exact_rank", F.lit(None).cast("int")))
 
 
+def _keyed(valid_right: DataFrame, stage: ExactStage) -> tuple[DataFrame, DataFrame]:
+    """(the right records with every key column of `stage` set, the others: they link to nothing)."""
+    keyed = valid_right
+    for c in stage.right:
+        keyed = keyed.where(F.col(c).isNotNull())
+    unkeyed = valid_right.where(F.greatest(*[F.col(c).isNull() for c in stage.right]) if len(stage.right) > 1
+                                else F.col(stage.right[0]).isNull())
+    return keyed, unkeyed
+
+
 def _exact_on_key(valid_left: DataFrame, valid_right: DataFrame, stage: ExactStage, cp_type: str,
                   roots_cp: DataFrame | None = None, first_in: tuple[str, ...] | None = None,
                   copies: bool = False) -> DataFrame:
@@ -171,11 +181,7 @@ def _exact_on_key(valid_left: DataFrame, valid_right: DataFrame, stage: ExactSta
     original (a shuffle of those records only). Every root some record other than itself leads to is in that set
     (a superset of the roots two values share: ranking one of those by its root gives the same ranks). Right
     records with a null key link to nothing and stay out of the join (they would all hash to one task)."""
-    keyed = valid_right
-    for c in stage.right:
-        keyed = keyed.where(F.col(c).isNotNull())
-    unkeyed = valid_right.where(F.greatest(*[F.col(c).isNull() for c in stage.right]) if len(stage.right) > 1
-                                else F.col(stage.right[0]).isNull())
+    keyed, unkeyed = _keyed(valid_right, stage)
     lineage = _lineage(valid_left, stage, roots_cp, first_in)
     if not copies:      # no duplicates stage: every record is its own original, no two key values share one
         lineage = lineage.withColumn("_shared", F.lit(False))
@@ -222,15 +228,9 @@ def _exact_in_place(valid_left: DataFrame, valid_right: DataFrame, stage: ExactS
     The right records' ranks depend on their key value alone, so the left's findings are ranked from the right
     records' keys and the few columns a left record reads, without the lineage index: a left record meets them on
     its id (`_Findings.exact_on`), and a value no valid left record has finds nothing. The right records themselves
-    are linked and ranked as `_exact_on_key` does. A cut of the ranked right side, which both readers shared, wrote
-    and read every right record once more (6.1 s of a 1M month's 20 s rating-to-billing)."""
-    keyed = valid_right
-    for c in stage.right:
-        keyed = keyed.where(F.col(c).isNotNull())
-    unkeyed = valid_right.where(F.greatest(*[F.col(c).isNull() for c in stage.right]) if len(stage.right) > 1
-                                else F.col(stage.right[0]).isNull())
-    lineage = _lineage(valid_left, stage, None).withColumn("_shared", F.lit(False))
-    ranked = _ranked(keyed.join(lineage, _eq(stage.left, stage.right), "left"), stage)
+    are linked and ranked by `_exact_on_key`. A cut of the ranked right side, which both readers shared, wrote and
+    read every right record once more (6.1 s of a 1M month's 20 s rating-to-billing)."""
+    keyed, _ = _keyed(valid_right, stage)
     by_value = Window.partitionBy(*stage.right)
     first = F.row_number().over(by_value.orderBy(*[F.col(c).asc_nulls_last() for c in stage.order], F.col("_key")))
     found = (keyed.withColumn("_first", first).withColumn("_n", F.count(F.lit(1)).over(by_value))
@@ -239,16 +239,17 @@ def _exact_in_place(valid_left: DataFrame, valid_right: DataFrame, stage: ExactS
                      F.col(right_id_col(keyed)).alias("_re_id"), F.col("_hash").alias("_re_hash"),
                      F.col("_key").alias("_re_key"), _cp_struct(keyed, left_wants).alias("_re_cp"),
                      (F.col("_n") - 1).alias("_further")))
-    return ranked.unionByName(_unlinked(unkeyed, cp_type)), found
+    return _exact_on_key(valid_left, valid_right, stage, cp_type), found
 
 
-def _first_in(stage: ExactStage, left_id: str | None, own_originals: bool, left_unique: bool,
+def first_pick(stage: ExactStage, left_id: str | None, own_originals: bool, left_unique: bool,
               left_order: tuple[str, ...]) -> tuple[str, ...] | None:
     """The order that picks the one left record a key value of `stage` leads to, or None where a value is carried by
     one valid left record at most: the left id, once copies are marked (a duplicates stage: the first record of an
     id) or repeats quarantined (`unique_id`), or a stage that links only values one record carries (`unique`). Any
     other key may be shared (two items provisioned with one number): without the pick, a right record would be
-    linked to each of them and come out once per record, which the conservation law refuses."""
+    linked to each of them and come out once per record, which the conservation law refuses. jobs/explain says
+    the same in words."""
     by_id = left_id is not None and stage.left == (left_id,)
     if stage.unique or (by_id and (left_unique or not own_originals)):
         return None
@@ -260,17 +261,17 @@ def _exact(valid_left: DataFrame, valid_right: DataFrame, stages: Sequence[Exact
            left_unique: bool = False) -> DataFrame:
     """Valid right records with `_lroot`/`_own`/`_lcp` where an exact stage links them, and their `_exact_rank`.
     `own_originals`: every left record is its own original (no duplicates stage); `left_order`: the order that picks
-    the first of the left records sharing a key value (`_first_in`)."""
+    the first of the left records sharing a key value (`first_pick`)."""
     if len(stages) == 1 and stages[0].right_where is None:
         stage = stages[0]
         return _exact_on_key(valid_left, valid_right, stage, cp_type, roots_cp,
-                             _first_in(stage, left_id, own_originals, left_unique, left_order),
+                             first_pick(stage, left_id, own_originals, left_unique, left_order),
                              copies=not own_originals)
     linked_parts: list[DataFrame] = []
     rest = valid_right
     order_of: list[tuple[str, ...]] = []
     for i, stage in enumerate(stages):
-        lineage = _lineage(valid_left, stage, roots_cp, _first_in(stage, left_id, own_originals, left_unique,
+        lineage = _lineage(valid_left, stage, roots_cp, first_pick(stage, left_id, own_originals, left_unique,
                                                                   left_order))
         eligible = rest if stage.right_where is None else rest.where(F.coalesce(F.expr(stage.right_where),
                                                                                 F.lit(False)))
