@@ -503,6 +503,12 @@ def _execute(spark: SparkSession, conf: EnvConf, ruleset: Ruleset, cycle_id: str
             row = observed_totals[name].get
             LOG.info("prepare: %s: %s rows read (%s out of this run's scope)", name, f"{int(row['n_read']):,}",
                      f"{int(row['n_out']):,}")
+        if bucket is not None:
+            # Nothing reads a bucket's rows again: each side and the phone mapping are cuts of their own, and
+            # lookups read the pinned tables. Freed now, not at the run's end, so the control points' cuts do not
+            # compete with a copy of every input's bucket for executor storage or scratch disk.
+            for df in candidates_of.values():
+                release(df)
 
     buckets = ruleset.account_buckets
     counters: dict[str, dict[str, int]] = {cp_id: dict(reference_counters) for cp_id in cps}

@@ -17,7 +17,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import RULESET, frame, run_cli, write_inputs
+from factories import RULESET, frame, run_cli, session_conf, write_inputs
 from jobs.config import load_conf
 from jobs.inputs import InputError
 from jobs.outputs import content_hash, read_output
@@ -25,6 +25,8 @@ from jobs.rerun import rerun
 from jobs.ruleset import load_ruleset
 from jobs.run import RunHooks, RunResult, execute
 from scenario import CDR, CHARGES, RATED, SUSPENSE
+from transforms.checkpoints import CUT_DIR_KEY, SMALL_RUN_BYTES_KEY
+from transforms.engine.prepare import IN_SIDE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -176,6 +178,32 @@ def test_partition_rerun_touches_only_its_slice(spark: SparkSession, committed: 
     view = current(spark, conf.output, "record_outcome", "2026-06", ruleset.account_buckets)
     assert view.where(F.col("account_bucket") == bucket).select("run_id").distinct().collect() == [(part.run_id,)]
     assert view.count() == ro.where(F.col("run_id") == full.run_id).count()
+
+
+@pytest.mark.slow
+def test_a_partition_run_frees_its_bucket_rows_once_its_sides_are_prepared(spark: SparkSession, committed: Any,
+                                                                         tmp_path: Path) -> None:
+    """A partition run keeps each input's bucket rows (one read of the month each) only while prepare cuts its
+    sides from them: at write time none of its cuts holds candidate rows (they carry the `_in_side` column, which a
+    prepared side drops). Parquet cuts, so what a run holds is a folder to look into."""
+    conf_path, full = committed
+    bucket = read_output(spark, full.output_refs["record_outcome"]).where(
+        (F.col("run_id") == full.run_id) & (F.col("account_id") == "ACC-2")).first()["account_bucket"]
+    cuts = tmp_path / "cuts"
+    held: list[list[str]] = []
+
+    def look(_run_id: str) -> None:
+        folders = sorted(cuts.glob("*/cut-*"))
+        held.append([f.name for f in folders if IN_SIDE in spark.read.parquet(str(f)).columns])
+        held.append([f.name for f in folders])
+
+    with session_conf(spark, {CUT_DIR_KEY: str(cuts), SMALL_RUN_BYTES_KEY: "0"}):
+        part = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06", "bucket-rows-freed",
+                       bucket=bucket, hooks=RunHooks(before_write=look))
+    assert part.committed
+    candidates, all_cuts = held
+    assert all_cuts, "the run held no cut at write time: the probe sees nothing"
+    assert candidates == [], f"cuts of bucket rows still held at write time: {candidates} of {all_cuts}"
 
 
 @pytest.mark.slow
