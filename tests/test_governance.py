@@ -40,6 +40,14 @@ def committed(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     yield conf_path, result
 
 
+def _bucket_of(spark: SparkSession, full: RunResult, account_id: str) -> int:
+    """The account bucket the full run gave an account's records."""
+    row = read_output(spark, full.output_refs["record_outcome"]).where(
+        (F.col("run_id") == full.run_id) & (F.col("account_id") == account_id)).first()
+    assert row is not None, account_id
+    return int(row["account_bucket"])
+
+
 def _hashes(spark: SparkSession, result: RunResult, run_id: str) -> dict[str, str]:
     return {t: content_hash(read_output(spark, result.output_refs[t]).where(F.col("run_id") == run_id),
                             exclude=("run_id", "recorded_at")) for t in ("record_outcome", "ra_case", "aggregate_variance")}
@@ -159,8 +167,7 @@ def test_driver_killed_before_commit_leaves_no_run_and_rerun_is_clean(spark: Spa
 def test_partition_rerun_touches_only_its_slice(spark: SparkSession, committed: Any) -> None:
     conf_path, full = committed
     conf, ruleset = load_conf(conf_path), load_ruleset(RULESET)
-    bucket = read_output(spark, full.output_refs["record_outcome"]).where(
-        (F.col("run_id") == full.run_id) & (F.col("account_id") == "ACC-2")).first()["account_bucket"]
+    bucket = _bucket_of(spark, full, "ACC-2")
     before = _hashes(spark, full, full.run_id)
     part = execute(spark, conf, ruleset, "2026-06", bucket=bucket)
     assert part.run_id.startswith(f"usage_to_bill-2026-06-b{bucket}-")
@@ -187,23 +194,21 @@ def test_a_partition_run_frees_its_bucket_rows_once_its_sides_are_prepared(spark
     sides from them: at write time none of its cuts holds candidate rows (they carry the `_in_side` column, which a
     prepared side drops). Parquet cuts, so what a run holds is a folder to look into."""
     conf_path, full = committed
-    bucket = read_output(spark, full.output_refs["record_outcome"]).where(
-        (F.col("run_id") == full.run_id) & (F.col("account_id") == "ACC-2")).first()["account_bucket"]
+    bucket = _bucket_of(spark, full, "ACC-2")
     cuts = tmp_path / "cuts"
-    held: list[list[str]] = []
+    held: dict[str, list[str]] = {}
 
-    def look(_run_id: str) -> None:
+    def look(_run_id: str) -> None:         # the run deletes its cut folder when it ends: look before the write
         folders = sorted(cuts.glob("*/cut-*"))
-        held.append([f.name for f in folders if IN_SIDE in spark.read.parquet(str(f)).columns])
-        held.append([f.name for f in folders])
+        held["all"] = [f.name for f in folders]
+        held["bucket rows"] = [f.name for f in folders if IN_SIDE in spark.read.parquet(str(f)).columns]
 
     with session_conf(spark, {CUT_DIR_KEY: str(cuts), SMALL_RUN_BYTES_KEY: "0"}):
         part = execute(spark, load_conf(conf_path), load_ruleset(RULESET), "2026-06", "bucket-rows-freed",
                        bucket=bucket, hooks=RunHooks(before_write=look))
     assert part.committed
-    candidates, all_cuts = held
-    assert all_cuts, "the run held no cut at write time: the probe sees nothing"
-    assert candidates == [], f"cuts of bucket rows still held at write time: {candidates} of {all_cuts}"
+    assert held["all"], "the run held no cut at write time: the probe sees nothing"
+    assert held["bucket rows"] == [], f"cuts of bucket rows still held at write time: {held}"
 
 
 @pytest.mark.slow
