@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import UTC, datetime, timedelta
@@ -63,19 +65,64 @@ TARIFFS = [
 
 
 def frame(spark: SparkSession, table: str, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
-    schema = INPUT_SCHEMAS[table]
-    full = [tuple({**DEFAULTS[table], **row}.get(f.name) for f in schema.fields) for row in rows]
-    return spark.createDataFrame(full, schema)
+    return spark.createDataFrame(_rows(table, rows), INPUT_SCHEMAS[table])
+
+
+class _WrittenTables:
+    """Input tables this process has written with Delta, by content: the same rows are copied, not written again.
+
+    Most tests write the same few inputs (the scenario's month, and the empty tables of the rulesets they do not
+    run): eight Delta writes, about 3.5 s a call in a warm session, some forty calls a suite. A copy of a table
+    Delta wrote is that table (its log at version 0 and its Parquet files), at a path of the test's own, so a test
+    may append to or vacuum its copy; files are copied with fresh modification times, as a new write would have
+    them. Kept per Spark application, under one temporary folder removed at exit.
+    """
+
+    def __init__(self) -> None:
+        self._folder: Path | None = None
+        self._written: dict[tuple[str, str, str], Path] = {}
+
+    def write(self, spark: SparkSession, table: str, rows: list[tuple[Any, ...]], path: Path) -> None:
+        """`rows` (full tuples of `table`'s input schema) as a new Delta table at `path` (overwritten if there)."""
+        key = (spark.sparkContext.applicationId, table, repr(rows))
+        template = self._written.get(key)
+        if template is not None and not path.exists():
+            shutil.copytree(template, path, copy_function=shutil.copy)
+            return
+        spark.createDataFrame(rows, INPUT_SCHEMAS[table]).write.format("delta").mode("overwrite").save(str(path))
+        if template is None:
+            if self._folder is None:
+                self._folder = Path(tempfile.mkdtemp(prefix="telco-ra-test-inputs-"))
+                atexit.register(shutil.rmtree, self._folder, True)
+            copy = self._folder / str(len(self._written))
+            shutil.copytree(path, copy, copy_function=shutil.copy)
+            self._written[key] = copy
+
+
+_WRITTEN = _WrittenTables()
+
+
+def _rows(table: str, rows: Iterable[Mapping[str, Any]], defaults: bool = True) -> list[tuple[Any, ...]]:
+    """`rows` as full tuples of `table`'s input schema; a column a row does not give is DEFAULTS' (or null)."""
+    base = DEFAULTS[table] if defaults else {}
+    return [tuple({**base, **row}.get(f.name) for f in INPUT_SCHEMAS[table].fields) for row in rows]
+
+
+def write_table(spark: SparkSession, table: str, rows: Iterable[Mapping[str, Any]], path: Path | str,
+                defaults: bool = True) -> str:
+    """`rows` as input `table`, a new Delta table at `path` (columns not given from DEFAULTS unless `defaults` is
+    false); the same rows written before in this session are copied (_WrittenTables). Returns the path."""
+    _WRITTEN.write(spark, table, _rows(table, rows, defaults), Path(path))
+    return str(path)
 
 
 def write_inputs(spark: SparkSession, root: Path, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> Path:
-    """Write each input table (missing ones empty; tariff defaults to TARIFFS) and a conf; returns the conf path."""
+    """Write each input table (missing ones empty; tariff defaults to TARIFFS) and a conf; returns the conf path.
+    A table whose rows this session already wrote is a copy of that write (_WrittenTables)."""
     refs = {}
     for table in DEFAULTS:          # the tables of the usage, inventory and provisioning rulesets
         rows = list(tables.get(table, TARIFFS if table == "tariff" else []))
-        path = root / "input" / table
-        frame(spark, table, rows).write.format("delta").mode("overwrite").save(str(path))
-        refs[table] = str(path)
+        refs[table] = write_table(spark, table, rows, root / "input" / table)
     conf = {"tables": refs, "output": str(root / "output"), "cycles": {CYCLE: CYCLE_BOUNDS}}
     conf_path = root / "conf.yaml"
     conf_path.write_text(yaml.safe_dump(conf))

@@ -14,7 +14,7 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import frame
+from factories import write_table
 from jobs.config import load_conf
 from jobs.generate import generate
 from jobs.ruleset import load_ruleset
@@ -117,9 +117,7 @@ def test_a_hand_written_july_with_other_ids_and_skus(spark: SparkSession, tmp_pa
     root = tmp_path
     paths = {}
     for table, rows in (("product_inventory", products), ("bill_charge", charges)):
-        path = str(root / "input" / table)
-        frame(spark, table, rows).write.format("delta").save(path)
-        paths[table] = path
+        paths[table] = write_table(spark, table, rows, root / "input" / table)
     cycle = {"start": "2026-07-01T00:00:00Z", "end": "2026-08-01T00:00:00Z", "close": "2026-08-03T00:00:00Z",
              "cutoff": "2026-07-30T00:00:00Z"}
     conf = load_conf(_conf(root, paths, cycle, "2026-07"))

@@ -7,7 +7,7 @@ both sides (each SIM_SWAP reason) against the synthetic generator's ground truth
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -15,15 +15,14 @@ from typing import Any
 
 import pytest
 import yaml
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
-from factories import session_conf
+from factories import session_conf, write_table
 from jobs import summary
 from jobs.config import load_conf
 from jobs.ruleset import load_ruleset
 from jobs.run import RunResult, execute
-from transforms.schema import INPUT_SCHEMAS
 
 RULESET = Path(__file__).resolve().parent.parent / "rulesets" / "line_inventory_audit.yaml"
 CARRIERS = RULESET.parent.parent / "conf" / "carriers"
@@ -38,19 +37,12 @@ def icc(n: int) -> str:
     return f"89103000000000{n:05d}"
 
 
-def rows_frame(spark: SparkSession, table: str, rows: Iterable[Mapping[str, Any]]) -> DataFrame:
-    schema = INPUT_SCHEMAS[table]
-    return spark.createDataFrame([tuple(row.get(f.name) for f in schema.fields) for row in rows], schema)
-
-
 def write_month(spark: SparkSession, root: Path, tables: Mapping[str, list[dict[str, Any]]],
                 ruleset: Path = RULESET) -> tuple[Path, Any]:
     """Each table as a Delta table under root/input and a conf naming them; returns (conf path, loaded conf)."""
     paths = {}
     for table in TABLES:
-        path = str(root / "input" / table)
-        rows_frame(spark, table, tables.get(table, [])).write.format("delta").mode("overwrite").save(path)
-        paths[table] = path
+        paths[table] = write_table(spark, table, tables.get(table, []), root / "input" / table, defaults=False)
     conf_path = root / "conf.yaml"
     conf_path.write_text(yaml.safe_dump({"tables": paths, "output": str(root / "output"),
                                          "cycles": {"2026-06": JUNE}}))

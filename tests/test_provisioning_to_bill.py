@@ -17,7 +17,7 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import frame, run_cli
+from factories import frame, run_cli, write_table
 from jobs import ignore, summary
 from jobs.config import ConfigError, load_conf
 from jobs.generate import generate
@@ -77,9 +77,7 @@ def write_snapshot(spark: SparkSession, root: Path, items: list[dict[str, Any]],
                    ) -> Path:
     paths = {}
     for table, rows in (("provisioned_item", items), ("billing_subscription", subs)):
-        path = str(root / "input" / table)
-        frame(spark, table, rows).write.format("delta").mode("overwrite").save(path)
-        paths[table] = path
+        paths[table] = write_table(spark, table, rows, root / "input" / table)
     conf = {"tables": paths, "output": str(root / "output"), "cycles": {"2026-06": JUNE}}
     conf_path = root / "conf.yaml"
     conf_path.write_text(yaml.safe_dump(conf))
