@@ -72,7 +72,7 @@ class _WrittenTables:
     """Input tables this process has written with Delta, by content: the same rows are copied, not written again.
 
     Most tests write the same few inputs (the scenario's month, and the empty tables of the rulesets they do not
-    run): eight Delta writes, about 3.5 s a call in a warm session, some forty calls a suite. A copy of a table
+    run): eight Delta writes, 3.5-4.3 s a call in a warm session, most of them rows written before. A copy of a table
     Delta wrote is that table (its log at version 0 and its Parquet files), at a path of the test's own, so a test
     may append to or vacuum its copy; files are copied with fresh modification times, as a new write would have
     them. Kept per Spark application, under one temporary folder removed at exit.

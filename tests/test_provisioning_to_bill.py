@@ -17,7 +17,7 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from factories import frame, run_cli, write_table
+from factories import run_cli, write_table
 from jobs import ignore, summary
 from jobs.config import ConfigError, load_conf
 from jobs.generate import generate
@@ -377,9 +377,7 @@ def test_the_ignore_list_applies_to_inventory_to_bill_too(spark: SparkSession, t
     products = [{"product_id": "p/1", "account_id": "A-1"}, {"product_id": "p/2", "account_id": "A-2"}]
     paths = {}
     for table, rows in (("product_inventory", products), ("bill_charge", [])):
-        path = str(tmp_path / "input" / table)
-        frame(spark, table, rows).write.format("delta").save(path)
-        paths[table] = path
+        paths[table] = write_table(spark, table, rows, tmp_path / "input" / table)
     conf_path = tmp_path / "conf.yaml"
     conf_path.write_text(yaml.safe_dump({"tables": paths, "output": str(tmp_path / "output"),
                                          "cycles": {"2026-06": JUNE}}))
